@@ -1,0 +1,21 @@
+//! TinyCloud protocol core.
+//!
+//! Pure and I/O-free: identities (DIDs, space ids, resource URIs), abilities and capability
+//! containment, SIWE + ReCap, CACAO, UCAN, CIDs, chain validation and the human-readable
+//! rendering of capability sets. Time is always passed in; nothing here reads a clock, the
+//! network, the disk or a random source. The node, the SDK and the apps all call this crate and
+//! none of them re-implements a rule.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ability;
+pub mod capability;
+pub mod cid;
+pub mod did;
+pub mod eth;
+pub mod keys;
+pub mod resource;
+pub mod sql_caveat;
+pub mod timestamp;
+pub mod ucan;

@@ -1,0 +1,109 @@
+//! Instants as Unix milliseconds. The protocol core never reads a clock: callers pass `now`.
+
+use std::fmt;
+
+/// An instant, in milliseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// From milliseconds since the epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    /// From whole seconds since the epoch.
+    pub const fn from_secs(s: i64) -> Self {
+        Timestamp(s.saturating_mul(1000))
+    }
+
+    /// From a JWT NumericDate, which may be fractional. `None` for values that are not finite,
+    /// negative or beyond year 275760 (JavaScript's Date range).
+    pub fn from_numeric_date(secs: f64) -> Option<Self> {
+        const MAX_SECS: f64 = 8.64e12;
+        if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
+            return None;
+        }
+        Some(Timestamp((secs * 1000.0).floor() as i64))
+    }
+
+    /// Milliseconds since the epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (floored).
+    pub const fn as_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    /// As a JWT NumericDate.
+    pub fn as_numeric_date(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+
+    /// `self + secs`.
+    pub const fn plus_secs(self, secs: i64) -> Self {
+        Timestamp(self.0.saturating_add(secs.saturating_mul(1000)))
+    }
+
+    /// As a `time` date-time (clamped to its range).
+    pub fn to_datetime(self) -> time::OffsetDateTime {
+        let nanos = i128::from(self.0) * 1_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+impl From<time::OffsetDateTime> for Timestamp {
+    fn from(dt: time::OffsetDateTime) -> Self {
+        let ms = dt.unix_timestamp_nanos().div_euclid(1_000_000);
+        Timestamp(i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX }))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({}ms)", self.0)
+    }
+}
+
+/// Whether `now` is inside `[not_before, expiration)`.
+pub fn within(
+    now: Timestamp,
+    not_before: Option<Timestamp>,
+    expiration: Option<Timestamp>,
+) -> bool {
+    not_before.is_none_or(|nbf| nbf <= now) && expiration.is_none_or(|exp| now < exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_dates() {
+        assert_eq!(
+            Timestamp::from_numeric_date(1767225720.5)
+                .unwrap()
+                .as_millis(),
+            1767225720500
+        );
+        assert_eq!(
+            Timestamp::from_numeric_date(10.0).unwrap(),
+            Timestamp::from_secs(10)
+        );
+        assert!(Timestamp::from_numeric_date(f64::NAN).is_none());
+        assert!(Timestamp::from_numeric_date(-1.0).is_none());
+        assert!(Timestamp::from_numeric_date(1e300).is_none());
+    }
+
+    #[test]
+    fn window() {
+        let t = Timestamp::from_secs(100);
+        assert!(within(t, Some(t), Some(t.plus_secs(1))));
+        assert!(!within(t, None, Some(t)), "exp is exclusive");
+        assert!(!within(t, Some(t.plus_secs(1)), None));
+        assert!(within(t, None, None));
+    }
+}
