@@ -11,10 +11,12 @@
 
 pub mod ability;
 pub mod capability;
+pub mod chain;
 pub mod cid;
 pub mod did;
 pub mod eth;
 pub mod keys;
+pub mod recap;
 pub mod resource;
 pub mod sql_caveat;
 pub mod timestamp;

@@ -1,0 +1,822 @@
+//! Chain validation as a pure function.
+//!
+//! Given a new delegation or invocation (already decoded and signature-verified), the current
+//! time and a lookup of stored, already-verified delegations with their revocation state, decide
+//! accept or reject with a precise reason. Parents were validated when they were registered, so
+//! coverage is checked against direct parents only, while revocation and validity windows are
+//! checked along every ancestor (bounded walk).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::capability::{Capability, NotCovered};
+use crate::cid::Cid;
+use crate::did::Did;
+use crate::timestamp::Timestamp;
+
+/// Maximum number of ancestors walked for one check.
+pub const MAX_CHAIN_NODES: usize = 64;
+/// Default cap on `exp - now` of an invocation, in seconds.
+pub const DEFAULT_MAX_INVOCATION_LIFETIME_SECS: i64 = 300;
+
+/// What chain validation needs to know about a verified delegation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DelegationInfo {
+    /// Its CID.
+    pub cid: Cid,
+    /// Delegator principal.
+    pub issuer: Did,
+    /// Delegatee principal (audience, fragment stripped).
+    pub delegatee: Did,
+    /// Start of validity.
+    pub not_before: Option<Timestamp>,
+    /// End of validity (exclusive).
+    pub expiration: Option<Timestamp>,
+    /// Cited parents.
+    pub parents: Vec<Cid>,
+    /// Granted capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Whether the delegatee may not re-delegate.
+    pub terminal: bool,
+}
+
+/// What chain validation needs to know about an invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvocationInfo {
+    /// Invoker principal (`iss`, fragment stripped).
+    pub invoker: Did,
+    /// Start of validity.
+    pub not_before: Option<Timestamp>,
+    /// End of validity (exclusive); required.
+    pub expiration: Option<Timestamp>,
+    /// Cited delegations.
+    pub parents: Vec<Cid>,
+    /// Exercised capabilities.
+    pub capabilities: Vec<Capability>,
+}
+
+/// Access to stored, verified delegations and their revocation state.
+pub trait ChainLookup {
+    /// The delegation with this CID, if stored.
+    fn delegation(&self, cid: &Cid) -> Option<Arc<DelegationInfo>>;
+    /// Whether this delegation has been revoked.
+    fn is_revoked(&self, cid: &Cid) -> bool;
+}
+
+/// Why a chain is rejected. [`ChainError::code`] gives a stable machine-readable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The token's own validity window has ended.
+    #[error("token expired")]
+    Expired,
+    /// The token's validity window has not started.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// An invocation without `exp`, or with `exp` further than the lifetime cap.
+    #[error("invocation lifetime exceeds {max_secs} s")]
+    LifetimeTooLong {
+        /// The cap.
+        max_secs: i64,
+    },
+    /// A token granting or exercising nothing.
+    #[error("token carries no capabilities")]
+    NoCapabilities,
+    /// The same parent cited twice.
+    #[error("duplicate proof {0}")]
+    DuplicateProof(Cid),
+    /// A cited parent is not stored.
+    #[error("Cannot find parent delegation {0}")]
+    ParentNotFound(Cid),
+    /// A parent delegated to someone other than this delegation's issuer.
+    #[error("parent delegation {parent} was delegated to {delegatee}, not to {issuer}")]
+    DelegateeMismatch {
+        /// The parent.
+        parent: Cid,
+        /// Its delegatee.
+        delegatee: Did,
+        /// The new token's issuer.
+        issuer: Did,
+    },
+    /// An invocation cites a delegation not addressed to the invoker.
+    #[error(
+        "Unauthorized Invoker: delegation {parent} was delegated to {delegatee}, not to {invoker}"
+    )]
+    InvokerMismatch {
+        /// The cited delegation.
+        parent: Cid,
+        /// Its delegatee.
+        delegatee: Did,
+        /// The invoker.
+        invoker: Did,
+    },
+    /// A delegation cites a revoked parent.
+    #[error("delegation-parent-revoked: {0}")]
+    ParentRevoked(Cid),
+    /// An invocation cites a revoked delegation.
+    #[error("delegation-revoked: {0}")]
+    Revoked(Cid),
+    /// An ancestor of a cited delegation is revoked.
+    #[error("delegation-ancestor-revoked: {ancestor} (ancestor of {via})")]
+    AncestorRevoked {
+        /// The revoked ancestor.
+        ancestor: Cid,
+        /// The cited delegation whose chain contains it.
+        via: Cid,
+    },
+    /// A terminal delegation cited as a parent.
+    #[error("terminal-parent-cannot-redelegate: {0}")]
+    TerminalParent(Cid),
+    /// A delegation in the chain is outside its validity window now.
+    #[error("delegation {0} in the chain is expired or not yet valid")]
+    ProofNotValidNow(Cid),
+    /// The child expires after (or never, unlike) every parent.
+    #[error("Child delegation expiry exceeds parent expiry")]
+    ExpiryExceedsParent,
+    /// The child starts before every parent.
+    #[error("Child delegation not-before precedes parent not-before")]
+    NotBeforePrecedesParent,
+    /// The ancestor walk exceeded [`MAX_CHAIN_NODES`].
+    #[error("delegation-chain-traversal-limit-exceeded")]
+    TraversalLimit,
+    /// A capability not covered by any parent (nor held as root authority).
+    #[error("Unauthorized Action: {resource} / {ability}{}", reason_suffix(.reason))]
+    NotCovered {
+        /// The resource.
+        resource: String,
+        /// The ability.
+        ability: String,
+        /// Closest reason, when a parent had the resource but not the rest.
+        reason: Option<NotCovered>,
+    },
+}
+
+fn reason_suffix(reason: &Option<NotCovered>) -> String {
+    match reason {
+        Some(NotCovered::Caveats(c)) => format!(" ({c})"),
+        _ => String::new(),
+    }
+}
+
+impl ChainError {
+    /// Stable code for logs, tests and structured error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainError::Expired => "token-expired",
+            ChainError::NotYetValid => "token-not-yet-valid",
+            ChainError::LifetimeTooLong { .. } => "invocation-lifetime-exceeded",
+            ChainError::NoCapabilities => "no-capabilities",
+            ChainError::DuplicateProof(_) => "duplicate-proof",
+            ChainError::ParentNotFound(_) => "delegation-parent-not-found",
+            ChainError::DelegateeMismatch { .. } => "delegatee-mismatch",
+            ChainError::InvokerMismatch { .. } => "unauthorized-invoker",
+            ChainError::ParentRevoked(_) => "delegation-parent-revoked",
+            ChainError::Revoked(_) => "delegation-revoked",
+            ChainError::AncestorRevoked { .. } => "delegation-ancestor-revoked",
+            ChainError::TerminalParent(_) => "terminal-parent-cannot-redelegate",
+            ChainError::ProofNotValidNow(_) => "delegation-not-valid-now",
+            ChainError::ExpiryExceedsParent => "delegation-expiry-exceeds-parent",
+            ChainError::NotBeforePrecedesParent => "delegation-not-before-precedes-parent",
+            ChainError::TraversalLimit => "delegation-chain-traversal-limit-exceeded",
+            ChainError::NotCovered { .. } => "unauthorized-action",
+        }
+    }
+}
+
+fn check_window(
+    now: Timestamp,
+    nbf: Option<Timestamp>,
+    exp: Option<Timestamp>,
+) -> Result<(), ChainError> {
+    if exp.is_some_and(|e| now >= e) {
+        return Err(ChainError::Expired);
+    }
+    if nbf.is_some_and(|n| now < n) {
+        return Err(ChainError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// Resolves cited parents, rejecting duplicates and unknown CIDs.
+fn resolve_parents(
+    parents: &[Cid],
+    lookup: &impl ChainLookup,
+) -> Result<Vec<Arc<DelegationInfo>>, ChainError> {
+    let mut seen = HashSet::with_capacity(parents.len());
+    parents
+        .iter()
+        .map(|cid| {
+            if !seen.insert(*cid) {
+                return Err(ChainError::DuplicateProof(*cid));
+            }
+            lookup
+                .delegation(cid)
+                .ok_or(ChainError::ParentNotFound(*cid))
+        })
+        .collect()
+}
+
+/// Walks the ancestors of `start` (excluding `start`): none may be revoked, and when `now` is
+/// given every one must be valid at `now`. Bounded by [`MAX_CHAIN_NODES`] for the whole walk.
+fn check_ancestors(
+    start: &DelegationInfo,
+    lookup: &impl ChainLookup,
+    now: Option<Timestamp>,
+    budget: &mut usize,
+) -> Result<(), ChainError> {
+    let mut stack: Vec<Cid> = start.parents.clone();
+    let mut seen: HashSet<Cid> = HashSet::new();
+    while let Some(cid) = stack.pop() {
+        if !seen.insert(cid) {
+            continue;
+        }
+        *budget = budget.checked_sub(1).ok_or(ChainError::TraversalLimit)?;
+        if lookup.is_revoked(&cid) {
+            return Err(ChainError::AncestorRevoked {
+                ancestor: cid,
+                via: start.cid,
+            });
+        }
+        let anc = lookup
+            .delegation(&cid)
+            .ok_or(ChainError::ParentNotFound(cid))?;
+        if let Some(now) = now {
+            check_window(now, anc.not_before, anc.expiration)
+                .map_err(|_| ChainError::ProofNotValidNow(cid))?;
+        }
+        stack.extend(anc.parents.iter().copied());
+    }
+    Ok(())
+}
+
+/// Finds a parent capability covering `cap`, or explains why none does.
+fn check_covered(
+    cap: &Capability,
+    issuer: &Did,
+    parents: &[Arc<DelegationInfo>],
+) -> Result<(), ChainError> {
+    if cap.is_root_authority(issuer) {
+        return Ok(());
+    }
+    let mut closest = None;
+    for parent in parents {
+        for held in &parent.capabilities {
+            match cap.covered_by(held) {
+                Ok(()) => return Ok(()),
+                Err(NotCovered::Resource) => {}
+                Err(e) => closest = Some(e),
+            }
+        }
+    }
+    Err(ChainError::NotCovered {
+        resource: cap.resource.to_string(),
+        ability: cap.ability.to_string(),
+        reason: closest,
+    })
+}
+
+/// Decides whether a new delegation may be registered.
+///
+/// Rules: the delegation is valid now; it grants something; every cited parent is stored, was
+/// delegated to this issuer, is not revoked (nor any ancestor), is not terminal; parents whose
+/// window does not contain the child's (`exp` and `nbf` nesting) are dropped; every capability
+/// is root authority of the issuer or covered by a remaining parent.
+pub fn validate_delegation(
+    new: &DelegationInfo,
+    lookup: &impl ChainLookup,
+    now: Timestamp,
+) -> Result<(), ChainError> {
+    check_window(now, new.not_before, new.expiration)?;
+    if new.capabilities.is_empty() {
+        return Err(ChainError::NoCapabilities);
+    }
+    let parents = resolve_parents(&new.parents, lookup)?;
+    let mut budget = MAX_CHAIN_NODES;
+    for p in &parents {
+        if p.delegatee != new.issuer {
+            return Err(ChainError::DelegateeMismatch {
+                parent: p.cid,
+                delegatee: p.delegatee.clone(),
+                issuer: new.issuer.clone(),
+            });
+        }
+        if lookup.is_revoked(&p.cid) {
+            return Err(ChainError::ParentRevoked(p.cid));
+        }
+        if p.terminal {
+            return Err(ChainError::TerminalParent(p.cid));
+        }
+        budget = budget.checked_sub(1).ok_or(ChainError::TraversalLimit)?;
+        check_ancestors(p, lookup, None, &mut budget)?;
+    }
+    let mut time_error = None;
+    let nested: Vec<Arc<DelegationInfo>> = parents
+        .into_iter()
+        .filter(|p| {
+            let exp_ok = match (p.expiration, new.expiration) {
+                (Some(pe), Some(ce)) => ce <= pe,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            let nbf_ok = match (p.not_before, new.not_before) {
+                (Some(pn), Some(cn)) => cn >= pn,
+                // A child without nbf is still bounded by the parent's window at use time.
+                _ => true,
+            };
+            if !exp_ok {
+                time_error = Some(ChainError::ExpiryExceedsParent);
+            } else if !nbf_ok {
+                time_error = Some(ChainError::NotBeforePrecedesParent);
+            }
+            exp_ok && nbf_ok
+        })
+        .collect();
+    for cap in &new.capabilities {
+        if let Err(e) = check_covered(cap, &new.issuer, &nested) {
+            // When time nesting removed every parent, that is the real reason.
+            return Err(match time_error {
+                Some(t) if nested.is_empty() => t,
+                _ => e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Decides whether an invocation is authorized now.
+///
+/// Rules: `exp` present, `now < exp`, `exp - now <= max_lifetime_secs`, `nbf <= now`; it
+/// exercises something; every cited delegation is stored, addressed to the invoker, not
+/// revoked, valid now, and so is every ancestor; every capability is root authority of the
+/// invoker or covered by a cited delegation.
+pub fn validate_invocation(
+    inv: &InvocationInfo,
+    lookup: &impl ChainLookup,
+    now: Timestamp,
+    max_lifetime_secs: i64,
+) -> Result<(), ChainError> {
+    let exp = inv.expiration.ok_or(ChainError::LifetimeTooLong {
+        max_secs: max_lifetime_secs,
+    })?;
+    check_window(now, inv.not_before, Some(exp))?;
+    if exp > now.plus_secs(max_lifetime_secs) {
+        return Err(ChainError::LifetimeTooLong {
+            max_secs: max_lifetime_secs,
+        });
+    }
+    if inv.capabilities.is_empty() {
+        return Err(ChainError::NoCapabilities);
+    }
+    let parents = resolve_parents(&inv.parents, lookup)?;
+    let mut budget = MAX_CHAIN_NODES;
+    for p in &parents {
+        if p.delegatee != inv.invoker {
+            return Err(ChainError::InvokerMismatch {
+                parent: p.cid,
+                delegatee: p.delegatee.clone(),
+                invoker: inv.invoker.clone(),
+            });
+        }
+        if lookup.is_revoked(&p.cid) {
+            return Err(ChainError::Revoked(p.cid));
+        }
+        check_window(now, p.not_before, p.expiration)
+            .map_err(|_| ChainError::ProofNotValidNow(p.cid))?;
+        budget = budget.checked_sub(1).ok_or(ChainError::TraversalLimit)?;
+        check_ancestors(p, lookup, Some(now), &mut budget)?;
+    }
+    for cap in &inv.capabilities {
+        check_covered(cap, &inv.invoker, &parents)?;
+    }
+    Ok(())
+}
+
+/// A simple in-memory [`ChainLookup`], used by tests, tools and small embedders.
+#[derive(Default, Debug, Clone)]
+pub struct MemoryChain {
+    delegations: std::collections::HashMap<Cid, Arc<DelegationInfo>>,
+    revoked: HashSet<Cid>,
+}
+
+impl MemoryChain {
+    /// Stores a delegation (no validation).
+    pub fn insert(&mut self, d: DelegationInfo) {
+        self.delegations.insert(d.cid, Arc::new(d));
+    }
+
+    /// Marks a CID revoked.
+    pub fn revoke(&mut self, cid: Cid) {
+        self.revoked.insert(cid);
+    }
+
+    /// Validates then stores a delegation.
+    pub fn register(&mut self, d: DelegationInfo, now: Timestamp) -> Result<(), ChainError> {
+        validate_delegation(&d, self, now)?;
+        self.insert(d);
+        Ok(())
+    }
+}
+
+impl ChainLookup for MemoryChain {
+    fn delegation(&self, cid: &Cid) -> Option<Arc<DelegationInfo>> {
+        self.delegations.get(cid).cloned()
+    }
+
+    fn is_revoked(&self, cid: &Cid) -> bool {
+        self.revoked.contains(cid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ability::Ability;
+    use crate::cid::blake3_cid;
+    use crate::keys::SecretKey;
+    use crate::resource::Resource;
+
+    fn owner() -> Did {
+        "did:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+            .parse()
+            .unwrap()
+    }
+
+    fn key(n: u8) -> Did {
+        SecretKey::ed25519_from_seed(&[n; 32]).did()
+    }
+
+    fn cap(path: &str, ability: &str) -> Capability {
+        let res: Resource = format!(
+            "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default/kv{path}"
+        )
+        .parse()
+        .unwrap();
+        Capability::new(res, ability.parse::<Ability>().unwrap())
+    }
+
+    fn deleg(
+        name: &str,
+        iss: Did,
+        aud: Did,
+        parents: Vec<Cid>,
+        caps: Vec<Capability>,
+    ) -> DelegationInfo {
+        DelegationInfo {
+            cid: blake3_cid(name.as_bytes()),
+            issuer: iss,
+            delegatee: aud,
+            not_before: None,
+            expiration: Some(Timestamp::from_secs(10_000)),
+            parents,
+            capabilities: caps,
+            terminal: false,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_secs(1_000)
+    }
+
+    fn inv(invoker: Did, parents: Vec<Cid>, caps: Vec<Capability>) -> InvocationInfo {
+        InvocationInfo {
+            invoker,
+            not_before: None,
+            expiration: Some(now().plus_secs(60)),
+            parents,
+            capabilities: caps,
+        }
+    }
+
+    /// owner -> session(1) on kv/notes; session -> agent(2) kv/notes/a get.
+    fn setup() -> (MemoryChain, DelegationInfo, DelegationInfo) {
+        let mut chain = MemoryChain::default();
+        let root = deleg(
+            "root",
+            owner(),
+            key(1),
+            vec![],
+            vec![
+                cap("/notes", "tinycloud.kv/get"),
+                cap("/notes", "tinycloud.kv/put"),
+            ],
+        );
+        chain.register(root.clone(), now()).unwrap();
+        let child = deleg(
+            "child",
+            key(1),
+            key(2),
+            vec![root.cid],
+            vec![cap("/notes/a", "tinycloud.kv/get")],
+        );
+        chain.register(child.clone(), now()).unwrap();
+        (chain, root, child)
+    }
+
+    const MAX: i64 = DEFAULT_MAX_INVOCATION_LIFETIME_SECS;
+
+    #[test]
+    fn happy_path_and_attenuation() {
+        let (chain, _, child) = setup();
+        validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap();
+        let e = validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/put")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "unauthorized-action");
+        assert!(
+            e.to_string()
+                .starts_with("Unauthorized Action: tinycloud:pkh:"),
+            "{e}"
+        );
+        let e = validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notesx", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "unauthorized-action");
+    }
+
+    #[test]
+    fn invoker_and_delegatee_must_match() {
+        let (mut chain, root, child) = setup();
+        let e = validate_invocation(
+            &inv(
+                key(3),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "unauthorized-invoker");
+        let stray = deleg(
+            "stray",
+            key(3),
+            key(4),
+            vec![root.cid],
+            vec![cap("/notes", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(stray, now()).unwrap_err().code(),
+            "delegatee-mismatch"
+        );
+    }
+
+    #[test]
+    fn child_cannot_widen() {
+        let (mut chain, _, child) = setup();
+        let wider = deleg(
+            "wider",
+            key(2),
+            key(3),
+            vec![child.cid],
+            vec![cap("/notes", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(wider, now()).unwrap_err().code(),
+            "unauthorized-action"
+        );
+        let mut later = deleg(
+            "later",
+            key(2),
+            key(3),
+            vec![child.cid],
+            vec![cap("/notes/a", "tinycloud.kv/get")],
+        );
+        later.expiration = Some(Timestamp::from_secs(20_000));
+        assert_eq!(
+            chain.register(later.clone(), now()).unwrap_err(),
+            ChainError::ExpiryExceedsParent
+        );
+        later.expiration = None;
+        assert_eq!(
+            chain.register(later, now()).unwrap_err(),
+            ChainError::ExpiryExceedsParent
+        );
+    }
+
+    #[test]
+    fn revocation_cascades() {
+        let (mut chain, root, child) = setup();
+        chain.revoke(root.cid);
+        let e = validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ChainError::AncestorRevoked {
+                ancestor: root.cid,
+                via: child.cid
+            }
+        );
+        chain.revoke(child.cid);
+        let e = validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(e, ChainError::Revoked(child.cid));
+        let grand = deleg(
+            "grand",
+            key(2),
+            key(3),
+            vec![child.cid],
+            vec![cap("/notes/a", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(grand, now()).unwrap_err(),
+            ChainError::ParentRevoked(child.cid)
+        );
+    }
+
+    #[test]
+    fn expiry_and_lifetime() {
+        let (chain, _, child) = setup();
+        let mut i = inv(
+            key(2),
+            vec![child.cid],
+            vec![cap("/notes/a", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            validate_invocation(&i, &chain, Timestamp::from_secs(10_000), MAX).unwrap_err(),
+            ChainError::Expired
+        );
+        i.expiration = Some(now().plus_secs(301));
+        assert_eq!(
+            validate_invocation(&i, &chain, now(), MAX)
+                .unwrap_err()
+                .code(),
+            "invocation-lifetime-exceeded"
+        );
+        i.expiration = None;
+        assert_eq!(
+            validate_invocation(&i, &chain, now(), MAX)
+                .unwrap_err()
+                .code(),
+            "invocation-lifetime-exceeded"
+        );
+        i.expiration = Some(Timestamp::from_secs(10_010));
+        assert_eq!(
+            validate_invocation(&i, &chain, Timestamp::from_secs(10_000), MAX).unwrap_err(),
+            ChainError::ProofNotValidNow(child.cid)
+        );
+        i.expiration = Some(now().plus_secs(10));
+        i.not_before = Some(now().plus_secs(5));
+        assert_eq!(
+            validate_invocation(&i, &chain, now(), MAX).unwrap_err(),
+            ChainError::NotYetValid
+        );
+    }
+
+    #[test]
+    fn terminal_parent_and_unknown_parent() {
+        let (mut chain, root, _) = setup();
+        let mut t = deleg(
+            "terminal",
+            key(1),
+            key(5),
+            vec![root.cid],
+            vec![cap("/notes", "tinycloud.kv/get")],
+        );
+        t.terminal = true;
+        chain.register(t.clone(), now()).unwrap();
+        validate_invocation(
+            &inv(
+                key(5),
+                vec![t.cid],
+                vec![cap("/notes/x", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap();
+        let sub = deleg(
+            "sub",
+            key(5),
+            key(6),
+            vec![t.cid],
+            vec![cap("/notes/x", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(sub, now()).unwrap_err(),
+            ChainError::TerminalParent(t.cid)
+        );
+        let orphan = deleg(
+            "orphan",
+            key(1),
+            key(6),
+            vec![blake3_cid(b"missing")],
+            vec![cap("/notes", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(orphan, now()).unwrap_err().code(),
+            "delegation-parent-not-found"
+        );
+    }
+
+    #[test]
+    fn root_authority_needs_no_parent_but_others_do() {
+        let mut chain = MemoryChain::default();
+        chain
+            .register(
+                deleg(
+                    "r",
+                    owner(),
+                    key(1),
+                    vec![],
+                    vec![cap("", "tinycloud.kv/get")],
+                ),
+                now(),
+            )
+            .unwrap();
+        let e = chain
+            .register(
+                deleg(
+                    "x",
+                    key(1),
+                    key(2),
+                    vec![],
+                    vec![cap("", "tinycloud.kv/get")],
+                ),
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "unauthorized-action");
+        // the owner may invoke directly
+        validate_invocation(
+            &inv(owner(), vec![], vec![cap("/a", "tinycloud.kv/put")]),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn traversal_limit() {
+        let mut chain = MemoryChain::default();
+        let mut prev = deleg(
+            "d0",
+            owner(),
+            key(0),
+            vec![],
+            vec![cap("", "tinycloud.kv/get")],
+        );
+        chain.register(prev.clone(), now()).unwrap();
+        let mut result = Ok(());
+        for i in 1..80u8 {
+            let d = deleg(
+                &format!("d{i}"),
+                key(i - 1),
+                key(i),
+                vec![prev.cid],
+                vec![cap("", "tinycloud.kv/get")],
+            );
+            result = chain.register(d.clone(), now());
+            if result.is_err() {
+                break;
+            }
+            prev = d;
+        }
+        assert_eq!(result.unwrap_err(), ChainError::TraversalLimit);
+    }
+}
