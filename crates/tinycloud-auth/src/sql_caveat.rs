@@ -28,3 +28,8 @@ pub fn contains(parent: &SqlCaveat, child: &SqlCaveat) -> Result<(), SqlCaveatEr
         Err(SqlCaveatError::X)
     }
 }
+impl SqlCaveat {
+    pub fn statement_names(&self) -> Vec<String> {
+        vec![]
+    }
+}
