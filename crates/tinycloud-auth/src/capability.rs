@@ -118,7 +118,12 @@ impl Caveats {
             let mut last_sql_err = None;
             let mut found = false;
             for p in &parent.0 {
-                match (SqlCaveat::from_caveat(p)?, SqlCaveat::from_caveat(child)?) {
+                // The child is validated by `contains` after the narrowing checks, so that the
+                // reported reason is the narrowing rule it breaks.
+                match (
+                    SqlCaveat::from_caveat(p)?,
+                    SqlCaveat::from_caveat_unvalidated(child)?,
+                ) {
                     (Some(ps), Some(cs)) => match sql_caveat::contains(&ps, &cs) {
                         Ok(()) => found = true,
                         Err(e) => last_sql_err = Some(e),

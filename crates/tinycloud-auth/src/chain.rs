@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::capability::{Capability, NotCovered};
+use crate::capability::{Capability, Caveats, NotCovered};
 use crate::cid::Cid;
 use crate::did::Did;
 use crate::timestamp::Timestamp;
@@ -342,18 +342,72 @@ pub fn validate_delegation(
     Ok(())
 }
 
+/// The outcome of a successful invocation check: for each invoked capability (same order), the
+/// caveats that apply to it. Services must enforce these (e.g. SQL constrained statements):
+/// an invocation that names no caveats inherits the caveats of the delegation that covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// Effective caveats per invoked capability.
+    pub caveats: Vec<Caveats>,
+}
+
+/// Finds the caveats an invoked capability runs under: unconstrained for root authority;
+/// otherwise those of a covering parent capability (preferring an unconstrained one), or the
+/// invocation's own caveats when it names some and they are within the parent's.
+fn invocation_caveats(
+    cap: &Capability,
+    invoker: &Did,
+    parents: &[Arc<DelegationInfo>],
+) -> Result<Caveats, ChainError> {
+    if cap.is_root_authority(invoker) {
+        return Ok(cap.caveats.clone());
+    }
+    let mut best: Option<Caveats> = None;
+    let mut closest = None;
+    for held in parents.iter().flat_map(|p| p.capabilities.iter()) {
+        if !cap.resource.extends(&held.resource) {
+            continue;
+        }
+        if !held.ability.covers(&cap.ability) {
+            closest = Some(NotCovered::Ability);
+            continue;
+        }
+        let effective = if cap.caveats.is_unconstrained() {
+            held.caveats.clone()
+        } else {
+            match cap.caveats.contained_in(&held.caveats) {
+                Ok(()) => cap.caveats.clone(),
+                Err(e) => {
+                    closest = Some(NotCovered::Caveats(e));
+                    continue;
+                }
+            }
+        };
+        if effective.is_unconstrained() {
+            return Ok(effective);
+        }
+        best.get_or_insert(effective);
+    }
+    best.ok_or_else(|| ChainError::NotCovered {
+        resource: cap.resource.to_string(),
+        ability: cap.ability.to_string(),
+        reason: closest,
+    })
+}
+
 /// Decides whether an invocation is authorized now.
 ///
 /// Rules: `exp` present, `now < exp`, `exp - now <= max_lifetime_secs`, `nbf <= now`; it
 /// exercises something; every cited delegation is stored, addressed to the invoker, not
 /// revoked, valid now, and so is every ancestor; every capability is root authority of the
-/// invoker or covered by a cited delegation.
+/// invoker or covered by a cited delegation (resource and ability; caveats the invocation
+/// names must be within the delegation's, and the delegation's caveats apply otherwise).
 pub fn validate_invocation(
     inv: &InvocationInfo,
     lookup: &impl ChainLookup,
     now: Timestamp,
     max_lifetime_secs: i64,
-) -> Result<(), ChainError> {
+) -> Result<Authorized, ChainError> {
     let exp = inv.expiration.ok_or(ChainError::LifetimeTooLong {
         max_secs: max_lifetime_secs,
     })?;
@@ -384,10 +438,12 @@ pub fn validate_invocation(
         budget = budget.checked_sub(1).ok_or(ChainError::TraversalLimit)?;
         check_ancestors(p, lookup, Some(now), &mut budget)?;
     }
-    for cap in &inv.capabilities {
-        check_covered(cap, &inv.invoker, &parents)?;
-    }
-    Ok(())
+    let caveats = inv
+        .capabilities
+        .iter()
+        .map(|cap| invocation_caveats(cap, &inv.invoker, &parents))
+        .collect::<Result<_, _>>()?;
+    Ok(Authorized { caveats })
 }
 
 /// A simple in-memory [`ChainLookup`], used by tests, tools and small embedders.

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod ability;
+pub mod cacao;
 pub mod capability;
 pub mod chain;
 pub mod cid;
@@ -19,7 +20,9 @@ pub mod keys;
 pub mod policy;
 pub mod recap;
 pub mod resource;
+pub mod siwe;
 pub mod sql_caveat;
 pub mod text;
 pub mod timestamp;
+pub mod token;
 pub mod ucan;

@@ -214,7 +214,9 @@ impl PolicyCapability {
         let caveats = match obj.get("caveats") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => {
-                SqlCaveat::from_caveat(m)?;
+                // Shape only here: containment validates the SQL after the narrowing rules, so
+                // that a widened request reports the narrowing rule it breaks.
+                SqlCaveat::from_caveat_unvalidated(m)?;
                 Some(m.clone())
             }
             Some(_) => return Err(PolicyError::Malformed("`caveats` must be an object".into())),
@@ -291,7 +293,10 @@ impl PolicyCapability {
         match (&self.caveats, &req.caveats) {
             (None, _) => Ok(()),
             (Some(_), None) => Err(ContainmentError::CaveatsWidened),
-            (Some(g), Some(r)) => match (SqlCaveat::from_caveat(g)?, SqlCaveat::from_caveat(r)?) {
+            (Some(g), Some(r)) => match (
+                SqlCaveat::from_caveat(g)?,
+                SqlCaveat::from_caveat_unvalidated(r)?,
+            ) {
                 (Some(gs), Some(rs)) => Ok(sql_caveat::contains(&gs, &rs)?),
                 _ if g == r => Ok(()),
                 _ => Err(ContainmentError::CaveatsWidened),
