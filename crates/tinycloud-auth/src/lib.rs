@@ -20,6 +20,7 @@ pub mod keys;
 pub mod policy;
 pub mod recap;
 pub mod resource;
+pub mod session;
 pub mod siwe;
 pub mod sql_caveat;
 pub mod text;
