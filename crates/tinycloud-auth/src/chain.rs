@@ -6,6 +6,10 @@
 //! coverage is checked against direct parents only, while revocation and validity windows are
 //! checked along every ancestor (bounded walk).
 
+// `ChainError` carries full CIDs (96 bytes each) so that every rejection names the exact
+// delegation; rejections are the rare path, so the larger `Result` is an accepted cost.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -88,27 +92,11 @@ pub enum ChainError {
     #[error("Cannot find parent delegation {0}")]
     ParentNotFound(Cid),
     /// A parent delegated to someone other than this delegation's issuer.
-    #[error("parent delegation {parent} was delegated to {delegatee}, not to {issuer}")]
-    DelegateeMismatch {
-        /// The parent.
-        parent: Cid,
-        /// Its delegatee.
-        delegatee: Did,
-        /// The new token's issuer.
-        issuer: Did,
-    },
+    #[error("parent delegation {} was delegated to {}, not to {}", .0.parent, .0.delegatee, .0.presenter)]
+    DelegateeMismatch(Box<Mismatch>),
     /// An invocation cites a delegation not addressed to the invoker.
-    #[error(
-        "Unauthorized Invoker: delegation {parent} was delegated to {delegatee}, not to {invoker}"
-    )]
-    InvokerMismatch {
-        /// The cited delegation.
-        parent: Cid,
-        /// Its delegatee.
-        delegatee: Did,
-        /// The invoker.
-        invoker: Did,
-    },
+    #[error("Unauthorized Invoker: delegation {} was delegated to {}, not to {}", .0.parent, .0.delegatee, .0.presenter)]
+    InvokerMismatch(Box<Mismatch>),
     /// A delegation cites a revoked parent.
     #[error("delegation-parent-revoked: {0}")]
     ParentRevoked(Cid),
@@ -150,6 +138,17 @@ pub enum ChainError {
     },
 }
 
+/// A delegation presented by someone it was not addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The cited delegation.
+    pub parent: Cid,
+    /// Its delegatee.
+    pub delegatee: Did,
+    /// Who presented it (the new delegation's issuer, or the invoker).
+    pub presenter: Did,
+}
+
 fn reason_suffix(reason: &Option<NotCovered>) -> String {
     match reason {
         Some(NotCovered::Caveats(c)) => format!(" ({c})"),
@@ -167,8 +166,8 @@ impl ChainError {
             ChainError::NoCapabilities => "no-capabilities",
             ChainError::DuplicateProof(_) => "duplicate-proof",
             ChainError::ParentNotFound(_) => "delegation-parent-not-found",
-            ChainError::DelegateeMismatch { .. } => "delegatee-mismatch",
-            ChainError::InvokerMismatch { .. } => "unauthorized-invoker",
+            ChainError::DelegateeMismatch(_) => "delegatee-mismatch",
+            ChainError::InvokerMismatch(_) => "unauthorized-invoker",
             ChainError::ParentRevoked(_) => "delegation-parent-revoked",
             ChainError::Revoked(_) => "delegation-revoked",
             ChainError::AncestorRevoked { .. } => "delegation-ancestor-revoked",
@@ -293,11 +292,11 @@ pub fn validate_delegation(
     let mut budget = MAX_CHAIN_NODES;
     for p in &parents {
         if p.delegatee != new.issuer {
-            return Err(ChainError::DelegateeMismatch {
+            return Err(ChainError::DelegateeMismatch(Box::new(Mismatch {
                 parent: p.cid,
                 delegatee: p.delegatee.clone(),
-                issuer: new.issuer.clone(),
-            });
+                presenter: new.issuer.clone(),
+            })));
         }
         if lookup.is_revoked(&p.cid) {
             return Err(ChainError::ParentRevoked(p.cid));
@@ -424,11 +423,11 @@ pub fn validate_invocation(
     let mut budget = MAX_CHAIN_NODES;
     for p in &parents {
         if p.delegatee != inv.invoker {
-            return Err(ChainError::InvokerMismatch {
+            return Err(ChainError::InvokerMismatch(Box::new(Mismatch {
                 parent: p.cid,
                 delegatee: p.delegatee.clone(),
-                invoker: inv.invoker.clone(),
-            });
+                presenter: inv.invoker.clone(),
+            })));
         }
         if lookup.is_revoked(&p.cid) {
             return Err(ChainError::Revoked(p.cid));

@@ -53,10 +53,11 @@ pub enum Did {
     Key(DidKey),
 }
 
-/// A `did:key`: a public key and its multibase text (`z…`).
+/// A `did:key`: a public key and its multibase text (`z…`). The decoded key is shared, so
+/// DIDs stay small and cheap to clone.
 #[derive(Clone)]
 pub struct DidKey {
-    key: PublicKey,
+    key: std::sync::Arc<PublicKey>,
     id: String,
 }
 
@@ -64,7 +65,10 @@ impl DidKey {
     /// Builds the `did:key` of a public key.
     pub fn from_public_key(key: PublicKey) -> Self {
         let id = key.to_multibase();
-        Self { key, id }
+        Self {
+            key: std::sync::Arc::new(key),
+            id,
+        }
     }
 
     /// The public key.
@@ -201,7 +205,7 @@ impl FromStr for Did {
             "key" => {
                 let key = PublicKey::from_multibase(specific)?;
                 Ok(Did::Key(DidKey {
-                    key,
+                    key: std::sync::Arc::new(key),
                     id: specific.to_owned(),
                 }))
             }

@@ -458,11 +458,7 @@ mod tests {
             sp.owner().to_string(),
             "did:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
         );
-        let lower: SpaceId = SPACE
-            .to_lowercase()
-            .replace("tinycloud", "tinycloud")
-            .parse()
-            .unwrap();
+        let lower: SpaceId = SPACE.to_lowercase().parse().unwrap();
         assert_eq!(lower, sp, "address case is canonicalized");
     }
 
