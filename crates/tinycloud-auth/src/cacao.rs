@@ -263,3 +263,140 @@ impl Cacao {
 pub fn is_ucan_header(header: &str) -> bool {
     header.contains('.')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eth::{sign_eip191, EthAddress};
+    use crate::siwe::Message;
+
+    fn signed() -> (Message, Vec<u8>) {
+        let mut b = [0u8; 32];
+        b[31] = 2;
+        let key = k256::ecdsa::SigningKey::from_slice(&b).unwrap();
+        let address = EthAddress::from_verifying_key(key.verifying_key());
+        let text = format!(
+            "example.com wants you to sign in with your Ethereum account:\n{address}\n\nHello.\n\nURI: did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp\nVersion: 1\nChain ID: 1\nNonce: abcdefgh\nIssued At: 2026-01-01T00:00:00.000Z\nExpiration Time: 2026-01-08T00:00:00.000Z\nRequest ID: r1\nResources:\n- https://example.com/x"
+        );
+        let msg: Message = text.parse().unwrap();
+        let sig = sign_eip191(&key, text.as_bytes()).unwrap().to_vec();
+        (msg, sig)
+    }
+
+    #[test]
+    fn encode_decode_verify_round_trip() {
+        let (msg, sig) = signed();
+        let c = Cacao::new(msg.clone(), sig).unwrap();
+        c.verify().unwrap();
+        let header = c.to_header();
+        let d = Cacao::from_header(&header).unwrap();
+        assert_eq!(d.as_bytes(), c.as_bytes());
+        assert_eq!(d.message(), &msg);
+        assert_eq!(d.cid(), blake3_cid(c.as_bytes()));
+        assert_eq!(d.cid().to_string()[..7].to_owned(), "bafkr4i");
+        d.verify().unwrap();
+        assert!(!is_ucan_header(&header));
+    }
+
+    #[test]
+    fn wire_layout_matches_the_reference_field_names() {
+        let (msg, sig) = signed();
+        let c = Cacao::new(msg, sig).unwrap();
+        let v: ipld_like::Value = serde_ipld_dagcbor::from_slice(c.as_bytes()).unwrap();
+        let ipld_like::Value::Map(top) = v else { panic!() };
+        let keys: Vec<&str> = top.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["h", "p", "s"]);
+        let ipld_like::Value::Map(p) = &top[1].1 else { panic!() };
+        let pkeys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        // DAG-CBOR canonical order: by length, then bytes. `request_id` is snake_case and
+        // `version` an integer, as the reference encodes them.
+        assert_eq!(
+            pkeys,
+            ["aud", "exp", "iat", "iss", "nonce", "domain", "version", "resources", "statement", "request_id"]
+        );
+        assert!(matches!(p[6].1, ipld_like::Value::Int(1)));
+    }
+
+    /// A tiny ordered view of DAG-CBOR for the layout test.
+    mod ipld_like {
+        use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+        #[derive(Debug)]
+        pub enum Value {
+            Map(Vec<(String, Value)>),
+            Int(i128),
+            Other,
+        }
+
+        impl<'de> Deserialize<'de> for Value {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Value;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("any")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                            out.push((k, v));
+                        }
+                        Ok(Value::Map(out))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                        while a.next_element::<Value>()?.is_some() {}
+                        Ok(Value::Other)
+                    }
+                    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                        Ok(Value::Int(v.into()))
+                    }
+                    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                        Ok(Value::Int(v.into()))
+                    }
+                    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                    fn visit_bytes<E>(self, _: &[u8]) -> Result<Value, E> {
+                        Ok(Value::Other)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_inputs_are_typed_errors() {
+        let (msg, sig) = signed();
+        let c = Cacao::new(msg.clone(), sig.clone()).unwrap();
+        let header = c.to_header();
+        let unpadded = header.trim_end_matches('=');
+        if unpadded.len() != header.len() {
+            assert_eq!(Cacao::from_header(unpadded).unwrap_err(), CacaoError::Base64);
+        }
+        assert_eq!(Cacao::from_header("@@@@").unwrap_err(), CacaoError::Base64);
+        let truncated = &c.as_bytes()[..c.as_bytes().len() / 2];
+        assert!(matches!(Cacao::from_bytes(truncated), Err(CacaoError::Cbor(_))));
+        assert!(matches!(Cacao::from_bytes(&[0xff, 0x00]), Err(CacaoError::Cbor(_))));
+        assert_eq!(
+            Cacao::from_bytes(&vec![0u8; MAX_CACAO_LEN + 1]).unwrap_err(),
+            CacaoError::TooLarge
+        );
+        // wrong signature type / payload type
+        let swap = |from: &[u8], to: &[u8]| {
+            let mut b = c.as_bytes().to_vec();
+            let at = b.windows(from.len()).position(|w| w == from).unwrap();
+            b[at..at + from.len()].copy_from_slice(to);
+            Cacao::from_bytes(&b)
+        };
+        assert!(matches!(swap(b"eip191", b"eip192"), Err(CacaoError::UnsupportedSignature(_))));
+        assert!(matches!(swap(b"eip4361", b"eip4362"), Err(CacaoError::UnsupportedHeader(_))));
+        // a payload that is not a valid SIWE message (nonce too short after tampering)
+        assert!(matches!(swap(b"abcdefgh", b"abc\ndefg"), Err(CacaoError::Payload(_))));
+        // a different signer fails verification
+        let mut other = sig.clone();
+        other[10] ^= 0x55;
+        let forged = Cacao::new(msg, other).unwrap();
+        assert!(matches!(forged.verify(), Err(CacaoError::Signature(_))));
+    }
+}
