@@ -1,0 +1,271 @@
+//! The one authorization door. Every route that acts on a space hands its `Authorization`
+//! header here and gets back a verified invocation with the caveats that apply, or a typed
+//! refusal. Verified delegations are cached (a request does only its own signature check plus
+//! an in-memory walk); revocations are held in memory and written through to the index.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use tinycloud_auth::chain::{
+    validate_delegation, validate_invocation, Authorized, ChainError, ChainLookup, DelegationInfo,
+    MAX_CHAIN_NODES,
+};
+use tinycloud_auth::cid::Cid;
+use tinycloud_auth::timestamp::Timestamp;
+use tinycloud_auth::token::{Delegation, Invocation, TokenError};
+
+use crate::store::{IndexStore, StoreError, StoredDelegation};
+
+/// Most delegations kept in memory; beyond this the cache is cleared and refilled on demand.
+const CACHE_CAPACITY: usize = 100_000;
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token does not parse.
+    #[error("{0}")]
+    Malformed(TokenError),
+    /// Signature, ReCap statement or other verification failure.
+    #[error("{0}")]
+    Unverified(TokenError),
+    /// Chain validation failed.
+    #[error("{0}")]
+    Chain(Box<ChainError>),
+    /// The invocation was already used.
+    #[error("duplicate invocation")]
+    Replay,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ChainError> for AuthError {
+    fn from(e: ChainError) -> Self {
+        AuthError::Chain(Box::new(e))
+    }
+}
+
+impl AuthError {
+    fn from_token(e: TokenError) -> Self {
+        use tinycloud_auth::ucan::UcanError;
+        match &e {
+            TokenError::Ucan(UcanError::Signature(_))
+            | TokenError::Ucan(UcanError::IssuerHasNoKey(_))
+            | TokenError::Cacao(tinycloud_auth::cacao::CacaoError::Signature(_))
+            | TokenError::Recap(tinycloud_auth::recap::RecapError::StatementMismatch) => {
+                AuthError::Unverified(e)
+            }
+            _ => AuthError::Malformed(e),
+        }
+    }
+}
+
+/// In-memory view of verified delegations and revocations.
+#[derive(Default)]
+pub struct DelegationCache {
+    delegations: RwLock<HashMap<Cid, Arc<DelegationInfo>>>,
+    revoked: RwLock<HashSet<Cid>>,
+}
+
+impl DelegationCache {
+    fn get(&self, cid: &Cid) -> Option<Arc<DelegationInfo>> {
+        self.delegations.read().ok()?.get(cid).cloned()
+    }
+
+    fn insert(&self, info: Arc<DelegationInfo>) {
+        if let Ok(mut map) = self.delegations.write() {
+            if map.len() >= CACHE_CAPACITY {
+                map.clear();
+            }
+            map.insert(info.cid, info);
+        }
+    }
+
+    /// Marks a delegation revoked (effective for the next check).
+    pub fn revoke(&self, cid: Cid) {
+        if let Ok(mut r) = self.revoked.write() {
+            r.insert(cid);
+        }
+    }
+}
+
+impl ChainLookup for DelegationCache {
+    fn delegation(&self, cid: &Cid) -> Option<Arc<DelegationInfo>> {
+        self.get(cid)
+    }
+
+    fn is_revoked(&self, cid: &Cid) -> bool {
+        self.revoked.read().map(|r| r.contains(cid)).unwrap_or(true)
+    }
+}
+
+/// Verifies tokens against the stored delegation graph.
+pub struct Authorizer {
+    index: Arc<dyn IndexStore>,
+    cache: DelegationCache,
+    max_lifetime_secs: i64,
+}
+
+/// A verified, authorized, consumed invocation.
+#[derive(Debug)]
+pub struct AuthorizedInvocation {
+    /// The invocation.
+    pub invocation: Invocation,
+    /// Effective caveats per invoked capability.
+    pub authorized: Authorized,
+}
+
+impl Authorizer {
+    /// Loads revocations and prepares an empty delegation cache.
+    pub async fn new(
+        index: Arc<dyn IndexStore>,
+        max_lifetime_secs: i64,
+    ) -> Result<Self, StoreError> {
+        let cache = DelegationCache::default();
+        for cid in index.revoked().await? {
+            cache.revoke(cid);
+        }
+        Ok(Authorizer {
+            index,
+            cache,
+            max_lifetime_secs,
+        })
+    }
+
+    /// The cache (for revocation and tests).
+    pub fn cache(&self) -> &DelegationCache {
+        &self.cache
+    }
+
+    /// Brings `roots` and their ancestors into the cache (bounded walk).
+    async fn prefetch(&self, roots: &[Cid]) -> Result<(), StoreError> {
+        let mut stack: Vec<Cid> = roots.to_vec();
+        let mut seen = HashSet::new();
+        while let Some(cid) = stack.pop() {
+            if !seen.insert(cid) || seen.len() > MAX_CHAIN_NODES + 1 {
+                continue;
+            }
+            let info = match self.cache.get(&cid) {
+                Some(i) => i,
+                None => match self.index.delegation(&cid).await? {
+                    Some(d) => {
+                        let info = Arc::new(d.info);
+                        self.cache.insert(info.clone());
+                        info
+                    }
+                    None => continue,
+                },
+            };
+            stack.extend(info.parents.iter().copied());
+        }
+        Ok(())
+    }
+
+    /// Verifies a delegation header and validates it against the stored graph. Does not store.
+    pub async fn check_delegation(
+        &self,
+        header: &str,
+        now: Timestamp,
+    ) -> Result<Delegation, AuthError> {
+        let d = Delegation::from_header(header).map_err(AuthError::from_token)?;
+        self.prefetch(&d.info().parents).await?;
+        validate_delegation(d.info(), &self.cache, now)?;
+        Ok(d)
+    }
+
+    /// Stores a validated delegation; returns whether it was new.
+    pub async fn store_delegation(
+        &self,
+        d: &Delegation,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (named, _) = d.spaces();
+        let stored = StoredDelegation {
+            info: d.info().clone(),
+            header: d.to_header(),
+            spaces: named.into_iter().collect(),
+        };
+        let new = self.index.put_delegation(&stored, now.as_millis()).await?;
+        self.cache.insert(Arc::new(stored.info));
+        Ok(new)
+    }
+
+    /// Decodes and verifies an invocation header: signature, time window and lifetime cap.
+    pub fn decode_invocation(&self, header: &str, now: Timestamp) -> Result<Invocation, AuthError> {
+        let inv = Invocation::from_header(header).map_err(AuthError::from_token)?;
+        let i = inv.info();
+        if i.expiration.is_some_and(|e| now >= e) {
+            return Err(ChainError::Expired.into());
+        }
+        if i.not_before.is_some_and(|n| now < n) {
+            return Err(ChainError::NotYetValid.into());
+        }
+        Ok(inv)
+    }
+
+    /// The full check of a data-plane request: verify, validate the chain, then consume the
+    /// invocation's single use (durably).
+    pub async fn authorize(
+        &self,
+        header: &str,
+        now: Timestamp,
+    ) -> Result<AuthorizedInvocation, AuthError> {
+        let invocation = self.decode_invocation(header, now)?;
+        let authorized = self.validate(&invocation, now).await?;
+        self.consume(&invocation, now).await?;
+        Ok(AuthorizedInvocation {
+            invocation,
+            authorized,
+        })
+    }
+
+    /// Chain validation of a decoded invocation (no replay consumption).
+    pub async fn validate(
+        &self,
+        invocation: &Invocation,
+        now: Timestamp,
+    ) -> Result<Authorized, AuthError> {
+        self.prefetch(&invocation.info().parents).await?;
+        Ok(validate_invocation(
+            invocation.info(),
+            &self.cache,
+            now,
+            self.max_lifetime_secs,
+        )?)
+    }
+
+    /// Consumes the invocation's single use; 409 on the second use, across restarts for as
+    /// long as the invocation could be valid (plus a minute of skew).
+    pub async fn consume(&self, invocation: &Invocation, now: Timestamp) -> Result<(), AuthError> {
+        let exp = invocation
+            .info()
+            .expiration
+            .unwrap_or(now)
+            .min(now.plus_secs(self.max_lifetime_secs))
+            .plus_secs(60);
+        let key = *blake3::hash(invocation.ucan().as_str().as_bytes()).as_bytes();
+        if self.index.consume_nonce(key, exp.as_millis()).await? {
+            Ok(())
+        } else {
+            Err(AuthError::Replay)
+        }
+    }
+
+    /// A stored delegation by CID (through the cache).
+    pub async fn delegation(&self, cid: &Cid) -> Result<Option<Arc<DelegationInfo>>, StoreError> {
+        self.prefetch(&[*cid]).await?;
+        Ok(self.cache.get(cid))
+    }
+
+    /// Whether a CID is revoked.
+    pub fn is_revoked(&self, cid: &Cid) -> bool {
+        self.cache.is_revoked(cid)
+    }
+
+    /// Records a revocation durably, then makes it effective.
+    pub async fn revoke(&self, cid: Cid, revoker: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.index.revoke(&cid, revoker, now.as_millis()).await?;
+        self.cache.revoke(cid);
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! Node configuration: defaults, then an optional TOML file, then `TINYCLOUD_*` environment
+//! variables (nested keys joined by `__`, e.g. `TINYCLOUD_STORAGE__DATADIR`; the top-level
+//! `TINYCLOUD_ADDRESS` and `TINYCLOUD_PORT` as the reference names them).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Invalid TOML or values.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Complete node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    pub address: IpAddr,
+    /// Listen port (0 picks a free one).
+    pub port: u16,
+    /// Permissive CORS for browser clients.
+    pub cors: bool,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Node key settings.
+    pub keys: KeysConfig,
+    /// Invocation settings.
+    pub invocation: InvocationConfig,
+    /// Public space settings.
+    pub public_spaces: PublicSpacesConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+/// Where and how data is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (index database, blobs, node secret).
+    pub datadir: PathBuf,
+    /// Per-space storage limit in bytes (`None`: unlimited). Accepts `"10 MiB"`-style strings.
+    #[serde(deserialize_with = "de_size_opt")]
+    pub limit: Option<u64>,
+    /// Values up to this many bytes are stored inline in the index (one durable commit per
+    /// write); larger values go to the blob directory.
+    pub inline_threshold: usize,
+}
+
+/// Node key material.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The node secret, unpadded base64url of at least 32 bytes. When absent, one is generated
+    /// on first start and stored in `<datadir>/node.secret` (mode 0600).
+    pub secret: Option<String>,
+}
+
+/// Invocation rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InvocationConfig {
+    /// Largest accepted `exp - now` of an invocation, in seconds.
+    pub max_lifetime_secs: i64,
+}
+
+/// Settings for spaces named `public`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicSpacesConfig {
+    /// Unauthenticated reads allowed per client IP per minute.
+    pub rate_limit_per_minute: u32,
+    /// Burst above the steady rate.
+    pub rate_limit_burst: u32,
+    /// Storage limit of public spaces in bytes.
+    #[serde(deserialize_with = "de_size_opt")]
+    pub storage_limit: Option<u64>,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest KV value accepted in one put, in bytes.
+    #[serde(deserialize_with = "de_size")]
+    pub max_value_bytes: u64,
+    /// Largest `Authorization` header, in bytes.
+    pub max_token_bytes: usize,
+    /// Largest page of a KV list.
+    pub max_list_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            cors: true,
+            storage: StorageConfig::default(),
+            keys: KeysConfig::default(),
+            invocation: InvocationConfig::default(),
+            public_spaces: PublicSpacesConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            datadir: PathBuf::from("./data"),
+            limit: None,
+            inline_threshold: 64 * 1024,
+        }
+    }
+}
+
+impl Default for InvocationConfig {
+    fn default() -> Self {
+        InvocationConfig {
+            max_lifetime_secs: tinycloud_auth::chain::DEFAULT_MAX_INVOCATION_LIFETIME_SECS,
+        }
+    }
+}
+
+impl Default for PublicSpacesConfig {
+    fn default() -> Self {
+        PublicSpacesConfig {
+            rate_limit_per_minute: 60,
+            rate_limit_burst: 10,
+            storage_limit: Some(10 * 1024 * 1024),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_value_bytes: 1024 * 1024 * 1024,
+            max_token_bytes: 64 * 1024,
+            max_list_limit: 1000,
+        }
+    }
+}
+
+/// Parses sizes such as `1024`, `"10 MiB"`, `"1GB"`, `"512 KiB"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Int(u64),
+    Text(String),
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match SizeValue::deserialize(d)? {
+        SizeValue::Int(n) => Ok(n),
+        SizeValue::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = de_size(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("a size limit of 0 is not allowed"));
+    }
+    Ok(Some(v))
+}
+
+/// Turns an environment value into a TOML value: integers and booleans as such, else a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = table;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let Some(t) = entry.as_table_mut() else {
+            return;
+        };
+        cur = t;
+    }
+    cur.insert(last.clone(), value);
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given or `TINYCLOUD_CONFIG` is set, or `./tinycloud.toml`
+    /// exists) ← environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "TINYCLOUD_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        let path = file.map(Path::to_path_buf).or(from_env).or_else(|| {
+            let default = PathBuf::from("tinycloud.toml");
+            default.exists().then_some(default)
+        });
+        let mut table = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let mut t: toml::Table =
+                    toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                // The reference nests everything under a `[global]` profile.
+                if let Some(toml::Value::Table(global)) = t.remove("global") {
+                    for (k, v) in global {
+                        t.insert(k, v);
+                    }
+                }
+                t
+            }
+            None => toml::Table::new(),
+        };
+        for (key, raw) in &env {
+            let Some(rest) = key.strip_prefix("TINYCLOUD_") else {
+                continue;
+            };
+            if rest == "CONFIG" || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            // Accept the single-underscore spellings of known nested keys too.
+            let path = match path.as_slice() {
+                [single] => match single.as_str() {
+                    "storage_datadir" => vec!["storage".into(), "datadir".into()],
+                    "storage_limit" => vec!["storage".into(), "limit".into()],
+                    "keys_secret" => vec!["keys".into(), "secret".into()],
+                    "address" | "port" | "cors" => path,
+                    _ => continue,
+                },
+                _ => path,
+            };
+            let value = match (
+                path.first().map(String::as_str),
+                path.get(1).map(String::as_str),
+            ) {
+                (Some("keys"), Some("secret")) | (Some("storage"), Some("datadir")) => {
+                    toml::Value::String(raw.clone())
+                }
+                (Some("address"), _) => toml::Value::String(raw.clone()),
+                _ => env_value(raw),
+            };
+            insert_path(&mut table, &path, value);
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        if cfg.invocation.max_lifetime_secs <= 0 {
+            return Err(ConfigError::Invalid(
+                "invocation.max_lifetime_secs must be positive".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.address.to_string(), "127.0.0.1");
+        assert_eq!(c.storage.datadir, PathBuf::from("./data"));
+        assert_eq!(c.invocation.max_lifetime_secs, 300);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("tc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.toml");
+        std::fs::write(
+            &f,
+            "[global]\nport = 9000\n[global.storage]\nlimit = \"10 MiB\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("TINYCLOUD_PORT", "9100"),
+                ("TINYCLOUD_ADDRESS", "0.0.0.0"),
+                ("TINYCLOUD_STORAGE__DATADIR", "/tmp/x"),
+                ("TINYCLOUD_INVOCATION__MAX_LIFETIME_SECS", "60"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.address.to_string(), "0.0.0.0");
+        assert_eq!(c.storage.datadir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.storage.limit, Some(10 * 1024 * 1024));
+        assert_eq!(c.invocation.max_lifetime_secs, 60);
+        assert!(Config::load(None, env(&[("TINYCLOUD_PORT", "nope")])).is_err());
+        assert!(Config::load(None, env(&[("TINYCLOUD_STORAGE__LIMIT", "0")])).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10 MiB").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1 parsec").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Node key material. Everything derives from one node secret: the node identity
+//! (`nodeId`, Ed25519), per-space host keys, and MAC keys for cursors and tickets.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use tinycloud_auth::did::Did;
+use tinycloud_auth::keys::SecretKey;
+
+/// Errors obtaining the node secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Not unpadded base64url of at least 32 bytes.
+    #[error("the node secret must be unpadded base64url of at least 32 bytes")]
+    Invalid,
+    /// The secret file could not be read or written.
+    #[error("node secret file {path}: {source}")]
+    Io {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// The node secret and keys derived from it. `Debug` never prints key material.
+pub struct NodeKeys {
+    secret: Vec<u8>,
+    identity: SecretKey,
+}
+
+impl std::fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKeys({})", self.node_did())
+    }
+}
+
+fn seed(secret: &[u8], context: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(secret);
+    h.update(context);
+    *h.finalize().as_bytes()
+}
+
+impl NodeKeys {
+    /// Keys from a secret given in configuration (unpadded base64url, ≥ 32 bytes).
+    pub fn from_encoded(encoded: &str) -> Result<Self, SecretError> {
+        let secret = URL_SAFE_NO_PAD
+            .decode(encoded.trim())
+            .map_err(|_| SecretError::Invalid)?;
+        Self::from_secret(secret)
+    }
+
+    fn from_secret(secret: Vec<u8>) -> Result<Self, SecretError> {
+        if secret.len() < 32 {
+            return Err(SecretError::Invalid);
+        }
+        let identity = SecretKey::ed25519_from_seed(&seed(&secret, b"tinycloud/node/identity"));
+        Ok(NodeKeys { secret, identity })
+    }
+
+    /// Loads `<datadir>/node.secret`, or generates and stores one (mode 0600) on first start.
+    pub fn load_or_generate(datadir: &Path) -> Result<Self, SecretError> {
+        let path = datadir.join("node.secret");
+        let io = |source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_encoded(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut secret = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut secret);
+                std::fs::create_dir_all(datadir).map_err(io)?;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&path).map_err(io)?;
+                f.write_all(URL_SAFE_NO_PAD.encode(&secret).as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .map_err(io)?;
+                Self::from_secret(secret)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The node identity key.
+    pub fn identity(&self) -> &SecretKey {
+        &self.identity
+    }
+
+    /// The node DID (`nodeId`).
+    pub fn node_did(&self) -> Did {
+        self.identity.did()
+    }
+
+    /// The deterministic host key of a space: Ed25519 from blake3(secret ‖ space id).
+    pub fn host_key(&self, space_id: &str) -> SecretKey {
+        SecretKey::ed25519_from_seed(&seed(&self.secret, space_id.as_bytes()))
+    }
+
+    /// A 32-byte key for a purpose (`tinycloud/kv/list-cursor`, …), via BLAKE3 key derivation.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secret_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = NodeKeys::load_or_generate(dir.path()).unwrap();
+        let b = NodeKeys::load_or_generate(dir.path()).unwrap();
+        assert_eq!(a.node_did(), b.node_did());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("node.secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!format!("{a:?}").contains(&URL_SAFE_NO_PAD.encode(&a.secret)));
+    }
+
+    #[test]
+    fn host_keys_are_deterministic_per_space() {
+        let k = NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode([1u8; 32])).unwrap();
+        assert_eq!(k.host_key("a").did(), k.host_key("a").did());
+        assert_ne!(k.host_key("a").did(), k.host_key("b").did());
+        assert!(NodeKeys::from_encoded("short").is_err());
+        assert!(NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode([1u8; 16])).is_err());
+    }
+}

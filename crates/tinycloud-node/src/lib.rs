@@ -1,0 +1,17 @@
+//! The TinyCloud node: hosts spaces, verifies delegations and invocations, enforces
+//! capabilities and revocation, and serves KV over HTTP (TinyCloud protocol v1).
+//!
+//! Request flow: route → [`auth::Authorizer`] (token verification, cached chain validation,
+//! single-use consumption) → service (`routes::kv`, …) → [`store`] traits.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,235 @@
+//! `/delegate`, `/revoke` and `/delegation/status`.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tinycloud_auth::ability::Ability;
+use tinycloud_auth::chain::ChainLookup;
+use tinycloud_auth::cid::{parse_cid, Cid};
+use tinycloud_auth::did::Did;
+use tinycloud_auth::resource::Resource;
+use tinycloud_auth::timestamp::within;
+use tinycloud_auth::token::REVOKE_ABILITY;
+
+use super::authorization;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now, SharedState};
+
+/// `POST /delegate`: register a CACAO or UCAN delegation; create spaces hosted by their owner.
+pub async fn delegate(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
+    let now = now();
+    let d = state.auth.check_delegation(header, now).await?;
+    let (named, hosted) = d.spaces();
+    // A space is created only by its owner, through `tinycloud.space/host` (root authority).
+    for space in &hosted {
+        let owned = space
+            .parse::<tinycloud_auth::resource::SpaceId>()
+            .is_ok_and(|s| s.owner() == &d.info().issuer);
+        if owned && !state.space_exists(space) {
+            state
+                .index
+                .create_space(space, &d.info().issuer.to_string(), now.as_millis())
+                .await?;
+            if let Ok(mut spaces) = state.spaces.write() {
+                spaces.insert(space.clone());
+            }
+            tracing::info!(space = %space, "space created");
+        }
+    }
+    let new = state.auth.store_delegation(&d, now).await?;
+    if new {
+        tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
+    }
+    let (activated, skipped): (Vec<&String>, Vec<&String>) =
+        named.iter().partition(|s| state.space_exists(s));
+    Ok(Json(json!({
+        "cid": d.cid().to_string(),
+        "activated": activated,
+        "skipped": skipped,
+    })))
+}
+
+/// Who a revocation speaks for: always the signer; with one proof that grants
+/// `tinycloud.delegation/revoke` (on `urn:cid:<target>` or on the delegator's
+/// `<space>/delegation`), also the proof's delegator.
+async fn revoking_principals(
+    state: &SharedState,
+    invoker: &Did,
+    proofs: &[Cid],
+    target: &Cid,
+    now: tinycloud_auth::timestamp::Timestamp,
+) -> ApiResult<Vec<Did>> {
+    match proofs {
+        [] => Ok(vec![invoker.clone()]),
+        [proof] => {
+            let p =
+                state.auth.delegation(proof).await?.ok_or_else(|| {
+                    ApiError::forbidden("revocation proof is not a known delegation")
+                })?;
+            if state.auth.is_revoked(proof)
+                || &p.delegatee != invoker
+                || !within(now, p.not_before, p.expiration)
+            {
+                return Err(ApiError::forbidden(
+                    "revocation proof is revoked, expired or not delegated to the signer",
+                ));
+            }
+            let revoke: Ability = REVOKE_ABILITY
+                .parse()
+                .map_err(|_| ApiError::bad_request("bad ability"))?;
+            let grants = p.capabilities.iter().any(|c| {
+                c.ability.covers(&revoke)
+                    && match &c.resource {
+                        Resource::Cid(cid) => cid == target,
+                        Resource::Space(r) => {
+                            r.service() == "delegation"
+                                && r.path().is_none()
+                                && r.space().owner() == &p.issuer
+                        }
+                        _ => false,
+                    }
+            });
+            Ok(if grants {
+                vec![invoker.clone(), p.issuer.clone()]
+            } else {
+                vec![invoker.clone()]
+            })
+        }
+        _ => Err(ApiError::forbidden(
+            "a revocation may cite at most one proof",
+        )),
+    }
+}
+
+/// `POST /revoke`: revoke a delegation (and so its whole subtree).
+pub async fn revoke(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
+    let now = now();
+    let inv = state.auth.decode_invocation(header, now)?;
+    let target = inv
+        .revocation_target()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let proofs: Vec<Cid> = inv
+        .info()
+        .parents
+        .iter()
+        .copied()
+        .filter(|p| *p != target)
+        .collect();
+    let principals = revoking_principals(&state, inv.invoker(), &proofs, &target, now).await?;
+    let t = state
+        .auth
+        .delegation(&target)
+        .await?
+        .ok_or_else(|| ApiError::forbidden(format!("unknown delegation {target}")))?;
+    let may_revoke = |who: &Did| {
+        who == &t.issuer
+            || who == &t.delegatee
+            || t.capabilities
+                .iter()
+                .filter_map(|c| c.resource.space())
+                .any(|s| s.owner() == who)
+    };
+    let Some(principal) = principals.iter().find(|p| may_revoke(p)).cloned() else {
+        return Err(ApiError::forbidden(format!(
+            "{} may not revoke {target}: only its delegator, its delegate or the space owner can",
+            inv.invoker()
+        )));
+    };
+    state.auth.consume(&inv, now).await?;
+    state
+        .auth
+        .revoke(target, &principal.to_string(), now)
+        .await?;
+    tracing::info!(cid = %target, by = %principal, "delegation revoked");
+    Ok(Json(json!({"revoked": true, "cid": target.to_string()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    cid: String,
+}
+
+/// `POST /delegation/status`: active / revoked / expired of one delegation.
+pub async fn status(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
+    let now = now();
+    let req: StatusRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let cid = parse_cid(&req.cid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let inv = state.auth.decode_invocation(header, now)?;
+    let status_ability: Ability = "tinycloud.delegation/status"
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad ability"))?;
+    let caps = &inv.info().capabilities;
+    let ok = caps.len() == 1
+        && caps[0].ability.covers(&status_ability)
+        && caps[0].resource == Resource::Cid(cid);
+    if !ok {
+        return Err(ApiError::forbidden(format!(
+            "the invocation must carry exactly tinycloud.delegation/status on urn:cid:{cid}"
+        )));
+    }
+    state.auth.consume(&inv, now).await?;
+    let Some(d) = state.auth.delegation(&cid).await? else {
+        return Ok((
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({"cid": req.cid, "status": "not_found", "exists": false})),
+        ));
+    };
+    let revoked = ancestry_revoked(&state, &d.cid);
+    let expired = d.expiration.is_some_and(|e| now >= e);
+    let status = if revoked {
+        "revoked"
+    } else if expired {
+        "expired"
+    } else {
+        "active"
+    };
+    Ok((
+        axum::http::StatusCode::OK,
+        Json(json!({
+            "cid": cid.to_string(),
+            "status": status,
+            "exists": true,
+            "active": status == "active",
+            "revoked": revoked,
+            "expired": expired,
+        })),
+    ))
+}
+
+/// Whether the delegation or any ancestor (bounded) is revoked.
+fn ancestry_revoked(state: &SharedState, cid: &Cid) -> bool {
+    let cache = state.auth.cache();
+    let mut stack = vec![*cid];
+    let mut seen = BTreeSet::new();
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) || seen.len() > tinycloud_auth::chain::MAX_CHAIN_NODES {
+            continue;
+        }
+        if cache.is_revoked(&c) {
+            return true;
+        }
+        if let Some(d) = cache.delegation(&c) {
+            stack.extend(d.parents.iter().copied());
+        }
+    }
+    false
+}

@@ -1,0 +1,604 @@
+//! The KV service: `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>`.
+//!
+//! Keys are the resource path exactly as signed (never percent-decoded or normalized; dot
+//! segments were refused by the protocol core). ETags are strong: `"blake3-<hex>"`. Values are
+//! streamed in and out; small ones are kept inline in the index, large ones in the blob store.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tinycloud_auth::ability::Ability;
+use tinycloud_auth::capability::{Capability, Caveats};
+use tinycloud_auth::resource::{Resource, SpaceResource};
+use tinycloud_auth::token::Invocation;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now, SharedState};
+use crate::store::{Hash, KvEntry, KvPut, Precondition, ValueLocation, WriteOutcome};
+
+/// Request headers kept as object metadata (plus any `x-tinycloud-meta-*`).
+const STORED_HEADERS: [&str; 4] = [
+    "content-type",
+    "content-encoding",
+    "content-language",
+    "content-disposition",
+];
+const META_PREFIX: &str = "x-tinycloud-meta-";
+const MAX_METADATA_BYTES: usize = 8 * 1024;
+const MAX_CURSOR_LEN: usize = 4096;
+
+/// The strong ETag of a value hash.
+pub fn etag(hash: &Hash) -> String {
+    format!("\"blake3-{}\"", hex::encode(hash))
+}
+
+fn parse_strong_etag(v: &str) -> Option<Hash> {
+    let hex = v.trim().strip_prefix("\"blake3-")?.strip_suffix('"')?;
+    let bytes = hex::decode(hex).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Dispatches one KV capability.
+pub async fn handle(
+    state: &SharedState,
+    inv: &Invocation,
+    cap: &Capability,
+    caveats: &Caveats,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let Resource::Space(r) = &cap.resource else {
+        return Err(ApiError::bad_request(
+            "KV abilities apply to <space>/kv resources",
+        ));
+    };
+    if r.service() != "kv" {
+        return Err(ApiError::bad_request(format!(
+            "{} applies to the kv service, not {}",
+            cap.ability,
+            r.service()
+        )));
+    }
+    if r.query().is_some() || r.fragment().is_some() {
+        return Err(ApiError::bad_request(
+            "KV resources take no query or fragment",
+        ));
+    }
+    if !caveats.is_unconstrained() {
+        // Deny by default: no KV caveat type is defined, so a constrained grant cannot be honoured.
+        return Err(ApiError::forbidden(
+            "the delegation constrains this KV capability with caveats this node does not support",
+        ));
+    }
+    if headers.contains_key("x-tinycloud-expected-version") {
+        return Err(ApiError::bad_request(
+            "x-tinycloud-expected-version is not supported",
+        ));
+    }
+    match cap.ability.canonical().name() {
+        "put" => put(state, r, headers, body).await,
+        "get" => get(state, r, headers, true).await,
+        "metadata" => get(state, r, headers, false).await,
+        "list" => list(state, inv, r, headers).await,
+        "del" => delete(state, r, headers).await,
+        other => Err(ApiError::bad_request(format!(
+            "unknown KV ability {other:?}"
+        ))),
+    }
+}
+
+fn key_of(r: &SpaceResource) -> ApiResult<&str> {
+    r.path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("a KV key is required (resource <space>/kv/<key>)"))
+}
+
+fn write_precondition(headers: &HeaderMap, allow_absent: bool) -> ApiResult<Precondition> {
+    let if_match = headers.get(header::IF_MATCH);
+    let if_none = headers.get(header::IF_NONE_MATCH);
+    match (if_match, if_none) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "If-Match and If-None-Match cannot be combined",
+        )),
+        (Some(v), None) => v
+            .to_str()
+            .ok()
+            .and_then(parse_strong_etag)
+            .map(Precondition::Matches)
+            .ok_or_else(|| {
+                ApiError::bad_request("If-Match needs one strong ETag \"blake3-<hex>\"")
+            }),
+        (None, Some(v)) if allow_absent => {
+            if v.to_str().ok().map(str::trim) == Some("*") {
+                Ok(Precondition::Absent)
+            } else {
+                Err(ApiError::bad_request(
+                    "only If-None-Match: * is supported on writes",
+                ))
+            }
+        }
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "If-None-Match is not supported on delete",
+        )),
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+fn collect_metadata(headers: &HeaderMap) -> ApiResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (name, value) in headers {
+        let n = name.as_str();
+        if STORED_HEADERS.contains(&n) || n.starts_with(META_PREFIX) {
+            let v = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request(format!("header {n} must be visible ASCII")))?;
+            total += n.len() + v.len();
+            out.push((n.to_owned(), v.to_owned()));
+        }
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "object metadata headers exceed {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+fn too_large(msg: String) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, msg)
+}
+
+async fn put(
+    state: &SharedState,
+    r: &SpaceResource,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = key_of(r)?;
+    let space = r.space().to_string();
+    let precondition = write_precondition(headers, true)?;
+    let metadata = collect_metadata(headers)?;
+    let limit = state.limit_for(r.space().is_public());
+    let max_value = state.config.limits.max_value_bytes;
+    let cap = match limit {
+        Some(l) => {
+            let used = state.index.usage(&space).await?;
+            if used >= l {
+                return Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {l} bytes"),
+                ));
+            }
+            let old = state.index.kv_get(&space, key).await?.map_or(0, |e| e.size);
+            (l - used).saturating_add(old).min(max_value)
+        }
+        None => max_value,
+    };
+
+    let inline_max = state.config.storage.inline_threshold;
+    let mut hasher = blake3::Hasher::new();
+    let mut inline = BytesMut::new();
+    let mut writer = None;
+    let mut total: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
+        total += chunk.len() as u64;
+        if total > cap {
+            return Err(too_large(if cap < max_value {
+                format!("Write exceeds remaining storage ({cap} bytes available)")
+            } else {
+                format!("value larger than {max_value} bytes")
+            }));
+        }
+        hasher.update(&chunk);
+        if writer.is_none() && inline.len() + chunk.len() <= inline_max {
+            inline.extend_from_slice(&chunk);
+            continue;
+        }
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => {
+                let mut w = state.blobs.begin().await?;
+                w.write(&inline).await?;
+                inline.clear();
+                writer.insert(w)
+            }
+        };
+        w.write(&chunk).await?;
+    }
+    let hash: Hash = *hasher.finalize().as_bytes();
+    let location = match writer {
+        Some(w) => {
+            w.commit(&hash).await?;
+            ValueLocation::Blob
+        }
+        None => ValueLocation::Inline(inline.freeze()),
+    };
+    let outcome = state
+        .index
+        .kv_put(KvPut {
+            space,
+            key: key.to_owned(),
+            entry: KvEntry {
+                hash,
+                size: total,
+                metadata,
+                updated_at: now().as_millis(),
+                location,
+            },
+            precondition,
+            limit,
+        })
+        .await?;
+    match outcome {
+        WriteOutcome::Done(_) => {
+            Ok((StatusCode::OK, [(header::ETAG, etag(&hash))]).into_response())
+        }
+        WriteOutcome::PreconditionFailed => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition failed: the key's current version does not match",
+        )),
+        WriteOutcome::QuotaExceeded { used, limit } => Err(too_large(format!(
+            "Write exceeds remaining storage. Used: {used} bytes, Limit: {limit} bytes"
+        ))),
+        WriteOutcome::NotFound => Err(ApiError::not_found("Key not found")),
+    }
+}
+
+/// `If-None-Match` (weak comparison, list or `*`) against the current ETag.
+fn none_match(headers: &HeaderMap, tag: &str) -> bool {
+    let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    v.split(',')
+        .any(|t| t.trim() == "*" || opaque(t) == opaque(tag))
+}
+
+fn http_date(ms: i64) -> String {
+    let dt = tinycloud_auth::timestamp::Timestamp::from_millis(ms).to_datetime();
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    dt.format(&fmt).unwrap_or_default()
+}
+
+/// Headers describing a stored object.
+pub fn object_headers(entry: &KvEntry, only_public: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in &entry.metadata {
+        if only_public
+            && !matches!(
+                n.as_str(),
+                "content-type" | "content-encoding" | "content-language"
+            )
+        {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag(&entry.hash)) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.size));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h
+}
+
+/// The body of a stored object.
+pub async fn object_body(state: &SharedState, entry: &KvEntry) -> ApiResult<Body> {
+    Ok(match &entry.location {
+        ValueLocation::Inline(b) => Body::from(b.clone()),
+        ValueLocation::Blob => {
+            let reader = state.blobs.open(&entry.hash).await?.ok_or_else(|| {
+                tracing::error!(hash = %hex::encode(entry.hash), "index points at a missing blob");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error")
+            })?;
+            Body::from_stream(tokio_util::io::ReaderStream::new(reader))
+        }
+    })
+}
+
+async fn get(
+    state: &SharedState,
+    r: &SpaceResource,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> ApiResult<Response> {
+    let key = key_of(r)?;
+    let entry = state
+        .index
+        .kv_get(&r.space().to_string(), key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Key not found: {key}")))?;
+    if let Some(max) = headers.get("x-tinycloud-max-response-bytes") {
+        let max: u64 = max
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("x-tinycloud-max-response-bytes must be an integer")
+            })?;
+        if entry.size > max {
+            return Err(too_large(format!(
+                "object is {} bytes, more than {max}",
+                entry.size
+            )));
+        }
+    }
+    let mut out_headers = object_headers(&entry, false);
+    if none_match(headers, &etag(&entry.hash)) {
+        out_headers.remove(header::CONTENT_LENGTH);
+        return Ok((StatusCode::NOT_MODIFIED, out_headers).into_response());
+    }
+    if !with_body {
+        return Ok((StatusCode::OK, out_headers).into_response());
+    }
+    let body = object_body(state, &entry).await?;
+    Ok((StatusCode::OK, out_headers, body).into_response())
+}
+
+async fn delete(
+    state: &SharedState,
+    r: &SpaceResource,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let key = key_of(r)?;
+    let pre = write_precondition(headers, false)?;
+    match state
+        .index
+        .kv_delete(&r.space().to_string(), key, pre)
+        .await?
+    {
+        WriteOutcome::Done(Some(hash)) => {
+            Ok((StatusCode::OK, [(header::ETAG, etag(&hash))]).into_response())
+        }
+        WriteOutcome::Done(None) => Ok(StatusCode::OK.into_response()),
+        WriteOutcome::NotFound => Err(ApiError::not_found("No Such Key")),
+        WriteOutcome::PreconditionFailed => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition failed: the key's current version does not match",
+        )),
+        WriteOutcome::QuotaExceeded { .. } => Err(ApiError::bad_request("unexpected quota result")),
+    }
+}
+
+/// What a list cursor is bound to; MACed with a node key so it cannot be forged or reused for
+/// another invoker, space, prefix or page size.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct CursorPayload {
+    v: u8,
+    sub: String,
+    space: String,
+    prefix: String,
+    limit: usize,
+    last: String,
+}
+
+fn encode_cursor(key: &[u8; 32], p: &CursorPayload) -> String {
+    let json = serde_json::to_vec(p).unwrap_or_default();
+    let mac = blake3::keyed_hash(key, &json);
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&json),
+        URL_SAFE_NO_PAD.encode(mac.as_bytes())
+    )
+}
+
+fn decode_cursor(key: &[u8; 32], text: &str) -> Option<CursorPayload> {
+    if text.len() > MAX_CURSOR_LEN {
+        return None;
+    }
+    let (body, mac) = text.split_once('.')?;
+    let json = URL_SAFE_NO_PAD.decode(body).ok()?;
+    let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
+    // `blake3::Hash` equality is constant-time.
+    if blake3::keyed_hash(key, &json) != blake3::Hash::from(mac) {
+        return None;
+    }
+    serde_json::from_slice(&json).ok()
+}
+
+/// Whether the invoker's chain lets it list `key` (segment-aware), not merely its prefix.
+async fn visible(
+    state: &SharedState,
+    inv: &Invocation,
+    space: &SpaceResource,
+    key: &str,
+) -> ApiResult<bool> {
+    let Ok(resource) = space.space().resource("kv", Some(key)) else {
+        return Ok(false);
+    };
+    let ability: Ability = "tinycloud.kv/list"
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad ability"))?;
+    let wanted = Capability::new(resource, ability);
+    if wanted.is_root_authority(inv.invoker()) {
+        return Ok(true);
+    }
+    for p in &inv.info().parents {
+        if let Some(d) = state.auth.delegation(p).await? {
+            if d.capabilities
+                .iter()
+                .any(|c| wanted.resource.extends(&c.resource) && c.ability.covers(&wanted.ability))
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+async fn list(
+    state: &SharedState,
+    inv: &Invocation,
+    r: &SpaceResource,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let prefix = r.path().unwrap_or("");
+    let space = r.space().to_string();
+    let max = state.config.limits.max_list_limit;
+    let limit = match headers.get("x-tinycloud-limit") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("x-tinycloud-limit must be 1..={max}")))?,
+        None => max,
+    };
+    let sub = hex::encode(blake3::hash(inv.invoker().to_string().as_bytes()).as_bytes());
+    let after = match headers.get("x-tinycloud-cursor") {
+        Some(v) => {
+            let c = v
+                .to_str()
+                .ok()
+                .and_then(|t| decode_cursor(&state.cursor_key, t))
+                .ok_or_else(|| ApiError::bad_request("invalid list cursor"))?;
+            if c.v != 1
+                || c.sub != sub
+                || c.space != space
+                || c.prefix != prefix
+                || c.limit != limit
+            {
+                return Err(ApiError::bad_request(
+                    "list cursor does not belong to this invoker, space, prefix and limit",
+                ));
+            }
+            Some(c.last)
+        }
+        None => None,
+    };
+    let page = state
+        .index
+        .kv_list(&space, prefix, after.as_deref(), limit)
+        .await?;
+    let mut keys = Vec::with_capacity(page.keys.len());
+    for k in &page.keys {
+        if visible(state, inv, r, k).await? {
+            keys.push(k.clone());
+        }
+    }
+    let mut resp = axum::Json(keys).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        "x-tinycloud-truncated",
+        HeaderValue::from_static(if page.truncated { "true" } else { "false" }),
+    );
+    if page.truncated {
+        if let Some(last) = page.keys.last() {
+            let cursor = encode_cursor(
+                &state.cursor_key,
+                &CursorPayload {
+                    v: 1,
+                    sub,
+                    space,
+                    prefix: prefix.to_owned(),
+                    limit,
+                    last: last.clone(),
+                },
+            );
+            if let Ok(v) = HeaderValue::from_str(&cursor) {
+                h.insert("x-tinycloud-next-cursor", v);
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// Serves a value from a `public` space (used by the unauthenticated public routes).
+pub async fn public_object(
+    state: &SharedState,
+    space: &str,
+    key: &str,
+    with_body: bool,
+) -> ApiResult<Response> {
+    let entry = state
+        .index
+        .kv_get(space, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Key not found: {key}")))?;
+    let headers = object_headers(&entry, true);
+    if !with_body {
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    let body = object_body(state, &entry).await?;
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// Raw-prefix listing of a public space.
+pub async fn public_list(
+    state: &SharedState,
+    space: &str,
+    prefix: &str,
+    limit: usize,
+) -> ApiResult<(Vec<String>, bool)> {
+    let page = state.index.kv_list(space, prefix, None, limit).await?;
+    Ok((page.keys, page.truncated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        let h = *blake3::hash(b"x").as_bytes();
+        let t = etag(&h);
+        assert_eq!(parse_strong_etag(&t), Some(h));
+        assert_eq!(parse_strong_etag("W/\"blake3-00\""), None);
+        assert_eq!(parse_strong_etag("\"sha-1\""), None);
+        let mut hm = HeaderMap::new();
+        hm.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"a\", W/{t}")).unwrap(),
+        );
+        assert!(none_match(&hm, &t));
+        hm.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(none_match(&hm, &t));
+        hm.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert!(!none_match(&hm, &t));
+    }
+
+    #[test]
+    fn cursors_are_tamper_proof() {
+        let key = [7u8; 32];
+        let p = CursorPayload {
+            v: 1,
+            sub: "s".into(),
+            space: "sp".into(),
+            prefix: "a".into(),
+            limit: 2,
+            last: "a/2".into(),
+        };
+        let c = encode_cursor(&key, &p);
+        assert!(decode_cursor(&key, &c) == Some(p));
+        assert!(decode_cursor(&[8u8; 32], &c).is_none());
+        let (body, mac) = c.split_once('.').unwrap();
+        let forged_body = URL_SAFE_NO_PAD
+            .encode(br#"{"v":1,"sub":"s","space":"sp","prefix":"","limit":2,"last":""}"#);
+        assert!(decode_cursor(&key, &format!("{forged_body}.{mac}")).is_none());
+        assert!(decode_cursor(&key, body).is_none());
+    }
+}

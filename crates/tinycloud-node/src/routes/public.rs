@@ -1,0 +1,72 @@
+//! Unauthenticated reads of spaces named `public` (rate-limited per client IP).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tinycloud_auth::resource::{validate_path, SpaceId};
+
+use super::kv;
+use crate::error::{ApiError, ApiResult};
+use crate::state::SharedState;
+
+fn public_space(state: &SharedState, addr: &SocketAddr, space: &str) -> ApiResult<String> {
+    if !state.public_limiter.allow(addr.ip()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded",
+        ));
+    }
+    let id: SpaceId = space
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("Invalid space ID: {e}")))?;
+    let id = id.to_string();
+    if !id.ends_with(":public") || !state.space_exists(&id) {
+        return Err(ApiError::not_found("Space not found"));
+    }
+    Ok(id)
+}
+
+/// `GET|HEAD /public/<space>/kv/<key>`.
+pub async fn get(
+    State(state): State<SharedState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    method: Method,
+    Path((space, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let space = public_space(&state, &addr, &space)?;
+    validate_path(&key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    kv::public_object(&state, &space, &key, method != Method::HEAD).await
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+/// `GET /public/<space>/kv?prefix=`.
+pub async fn list(
+    State(state): State<SharedState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(space): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let space = public_space(&state, &addr, &space)?;
+    let (keys, truncated) = kv::public_list(
+        &state,
+        &space,
+        &q.prefix,
+        state.config.limits.max_list_limit,
+    )
+    .await?;
+    let mut resp = Json(keys).into_response();
+    resp.headers_mut().insert(
+        "x-tinycloud-truncated",
+        axum::http::HeaderValue::from_static(if truncated { "true" } else { "false" }),
+    );
+    Ok(resp)
+}

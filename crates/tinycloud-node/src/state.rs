@@ -1,0 +1,59 @@
+//! Shared state of a running node.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use tinycloud_auth::timestamp::Timestamp;
+
+use crate::auth::Authorizer;
+use crate::config::Config;
+use crate::keys::NodeKeys;
+use crate::ratelimit::RateLimiter;
+use crate::store::{BlobStore, IndexStore};
+
+/// Everything handlers need.
+pub struct AppState {
+    /// Configuration.
+    pub config: Config,
+    /// Node keys.
+    pub keys: NodeKeys,
+    /// The index.
+    pub index: Arc<dyn IndexStore>,
+    /// Large values.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The authorization door.
+    pub auth: Authorizer,
+    /// Existing spaces (loaded at start, added on creation).
+    pub spaces: RwLock<HashSet<String>>,
+    /// MAC key of KV list cursors.
+    pub cursor_key: [u8; 32],
+    /// Per-IP limiter of unauthenticated public reads.
+    pub public_limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Whether a space exists.
+    pub fn space_exists(&self, space: &str) -> bool {
+        self.spaces
+            .read()
+            .map(|s| s.contains(space))
+            .unwrap_or(false)
+    }
+
+    /// The storage limit for a space.
+    pub fn limit_for(&self, space_is_public: bool) -> Option<u64> {
+        if space_is_public {
+            self.config.public_spaces.storage_limit
+        } else {
+            self.config.storage.limit
+        }
+    }
+}
+
+/// Shared handle.
+pub type SharedState = Arc<AppState>;
+
+/// The current time.
+pub fn now() -> Timestamp {
+    Timestamp::from(time::OffsetDateTime::now_utc())
+}

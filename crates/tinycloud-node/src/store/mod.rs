@@ -1,0 +1,204 @@
+//! Storage behind two traits: the [`IndexStore`] (spaces, delegations, revocations, replay
+//! nonces, KV heads, small inline values) and the [`BlobStore`] (content-addressed by BLAKE3,
+//! for values too large to keep inline). The embedded implementations are SQLite
+//! ([`sqlite::SqliteIndex`]) and local files ([`fs_blobs::FsBlobStore`]); a PostgreSQL + S3
+//! pair will implement the same traits. Business logic never names a backend.
+//!
+//! Durability rule: a value's blob is durable before the index entry that points at it is
+//! written, and a write is acknowledged only after the index commit is durable.
+
+pub mod fs_blobs;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tinycloud_auth::chain::DelegationInfo;
+use tinycloud_auth::cid::Cid;
+
+/// A BLAKE3 digest.
+pub type Hash = [u8; 32];
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, database).
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Result alias.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A delegation as stored: its verified chain facts and the exact header it arrived in.
+#[derive(Debug, Clone)]
+pub struct StoredDelegation {
+    /// Chain facts.
+    pub info: DelegationInfo,
+    /// The `Authorization` value (UCAN text or padded base64url CACAO).
+    pub header: String,
+    /// Spaces its capabilities name.
+    pub spaces: Vec<String>,
+}
+
+/// Where a value's bytes live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueLocation {
+    /// Kept inline in the index.
+    Inline(Bytes),
+    /// In the blob store under the entry's hash.
+    Blob,
+}
+
+/// The current head of one KV key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    /// BLAKE3 of the value.
+    pub hash: Hash,
+    /// Value length.
+    pub size: u64,
+    /// Stored metadata headers (lower-case name, value).
+    pub metadata: Vec<(String, String)>,
+    /// Unix ms of the write.
+    pub updated_at: i64,
+    /// Where the bytes are.
+    pub location: ValueLocation,
+}
+
+/// A conditional-write requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Unconditional.
+    None,
+    /// The current value's hash must be this (`If-Match`).
+    Matches(Hash),
+    /// The key must not exist (`If-None-Match: *`).
+    Absent,
+}
+
+/// A KV write request.
+#[derive(Debug, Clone)]
+pub struct KvPut {
+    /// Space id.
+    pub space: String,
+    /// Key.
+    pub key: String,
+    /// New head.
+    pub entry: KvEntry,
+    /// Condition.
+    pub precondition: Precondition,
+    /// Space storage limit to enforce, if any.
+    pub limit: Option<u64>,
+}
+
+/// Outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied; for deletes, the hash of the removed value.
+    Done(Option<Hash>),
+    /// The precondition did not hold.
+    PreconditionFailed,
+    /// The key does not exist (delete).
+    NotFound,
+    /// The write would exceed the space's storage limit.
+    QuotaExceeded {
+        /// Bytes in use before the write.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Keys in byte order.
+    pub keys: Vec<String>,
+    /// Whether more keys follow.
+    pub truncated: bool,
+}
+
+/// Spaces, delegations, revocations, replay nonces and KV heads.
+#[async_trait]
+pub trait IndexStore: Send + Sync + 'static {
+    /// Ids of all spaces (loaded once at start-up into memory).
+    async fn spaces(&self) -> StoreResult<Vec<String>>;
+    /// Creates a space owned by `owner` (no-op if it exists).
+    async fn create_space(&self, space: &str, owner: &str, now_ms: i64) -> StoreResult<()>;
+
+    /// Stores a verified delegation; returns false if it was already stored (idempotent).
+    async fn put_delegation(&self, d: &StoredDelegation, now_ms: i64) -> StoreResult<bool>;
+    /// Loads a delegation.
+    async fn delegation(&self, cid: &Cid) -> StoreResult<Option<StoredDelegation>>;
+    /// Delegations whose capabilities name `space`.
+    async fn delegations_for_space(&self, space: &str) -> StoreResult<Vec<StoredDelegation>>;
+
+    /// Records a revocation (idempotent).
+    async fn revoke(&self, cid: &Cid, revoker: &str, now_ms: i64) -> StoreResult<()>;
+    /// Every revoked CID (loaded once at start-up).
+    async fn revoked(&self) -> StoreResult<Vec<Cid>>;
+
+    /// Consumes a single-use nonce; false if it was already used. Durable on return.
+    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64) -> StoreResult<bool>;
+    /// Deletes expired nonces.
+    async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64>;
+
+    /// The current value of a key.
+    async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;
+    /// Writes a key, atomically checking the precondition and the storage limit.
+    async fn kv_put(&self, put: KvPut) -> StoreResult<WriteOutcome>;
+    /// Deletes a key, atomically checking the precondition.
+    async fn kv_delete(
+        &self,
+        space: &str,
+        key: &str,
+        pre: Precondition,
+    ) -> StoreResult<WriteOutcome>;
+    /// Keys with a raw string prefix, in byte order, strictly after `after`.
+    async fn kv_list(
+        &self,
+        space: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<KeyPage>;
+    /// Bytes used by a space's current values.
+    async fn usage(&self, space: &str) -> StoreResult<u64>;
+    /// A cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A reader over a blob's bytes.
+pub type BlobReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Content-addressed blob storage.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts a new blob; bytes are appended with [`BlobWriter::write`].
+    async fn begin(&self) -> StoreResult<Box<dyn BlobWriter>>;
+    /// Opens a blob for reading.
+    async fn open(&self, hash: &Hash) -> StoreResult<Option<BlobReader>>;
+}
+
+/// An in-progress blob upload.
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: &[u8]) -> StoreResult<()>;
+    /// Makes the blob durable under `hash` (which the caller computed over the same bytes).
+    async fn commit(self: Box<Self>, hash: &Hash) -> StoreResult<()>;
+}

@@ -1,0 +1,793 @@
+//! The embedded index: SQLite in WAL mode.
+//!
+//! All writes go through one writer thread that applies queued jobs in a single transaction
+//! and commits once per batch (group commit, `synchronous=FULL`): every job's reply is sent
+//! only after that commit is durable, and concurrent writers share one fsync instead of
+//! fighting over SQLite's lock. Each job runs inside a savepoint, so one failing job never
+//! undoes its neighbours. Reads use a small pool of read-only connections and see only
+//! committed data.
+
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tinycloud_auth::capability::{
+    att_from_capabilities, att_from_json, att_to_json, capabilities_from_att,
+};
+use tinycloud_auth::chain::DelegationInfo;
+use tinycloud_auth::cid::{parse_cid, Cid};
+use tinycloud_auth::timestamp::Timestamp;
+use tokio::sync::oneshot;
+
+use super::{
+    Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError, StoreResult,
+    StoredDelegation, ValueLocation, WriteOutcome,
+};
+
+type Completion = Box<dyn FnOnce(Option<String>) + Send>;
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
+
+const MAX_BATCH: usize = 512;
+const READERS: usize = 4;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS space (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delegation (
+    cid TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    delegatee TEXT NOT NULL,
+    not_before INTEGER,
+    expiration INTEGER,
+    terminal INTEGER NOT NULL,
+    parents TEXT NOT NULL,
+    att TEXT NOT NULL,
+    header TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delegation_space (
+    space TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    PRIMARY KEY (space, cid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revocation (
+    cid TEXT PRIMARY KEY,
+    revoker TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replay (
+    nonce BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replay_expiry ON replay (expires_at);
+CREATE TABLE IF NOT EXISTS kv (
+    space TEXT NOT NULL,
+    key TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    inline_value BLOB,
+    PRIMARY KEY (space, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS space_usage (
+    space TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// The SQLite index store.
+pub struct SqliteIndex {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: std::path::PathBuf,
+}
+
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "cannot begin write transaction");
+                // Jobs were never run: report the failure without running them.
+                drop(batch);
+                continue;
+            }
+        };
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&tx)).collect();
+        let err = tx.commit().err().map(|e| {
+            tracing::error!(error = %e, "write batch commit failed");
+            e.to_string()
+        });
+        for c in completions {
+            c(err.clone());
+        }
+    }
+}
+
+impl SqliteIndex {
+    /// Opens (creating if needed) the index at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = open(path, false)?;
+        writer.execute_batch(SCHEMA)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open(path, true)?);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))?;
+        Ok(SqliteIndex {
+            jobs: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Runs `f` in the next group-committed transaction; resolves after the commit is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |tx: &Transaction<'_>| {
+            let result = (|| {
+                tx.execute_batch("SAVEPOINT job")?;
+                let r = f(tx);
+                if r.is_ok() {
+                    tx.execute_batch("RELEASE job")?;
+                } else {
+                    tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                }
+                r
+            })();
+            Box::new(move |commit_error: Option<String>| {
+                let out = match commit_error {
+                    Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                    None => result,
+                };
+                let _ = reply.send(out);
+            })
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Backend("writer thread stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("write was dropped".into()))?
+    }
+
+    /// Runs `f` on a read-only connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().ok().and_then(|mut p| p.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => open(&path, true)?,
+            };
+            let r = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                if p.len() < READERS {
+                    p.push(conn);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn encode_metadata(m: &[(String, String)]) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "[]".into())
+}
+
+fn decode_metadata(s: &str) -> StoreResult<Vec<(String, String)>> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("kv metadata: {e}")))
+}
+
+fn hash_from(v: Vec<u8>) -> StoreResult<Hash> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+/// The columns of a `kv` row, before decoding.
+struct RawEntry {
+    hash: Vec<u8>,
+    size: i64,
+    metadata: String,
+    updated_at: i64,
+    inline: Option<Vec<u8>>,
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        hash: row.get(0)?,
+        size: row.get(1)?,
+        metadata: row.get(2)?,
+        updated_at: row.get(3)?,
+        inline: row.get(4)?,
+    })
+}
+
+fn to_entry(raw: RawEntry) -> StoreResult<KvEntry> {
+    let RawEntry {
+        hash,
+        size,
+        metadata,
+        updated_at,
+        inline,
+    } = raw;
+    Ok(KvEntry {
+        hash: hash_from(hash)?,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
+        metadata: decode_metadata(&metadata)?,
+        updated_at,
+        location: match inline {
+            Some(b) => ValueLocation::Inline(Bytes::from(b)),
+            None => ValueLocation::Blob,
+        },
+    })
+}
+
+fn current(tx: &Connection, space: &str, key: &str) -> StoreResult<Option<(Hash, u64)>> {
+    let row: Option<(Vec<u8>, i64)> = tx
+        .query_row(
+            "SELECT hash, size FROM kv WHERE space = ?1 AND key = ?2",
+            params![space, key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(h, s)| Ok((hash_from(h)?, u64::try_from(s).unwrap_or(0))))
+        .transpose()
+}
+
+fn usage_of(tx: &Connection, space: &str) -> StoreResult<u64> {
+    let used: Option<i64> = tx
+        .query_row(
+            "SELECT bytes FROM space_usage WHERE space = ?1",
+            params![space],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(used.and_then(|u| u64::try_from(u).ok()).unwrap_or(0))
+}
+
+fn add_usage(tx: &Connection, space: &str, delta: i64) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO space_usage (space, bytes) VALUES (?1, max(?2, 0))
+         ON CONFLICT (space) DO UPDATE SET bytes = max(bytes + ?2, 0)",
+        params![space, delta],
+    )?;
+    Ok(())
+}
+
+/// The columns of a `delegation` row, before decoding.
+struct RawDelegation {
+    cid: String,
+    issuer: String,
+    delegatee: String,
+    not_before: Option<i64>,
+    expiration: Option<i64>,
+    terminal: bool,
+    parents: String,
+    att: String,
+    header: String,
+}
+
+const DELEGATION_COLUMNS: &str =
+    "cid, issuer, delegatee, not_before, expiration, terminal, parents, att, header";
+
+fn read_delegation(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDelegation> {
+    Ok(RawDelegation {
+        cid: row.get(0)?,
+        issuer: row.get(1)?,
+        delegatee: row.get(2)?,
+        not_before: row.get(3)?,
+        expiration: row.get(4)?,
+        terminal: row.get::<_, i64>(5)? == 1,
+        parents: row.get(6)?,
+        att: row.get(7)?,
+        header: row.get(8)?,
+    })
+}
+
+impl RawDelegation {
+    /// Rebuilds the verified chain facts (they were verified before being stored).
+    fn decode(self) -> StoreResult<StoredDelegation> {
+        let cid = self.cid;
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("delegation {cid}: {what}: {e}"))
+        };
+        let parents: Vec<String> =
+            serde_json::from_str(&self.parents).map_err(|e| corrupt("parents", &e))?;
+        let parents = parents
+            .iter()
+            .map(|p| parse_cid(p).map_err(|e| corrupt("parent", &e)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let att_json: serde_json::Value =
+            serde_json::from_str(&self.att).map_err(|e| corrupt("att", &e))?;
+        let att = att_from_json(&att_json).map_err(|e| corrupt("att", &e))?;
+        let capabilities = capabilities_from_att(&att).map_err(|e| corrupt("capabilities", &e))?;
+        let spaces = capabilities
+            .iter()
+            .filter_map(|c| c.resource.space().map(|s| s.to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(StoredDelegation {
+            info: DelegationInfo {
+                cid: parse_cid(&cid).map_err(|e| corrupt("cid", &e))?,
+                issuer: self.issuer.parse().map_err(|e| corrupt("issuer", &e))?,
+                delegatee: self
+                    .delegatee
+                    .parse()
+                    .map_err(|e| corrupt("delegatee", &e))?,
+                not_before: self.not_before.map(Timestamp::from_millis),
+                expiration: self.expiration.map(Timestamp::from_millis),
+                parents,
+                capabilities,
+                terminal: self.terminal,
+            },
+            header: self.header,
+            spaces,
+        })
+    }
+}
+
+#[async_trait]
+impl IndexStore for SqliteIndex {
+    async fn spaces(&self) -> StoreResult<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM space")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn create_space(&self, space: &str, owner: &str, now_ms: i64) -> StoreResult<()> {
+        let (space, owner) = (space.to_owned(), owner.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO space (id, owner, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![space, owner, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_delegation(&self, d: &StoredDelegation, now_ms: i64) -> StoreResult<bool> {
+        let i = &d.info;
+        let cid = i.cid.to_string();
+        let issuer = i.issuer.to_string();
+        let delegatee = i.delegatee.to_string();
+        let nbf = i.not_before.map(Timestamp::as_millis);
+        let exp = i.expiration.map(Timestamp::as_millis);
+        let terminal = i64::from(i.terminal);
+        let parents = serde_json::to_string(
+            &i.parents
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let att = att_to_json(&att_from_capabilities(&i.capabilities)).to_string();
+        let header = d.header.clone();
+        let spaces = d.spaces.clone();
+        self.write(move |tx| {
+            let n = tx.execute(
+                &format!(
+                    "INSERT INTO delegation ({DELEGATION_COLUMNS}, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING"
+                ),
+                params![cid, issuer, delegatee, nbf, exp, terminal, parents, att, header, now_ms],
+            )?;
+            for s in &spaces {
+                tx.execute(
+                    "INSERT INTO delegation_space (space, cid) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![s, cid],
+                )?;
+            }
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delegation(&self, cid: &Cid) -> StoreResult<Option<StoredDelegation>> {
+        let cid = cid.to_string();
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    &format!("SELECT {DELEGATION_COLUMNS} FROM delegation WHERE cid = ?1"),
+                    params![cid],
+                    read_delegation,
+                )
+                .optional()?;
+            row.map(RawDelegation::decode).transpose()
+        })
+        .await
+    }
+
+    async fn delegations_for_space(&self, space: &str) -> StoreResult<Vec<StoredDelegation>> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let cols = DELEGATION_COLUMNS
+                .split(", ")
+                .map(|col| format!("d.{col}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = c.prepare(&format!(
+                "SELECT {cols} FROM delegation d JOIN delegation_space s ON s.cid = d.cid
+                 WHERE s.space = ?1 ORDER BY d.created_at, d.cid"
+            ))?;
+            let rows = stmt.query_map(params![space], read_delegation)?;
+            rows.map(|r| r?.decode()).collect()
+        })
+        .await
+    }
+
+    async fn revoke(&self, cid: &Cid, revoker: &str, now_ms: i64) -> StoreResult<()> {
+        let (cid, revoker) = (cid.to_string(), revoker.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO revocation (cid, revoker, revoked_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![cid, revoker, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoked(&self) -> StoreResult<Vec<Cid>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT cid FROM revocation")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| {
+                let s = r?;
+                parse_cid(&s).map_err(|e| StoreError::Corrupt(format!("revocation {s}: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "INSERT INTO replay (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![nonce.as_slice(), expires_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let n = tx.execute("DELETE FROM replay WHERE expires_at < ?1", params![now_ms])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
+        let (space, key) = (space.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT hash, size, metadata, updated_at, inline_value FROM kv WHERE space = ?1 AND key = ?2",
+                    params![space, key],
+                    row_to_entry,
+                )
+                .optional()?;
+            row.map(to_entry).transpose()
+        })
+        .await
+    }
+
+    async fn kv_put(&self, put: KvPut) -> StoreResult<WriteOutcome> {
+        self.write(move |tx| {
+            let existing = current(tx, &put.space, &put.key)?;
+            match (put.precondition, &existing) {
+                (Precondition::Absent, Some(_)) => return Ok(WriteOutcome::PreconditionFailed),
+                (Precondition::Matches(_), None) => return Ok(WriteOutcome::PreconditionFailed),
+                (Precondition::Matches(h), Some((cur, _))) if h != *cur => {
+                    return Ok(WriteOutcome::PreconditionFailed)
+                }
+                _ => {}
+            }
+            let old = existing.map(|(_, s)| s).unwrap_or(0);
+            let e = &put.entry;
+            if let Some(limit) = put.limit {
+                let used = usage_of(tx, &put.space)?;
+                if used.saturating_sub(old).saturating_add(e.size) > limit {
+                    return Ok(WriteOutcome::QuotaExceeded { used, limit });
+                }
+            }
+            let inline = match &e.location {
+                ValueLocation::Inline(b) => Some(b.to_vec()),
+                ValueLocation::Blob => None,
+            };
+            tx.execute(
+                "INSERT INTO kv (space, key, hash, size, metadata, updated_at, inline_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (space, key) DO UPDATE SET hash = ?3, size = ?4, metadata = ?5,
+                     updated_at = ?6, inline_value = ?7",
+                params![
+                    put.space,
+                    put.key,
+                    e.hash.as_slice(),
+                    i64::try_from(e.size).unwrap_or(i64::MAX),
+                    encode_metadata(&e.metadata),
+                    e.updated_at,
+                    inline
+                ],
+            )?;
+            let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
+            add_usage(tx, &put.space, delta)?;
+            Ok(WriteOutcome::Done(None))
+        })
+        .await
+    }
+
+    async fn kv_delete(
+        &self,
+        space: &str,
+        key: &str,
+        pre: Precondition,
+    ) -> StoreResult<WriteOutcome> {
+        let (space, key) = (space.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let Some((hash, size)) = current(tx, &space, &key)? else {
+                return Ok(match pre {
+                    Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
+                    _ => WriteOutcome::NotFound,
+                });
+            };
+            if let Precondition::Matches(h) = pre {
+                if h != hash {
+                    return Ok(WriteOutcome::PreconditionFailed);
+                }
+            }
+            tx.execute(
+                "DELETE FROM kv WHERE space = ?1 AND key = ?2",
+                params![space, key],
+            )?;
+            add_usage(tx, &space, -i64::try_from(size).unwrap_or(0))?;
+            Ok(WriteOutcome::Done(Some(hash)))
+        })
+        .await
+    }
+
+    async fn kv_list(
+        &self,
+        space: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<KeyPage> {
+        let (space, prefix, after) = (
+            space.to_owned(),
+            prefix.to_owned(),
+            after.map(str::to_owned),
+        );
+        self.read(move |c| {
+            // Raw byte-order prefix scan: `key >= prefix AND key < prefix-upper-bound` would
+            // need an upper bound for arbitrary UTF-8; `substr` comparison is exact instead.
+            let start = match &after {
+                Some(a) if a.as_str() >= prefix.as_str() => a.clone(),
+                _ => prefix.clone(),
+            };
+            let op = if after.as_deref().is_some_and(|a| a >= prefix.as_str()) {
+                ">"
+            } else {
+                ">="
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT key FROM kv WHERE space = ?1 AND key {op} ?2
+                 AND substr(key, 1, length(?3)) = ?3 ORDER BY key LIMIT ?4"
+            ))?;
+            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![space, start, prefix, fetch], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut keys = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let truncated = keys.len() > limit;
+            keys.truncate(limit);
+            Ok(KeyPage { keys, truncated })
+        })
+        .await
+    }
+
+    async fn usage(&self, space: &str) -> StoreResult<u64> {
+        let space = space.to_owned();
+        self.read(move |c| usage_of(c, &space)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(v: &[u8]) -> KvEntry {
+        KvEntry {
+            hash: *blake3::hash(v).as_bytes(),
+            size: v.len() as u64,
+            metadata: vec![("content-type".into(), "text/plain".into())],
+            updated_at: 1,
+            location: ValueLocation::Inline(Bytes::copy_from_slice(v)),
+        }
+    }
+
+    fn put(key: &str, v: &[u8], pre: Precondition, limit: Option<u64>) -> KvPut {
+        KvPut {
+            space: "s".into(),
+            key: key.into(),
+            entry: entry(v),
+            precondition: pre,
+            limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn kv_round_trip_preconditions_quota_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteIndex::open(&dir.path().join("index.db")).unwrap();
+        assert_eq!(
+            db.kv_put(put("a", b"1", Precondition::Absent, None))
+                .await
+                .unwrap(),
+            WriteOutcome::Done(None)
+        );
+        assert_eq!(
+            db.kv_put(put("a", b"2", Precondition::Absent, None))
+                .await
+                .unwrap(),
+            WriteOutcome::PreconditionFailed
+        );
+        let h1 = *blake3::hash(b"1").as_bytes();
+        assert_eq!(
+            db.kv_put(put("a", b"22", Precondition::Matches(h1), None))
+                .await
+                .unwrap(),
+            WriteOutcome::Done(None)
+        );
+        assert_eq!(
+            db.kv_put(put("a", b"3", Precondition::Matches(h1), None))
+                .await
+                .unwrap(),
+            WriteOutcome::PreconditionFailed
+        );
+        let got = db.kv_get("s", "a").await.unwrap().unwrap();
+        assert_eq!(
+            got.location,
+            ValueLocation::Inline(Bytes::from_static(b"22"))
+        );
+        assert_eq!(db.usage("s").await.unwrap(), 2);
+        assert!(matches!(
+            db.kv_put(put("b", b"12345", Precondition::None, Some(4)))
+                .await
+                .unwrap(),
+            WriteOutcome::QuotaExceeded { used: 2, limit: 4 }
+        ));
+        for k in ["b/1", "b/2", "ba", "c"] {
+            db.kv_put(put(k, b"x", Precondition::None, None))
+                .await
+                .unwrap();
+        }
+        let page = db.kv_list("s", "b", None, 2).await.unwrap();
+        assert_eq!(
+            page,
+            KeyPage {
+                keys: vec!["b/1".into(), "b/2".into()],
+                truncated: true
+            }
+        );
+        let page = db.kv_list("s", "b", Some("b/2"), 2).await.unwrap();
+        assert_eq!(
+            page,
+            KeyPage {
+                keys: vec!["ba".into()],
+                truncated: false
+            }
+        );
+        assert_eq!(
+            db.kv_delete("s", "nope", Precondition::None).await.unwrap(),
+            WriteOutcome::NotFound
+        );
+        assert_eq!(
+            db.kv_delete("s", "c", Precondition::None).await.unwrap(),
+            WriteOutcome::Done(Some(*blake3::hash(b"x").as_bytes()))
+        );
+        assert_eq!(db.usage("s").await.unwrap(), 2 + 3);
+    }
+
+    #[tokio::test]
+    async fn nonces_are_single_use_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        {
+            let db = SqliteIndex::open(&path).unwrap();
+            assert!(db.consume_nonce([1; 32], 100).await.unwrap());
+            assert!(!db.consume_nonce([1; 32], 100).await.unwrap());
+        }
+        let db = SqliteIndex::open(&path).unwrap();
+        assert!(!db.consume_nonce([1; 32], 100).await.unwrap());
+        assert_eq!(db.sweep_nonces(200).await.unwrap(), 1);
+        assert!(db.consume_nonce([1; 32], 300).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(SqliteIndex::open(&dir.path().join("index.db")).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.kv_put(put(
+                    &format!("k{}", i % 7),
+                    &i.to_le_bytes(),
+                    Precondition::None,
+                    None,
+                ))
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), WriteOutcome::Done(None));
+        }
+        assert_eq!(db.kv_list("s", "k", None, 100).await.unwrap().keys.len(), 7);
+    }
+}

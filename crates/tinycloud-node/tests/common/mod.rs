@@ -1,0 +1,340 @@
+//! Test harness: starts the real `tinycloud-node` binary on a free port with a temporary data
+//! directory, and builds tokens the way a client does (through the protocol crate).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use tinycloud_auth::cacao::Cacao;
+use tinycloud_auth::capability::Capability;
+use tinycloud_auth::cid::Cid;
+use tinycloud_auth::did::{Did, DidUrl};
+use tinycloud_auth::eth::{sign_eip191, EthAddress};
+use tinycloud_auth::keys::SecretKey;
+use tinycloud_auth::resource::SpaceId;
+use tinycloud_auth::session::{capability, host_capability, invocation, SiweDelegationRequest};
+use tinycloud_auth::timestamp::Timestamp;
+use tinycloud_auth::ucan::UcanBuilder;
+
+/// A running node process.
+pub struct Node {
+    pub child: Child,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    pub fn start(env: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut node = Self::start_in(&dir, env);
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// Starts (or restarts) a node on an existing data directory.
+    pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tinycloud-node"));
+        cmd.env_clear()
+            .env("TINYCLOUD_PORT", "0")
+            .env("TINYCLOUD_STORAGE__DATADIR", dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            let n = reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "node exited before listening");
+            if let Some(u) = line.trim().strip_prefix("listening on ") {
+                break u.to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Node {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    /// Takes the temporary directory so it outlives this process (for restarts).
+    pub fn take_tmp(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from(time::OffsetDateTime::now_utc())
+}
+
+pub fn uuid() -> String {
+    format!("urn:uuid:{}", uuid::Uuid::new_v4())
+}
+
+/// An owner (wallet) with a signed-in session key.
+pub struct Owner {
+    pub wallet: k256::ecdsa::SigningKey,
+    pub address: EthAddress,
+    pub did: Did,
+    pub space: SpaceId,
+    pub session: SecretKey,
+    pub session_cid: Cid,
+}
+
+pub fn wallet(n: u8) -> k256::ecdsa::SigningKey {
+    let mut b = [0u8; 32];
+    b[31] = n;
+    b[0] = 0x11;
+    k256::ecdsa::SigningKey::from_slice(&b).unwrap()
+}
+
+pub fn ed25519(n: u8) -> SecretKey {
+    let mut seed = [n; 32];
+    seed[0] = rand_byte();
+    SecretKey::ed25519_from_seed(&seed)
+}
+
+fn rand_byte() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0]
+}
+
+pub fn siwe_header(
+    wallet: &k256::ecdsa::SigningKey,
+    delegate: String,
+    caps: Vec<Capability>,
+    expiration: Option<Timestamp>,
+    parents: Vec<Cid>,
+) -> String {
+    let address = EthAddress::from_verifying_key(wallet.verifying_key());
+    let req = SiweDelegationRequest {
+        domain: "app.tinycloud.xyz".into(),
+        address,
+        chain_id: 1,
+        delegate,
+        nonce: uuid::Uuid::new_v4().simple().to_string(),
+        issued_at: now(),
+        expiration,
+        not_before: None,
+        capabilities: caps,
+        parents,
+        statement: None,
+    };
+    let msg = req.to_message().unwrap();
+    let sig = sign_eip191(wallet, msg.to_string().as_bytes()).unwrap();
+    Cacao::new(msg, sig.to_vec()).unwrap().to_header()
+}
+
+pub async fn post_delegate(node: &Node, header: &str) -> (u16, serde_json::Value, String) {
+    let r = http()
+        .post(format!("{}/delegate", node.url))
+        .header("authorization", header)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (status, json, text)
+}
+
+impl Owner {
+    /// Signs in: session delegation (kv + capabilities/read on the space), then hosts the space
+    /// through `/peer/generate` + `tinycloud.space/host`, then re-activates the session.
+    pub async fn sign_in(node: &Node, n: u8, space_name: &str) -> Owner {
+        let wallet = wallet(n);
+        let address = EthAddress::from_verifying_key(wallet.verifying_key());
+        let did = Did::pkh(1, address).unwrap();
+        let space = SpaceId::new(did.clone(), space_name).unwrap();
+        let session = ed25519(n);
+        let caps = vec![
+            capability(&format!("{space}/kv"), "tinycloud.kv/get").unwrap(),
+            capability(&format!("{space}/kv"), "tinycloud.kv/put").unwrap(),
+            capability(&format!("{space}/kv"), "tinycloud.kv/del").unwrap(),
+            capability(&format!("{space}/kv"), "tinycloud.kv/list").unwrap(),
+            capability(&format!("{space}/kv"), "tinycloud.kv/metadata").unwrap(),
+            capability(
+                &format!("{space}/capabilities"),
+                "tinycloud.capabilities/read",
+            )
+            .unwrap(),
+        ];
+        let header = siwe_header(
+            &wallet,
+            session.did().verification_method().to_string(),
+            caps,
+            Some(now().plus_secs(3600)),
+            vec![],
+        );
+        let (status, body, text) = post_delegate(node, &header).await;
+        assert_eq!(status, 200, "{text}");
+        let cid: Cid = tinycloud_auth::cid::parse_cid(body["cid"].as_str().unwrap()).unwrap();
+        let space_id = space.to_string();
+        if body["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == &space_id)
+        {
+            let host = http()
+                .get(format!("{}/peer/generate/{}", node.url, space_id))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let host_header = siwe_header(
+                &wallet,
+                host,
+                vec![host_capability(&space).unwrap()],
+                None,
+                vec![],
+            );
+            let (status, body, text) = post_delegate(node, &host_header).await;
+            assert_eq!(status, 200, "{text}");
+            assert!(body["activated"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == &space_id));
+            let (status, body, _) = post_delegate(node, &header).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                body["cid"].as_str().unwrap(),
+                cid.to_string(),
+                "idempotent by CID"
+            );
+        }
+        Owner {
+            wallet,
+            address,
+            did,
+            space,
+            session,
+            session_cid: cid,
+        }
+    }
+
+    pub fn res(&self, service_path: &str) -> String {
+        format!("{}/{}", self.space, service_path)
+    }
+}
+
+/// Builds an invocation header for one capability.
+pub fn invoke_header(key: &SecretKey, proofs: &[Cid], resource: &str, ability: &str) -> String {
+    invocation(
+        key,
+        None,
+        proofs,
+        vec![capability(resource, ability).unwrap()],
+        now(),
+        120,
+        &uuid(),
+        vec![],
+    )
+    .unwrap()
+    .as_str()
+    .to_owned()
+}
+
+/// A UCAN delegation from `from` to `to`.
+pub fn ucan_delegation(
+    from: &SecretKey,
+    to: &Did,
+    proofs: &[Cid],
+    caps: Vec<Capability>,
+    exp_secs: i64,
+) -> String {
+    let mut b = UcanBuilder::new(
+        from.did().verification_method(),
+        DidUrl::from(to.clone()),
+        uuid(),
+    )
+    .expiration(now().plus_secs(exp_secs))
+    .capabilities(caps);
+    for p in proofs {
+        b = b.proof(*p);
+    }
+    b.sign(from).unwrap().as_str().to_owned()
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn invoke(node: &Node, header: &str, extra: &[(&str, &str)], body: Vec<u8>) -> Resp {
+    let mut req = http()
+        .post(format!("{}/invoke", node.url))
+        .header("authorization", header);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let r = req.body(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.unwrap().to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// One KV call as `key` holding `proofs`.
+pub async fn kv(
+    node: &Node,
+    key: &SecretKey,
+    proofs: &[Cid],
+    resource: &str,
+    action: &str,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Resp {
+    let h = invoke_header(key, proofs, resource, &format!("tinycloud.kv/{action}"));
+    invoke(node, &h, extra, body).await
+}

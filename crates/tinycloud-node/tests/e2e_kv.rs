@@ -1,0 +1,826 @@
+//! End-to-end: the real node binary on a free port, driven over HTTP with tokens built the way
+//! a client builds them.
+
+mod common;
+
+use common::*;
+use tinycloud_auth::cid::parse_cid;
+use tinycloud_auth::session::capability;
+
+#[tokio::test]
+async fn discovery_routes() {
+    let node = Node::start(&[]);
+    let info: serde_json::Value = http()
+        .get(format!("{}/info", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["protocol"], 1);
+    assert!(info["nodeId"].as_str().unwrap().starts_with("did:key:z6Mk"));
+    let version: serde_json::Value = http()
+        .get(format!("{}/version", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version, info);
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", node.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let space = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
+    let a = http()
+        .get(format!("{}/peer/generate/{space}", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let b = http()
+        .get(format!("{}/peer/generate/{space}", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(a, b, "host key is deterministic");
+    assert!(a.starts_with("did:key:z6Mk"));
+    let bad = http()
+        .get(format!("{}/peer/generate/nonsense", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // CORS preflight and headers
+    let pre = http()
+        .request(reqwest::Method::OPTIONS, format!("{}/invoke", node.url))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success());
+    assert!(pre.headers().get("access-control-allow-origin").is_some());
+    // the node secret was generated with 0600
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.dir.join("node.secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn session_reads_and_writes_kv() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 1, "default").await;
+    let p = [o.session_cid];
+    let r = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[
+            ("content-type", "text/markdown"),
+            ("x-tinycloud-meta-author", "me"),
+        ],
+        b"# hello".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let etag = r.headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        etag,
+        format!("\"blake3-{}\"", blake3::hash(b"# hello").to_hex())
+    );
+    assert!(r.body.is_empty());
+
+    let g = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "get",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, b"# hello");
+    assert_eq!(g.headers["etag"], etag.as_str());
+    assert_eq!(g.headers["content-type"], "text/markdown");
+    assert_eq!(g.headers["x-tinycloud-meta-author"], "me");
+    assert_eq!(g.headers["cache-control"], "private, no-cache");
+
+    let m = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "metadata",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(m.status, 200);
+    assert!(m.body.is_empty());
+    assert_eq!(m.headers["etag"], etag.as_str());
+    assert_eq!(m.headers["content-type"], "text/markdown");
+
+    let nm = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "get",
+        &[("if-none-match", &etag)],
+        vec![],
+    )
+    .await;
+    assert_eq!(nm.status, 304);
+
+    // conditional writes
+    let again = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[("if-none-match", "*")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(again.status, 412);
+    let wrong = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[(
+            "if-match",
+            "\"blake3-0000000000000000000000000000000000000000000000000000000000000000\"",
+        )],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(wrong.status, 412);
+    let weak = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[("if-match", "W/\"x\"")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(weak.status, 400);
+    let both = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[("if-match", &etag), ("if-none-match", "*")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(both.status, 400);
+    let ok = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "put",
+        &[("if-match", &etag)],
+        b"v2".to_vec(),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+
+    let too_big = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/today.md"),
+        "get",
+        &[("x-tinycloud-max-response-bytes", "1")],
+        vec![],
+    )
+    .await;
+    assert_eq!(too_big.status, 413);
+
+    // list with paging
+    for k in ["notes/a", "notes/b", "notes/c", "notesx/d"] {
+        assert_eq!(
+            kv(
+                &node,
+                &o.session,
+                &p,
+                &o.res(&format!("kv/{k}")),
+                "put",
+                &[],
+                b"1".to_vec()
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let l = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/"),
+        "list",
+        &[("x-tinycloud-limit", "2")],
+        vec![],
+    )
+    .await;
+    assert_eq!(l.status, 200, "{}", l.text());
+    let keys: Vec<String> = serde_json::from_slice(&l.body).unwrap();
+    assert_eq!(keys, ["notes/a", "notes/b"]);
+    assert_eq!(l.headers["x-tinycloud-truncated"], "true");
+    let cursor = l.headers["x-tinycloud-next-cursor"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let l2 = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/"),
+        "list",
+        &[("x-tinycloud-limit", "2"), ("x-tinycloud-cursor", &cursor)],
+        vec![],
+    )
+    .await;
+    let keys: Vec<String> = serde_json::from_slice(&l2.body).unwrap();
+    assert_eq!(keys, ["notes/c", "notes/today.md"]);
+    assert_eq!(l2.headers["x-tinycloud-truncated"], "false");
+    let bad_cursor = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/"),
+        "list",
+        &[("x-tinycloud-limit", "3"), ("x-tinycloud-cursor", &cursor)],
+        vec![],
+    )
+    .await;
+    assert_eq!(bad_cursor.status, 400, "cursor bound to its limit");
+    let raw = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes"),
+        "list",
+        &[],
+        vec![],
+    )
+    .await;
+    let keys: Vec<String> = serde_json::from_slice(&raw.body).unwrap();
+    assert!(
+        keys.contains(&"notesx/d".to_string()),
+        "raw prefix for a whole-service grant: {keys:?}"
+    );
+
+    // delete
+    let d = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/a"),
+        "del",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(d.status, 200);
+    assert!(d.headers.contains_key("etag"));
+    let gone = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/a"),
+        "get",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+    let d2 = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/notes/a"),
+        "del",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(d2.status, 404);
+
+    // capabilities/read lists the space's delegations
+    let h = invoke_header(
+        &o.session,
+        &p,
+        &o.res("capabilities/all"),
+        "tinycloud.capabilities/read",
+    );
+    let c = invoke(&node, &h, &[], vec![]).await;
+    assert_eq!(c.status, 200, "{}", c.text());
+    let map: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+    assert!(map.get(o.session_cid.to_string()).is_some());
+}
+
+#[tokio::test]
+async fn large_values_stream_through_blob_store() {
+    let node = Node::start(&[("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "1024")]);
+    let o = Owner::sign_in(&node, 2, "default").await;
+    let p = [o.session_cid];
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let r = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/big.bin"),
+        "put",
+        &[],
+        value.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/big.bin"),
+        "get",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body.len(), value.len());
+    assert!(g.body == value);
+}
+
+#[tokio::test]
+async fn replay_is_refused_also_after_restart() {
+    let mut node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 3, "default").await;
+    let h = invoke_header(
+        &o.session,
+        &[o.session_cid],
+        &o.res("kv/a"),
+        "tinycloud.kv/put",
+    );
+    assert_eq!(invoke(&node, &h, &[], b"1".to_vec()).await.status, 200);
+    let r = invoke(&node, &h, &[], b"1".to_vec()).await;
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("duplicate"));
+    let dir = node.dir.clone();
+    let tmp = node.take_tmp();
+    node.kill9();
+    let node2 = Node::start_in(&dir, &[]);
+    assert_eq!(invoke(&node2, &h, &[], b"1".to_vec()).await.status, 409);
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn delegate_read_only_and_path_attenuation() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 4, "default").await;
+    let p = [o.session_cid];
+    for k in ["docs/a", "docsx/b", "secret"] {
+        assert_eq!(
+            kv(
+                &node,
+                &o.session,
+                &p,
+                &o.res(&format!("kv/{k}")),
+                "put",
+                &[],
+                k.as_bytes().to_vec()
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let agent = ed25519(40);
+    let grant = ucan_delegation(
+        &o.session,
+        &agent.did(),
+        &p,
+        vec![
+            capability(&o.res("kv/docs"), "tinycloud.kv/get").unwrap(),
+            capability(&o.res("kv/docs"), "tinycloud.kv/list").unwrap(),
+        ],
+        1800,
+    );
+    let (status, body, text) = post_delegate(&node, &grant).await;
+    assert_eq!(status, 200, "{text}");
+    let gcid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    let ap = [gcid];
+    let ok = kv(&node, &agent, &ap, &o.res("kv/docs/a"), "get", &[], vec![]).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"docs/a");
+    let put = kv(
+        &node,
+        &agent,
+        &ap,
+        &o.res("kv/docs/a"),
+        "put",
+        &[],
+        b"no".to_vec(),
+    )
+    .await;
+    assert_eq!(put.status, 401);
+    assert!(
+        put.text().starts_with("Unauthorized Action:"),
+        "{}",
+        put.text()
+    );
+    assert!(put.text().contains("tinycloud.kv/put"));
+    let outside = kv(&node, &agent, &ap, &o.res("kv/docsx/b"), "get", &[], vec![]).await;
+    assert_eq!(outside.status, 401, "docs does not cover docsx");
+    let secret = kv(&node, &agent, &ap, &o.res("kv/secret"), "get", &[], vec![]).await;
+    assert_eq!(secret.status, 401);
+    // listing with the granted prefix shows only keys the grant covers (segment-aware)
+    let l = kv(&node, &agent, &ap, &o.res("kv/docs"), "list", &[], vec![]).await;
+    assert_eq!(l.status, 200, "{}", l.text());
+    let keys: Vec<String> = serde_json::from_slice(&l.body).unwrap();
+    assert_eq!(keys, ["docs/a"]);
+    // the agent cannot widen its grant by re-delegating
+    let other = ed25519(41);
+    let wider = ucan_delegation(
+        &agent,
+        &other.did(),
+        &ap,
+        vec![capability(&o.res("kv"), "tinycloud.kv/get").unwrap()],
+        60,
+    );
+    let (status, _, text) = post_delegate(&node, &wider).await;
+    assert_eq!(status, 401, "{text}");
+    // dot segments are invalid input, never normalized
+    let dot = format!("{}/kv/docs/../secret", o.space);
+    assert!(capability(&dot, "tinycloud.kv/get").is_err());
+}
+
+#[tokio::test]
+async fn expiry_tampering_and_wrong_owner() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 5, "default").await;
+    let p = [o.session_cid];
+    // expired invocation
+    let expired = tinycloud_auth::session::invocation(
+        &o.session,
+        None,
+        &p,
+        vec![capability(&o.res("kv/a"), "tinycloud.kv/get").unwrap()],
+        now().plus_secs(-600),
+        120,
+        &uuid(),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(
+        invoke(&node, expired.as_str(), &[], vec![]).await.status,
+        401
+    );
+    // lifetime above the cap
+    let long = tinycloud_auth::session::invocation(
+        &o.session,
+        None,
+        &p,
+        vec![capability(&o.res("kv/a"), "tinycloud.kv/get").unwrap()],
+        now(),
+        3600,
+        &uuid(),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(invoke(&node, long.as_str(), &[], vec![]).await.status, 401);
+    // tampered signature
+    let h = invoke_header(&o.session, &p, &o.res("kv/a"), "tinycloud.kv/get");
+    let mut t = h.clone().into_bytes();
+    let last = t.len() - 5;
+    t[last] = if t[last] == b'A' { b'B' } else { b'A' };
+    let r = invoke(&node, &String::from_utf8(t).unwrap(), &[], vec![]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // another owner's session cannot touch this space
+    let mallory = Owner::sign_in(&node, 6, "default").await;
+    let r = kv(
+        &node,
+        &mallory.session,
+        &[mallory.session_cid],
+        &o.res("kv/a"),
+        "get",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // a session delegation for someone else's space signed by the wrong wallet is refused
+    let forged = siwe_header(
+        &mallory.wallet,
+        mallory.session.did().verification_method().to_string(),
+        vec![capability(&o.res("kv"), "tinycloud.kv/get").unwrap()],
+        Some(now().plus_secs(60)),
+        vec![],
+    );
+    let (status, _, _) = post_delegate(&node, &forged).await;
+    assert_eq!(status, 401);
+    // an expired session delegation is refused at registration
+    let stale = siwe_header(
+        &o.wallet,
+        o.session.did().verification_method().to_string(),
+        vec![capability(&o.res("kv"), "tinycloud.kv/get").unwrap()],
+        Some(now().plus_secs(-5)),
+        vec![],
+    );
+    assert_eq!(post_delegate(&node, &stale).await.0, 401);
+    // malformed and oversize tokens
+    assert_eq!(invoke(&node, "not-a-token", &[], vec![]).await.status, 400);
+    let huge = "a.".repeat(40_000);
+    assert_eq!(invoke(&node, &huge, &[], vec![]).await.status, 400);
+    let r = http()
+        .post(format!("{}/invoke", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "missing Authorization");
+    // unknown space
+    let ghost = format!("{}/kv/a", o.space.to_string().replace(":default", ":ghost"));
+    let ghost_owner_grant = siwe_header(
+        &o.wallet,
+        o.session.did().verification_method().to_string(),
+        vec![capability(&ghost, "tinycloud.kv/get").unwrap()],
+        Some(now().plus_secs(60)),
+        vec![],
+    );
+    let (status, body, _) = post_delegate(&node, &ghost_owner_grant).await;
+    assert_eq!(status, 200);
+    assert!(body["skipped"].as_array().unwrap().len() == 1);
+    let cid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    let r = kv(&node, &o.session, &[cid], &ghost, "get", &[], vec![]).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn revoking_a_middle_link_cuts_off_every_descendant() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 7, "default").await;
+    let p = [o.session_cid];
+    assert_eq!(
+        kv(
+            &node,
+            &o.session,
+            &p,
+            &o.res("kv/shared/x"),
+            "put",
+            &[],
+            b"x".to_vec()
+        )
+        .await
+        .status,
+        200
+    );
+    let a = ed25519(70);
+    let b = ed25519(71);
+    let ga = ucan_delegation(
+        &o.session,
+        &a.did(),
+        &p,
+        vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()],
+        1800,
+    );
+    let (_, body, _) = post_delegate(&node, &ga).await;
+    let ca = parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    let gb = ucan_delegation(
+        &a,
+        &b.did(),
+        &[ca],
+        vec![capability(&o.res("kv/shared/x"), "tinycloud.kv/get").unwrap()],
+        900,
+    );
+    let (status, body, text) = post_delegate(&node, &gb).await;
+    assert_eq!(status, 200, "{text}");
+    let cb = parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        kv(&node, &b, &[cb], &o.res("kv/shared/x"), "get", &[], vec![])
+            .await
+            .status,
+        200
+    );
+
+    // status before
+    let st = |key: &tinycloud_auth::keys::SecretKey, cid: tinycloud_auth::cid::Cid| {
+        let h = invoke_header(
+            key,
+            &[],
+            &format!("urn:cid:{cid}"),
+            "tinycloud.delegation/status",
+        );
+        let url = format!("{}/delegation/status", node.url);
+        async move {
+            let r = http()
+                .post(url)
+                .header("authorization", h)
+                .json(&serde_json::json!({"cid": cid.to_string()}))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (s, v) = st(&b, cb).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["status"], "active");
+
+    // a stranger cannot revoke
+    let stranger = ed25519(72);
+    let h = invoke_header(
+        &stranger,
+        &[],
+        &format!("urn:cid:{ca}"),
+        "tinycloud.delegation/revoke",
+    );
+    let r = http()
+        .post(format!("{}/revoke", node.url))
+        .header("authorization", h)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // the session (delegator of A) revokes A
+    let h = invoke_header(
+        &o.session,
+        &[],
+        &format!("urn:cid:{ca}"),
+        "tinycloud.delegation/revoke",
+    );
+    let r = http()
+        .post(format!("{}/revoke", node.url))
+        .header("authorization", h)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["revoked"], true);
+    assert_eq!(v["cid"], ca.to_string());
+
+    let r = kv(&node, &b, &[cb], &o.res("kv/shared/x"), "get", &[], vec![]).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.text().contains("delegation-ancestor-revoked"),
+        "{}",
+        r.text()
+    );
+    let r = kv(&node, &a, &[ca], &o.res("kv/shared/x"), "get", &[], vec![]).await;
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("delegation-revoked"), "{}", r.text());
+    let (_, v) = st(&b, cb).await;
+    assert_eq!(v["status"], "revoked");
+    // new delegations under the revoked link are refused
+    let gc = ucan_delegation(
+        &a,
+        &ed25519(73).did(),
+        &[ca],
+        vec![capability(&o.res("kv/shared/x"), "tinycloud.kv/get").unwrap()],
+        60,
+    );
+    assert_eq!(post_delegate(&node, &gc).await.0, 401);
+    // the owner's own session is unaffected
+    assert_eq!(
+        kv(
+            &node,
+            &o.session,
+            &p,
+            &o.res("kv/shared/x"),
+            "get",
+            &[],
+            vec![]
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn public_space_reads_and_quota() {
+    let node = Node::start(&[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "64")]);
+    let o = Owner::sign_in(&node, 8, "public").await;
+    let p = [o.session_cid];
+    let r = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/.well-known/key"),
+        "put",
+        &[
+            ("content-type", "application/json"),
+            ("x-tinycloud-meta-private", "1"),
+        ],
+        b"{\"k\":1}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = http()
+        .get(format!(
+            "{}/public/{}/kv/.well-known/key",
+            node.url, o.space
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), 200);
+    assert_eq!(g.headers()["content-type"], "application/json");
+    assert!(
+        g.headers().get("x-tinycloud-meta-private").is_none(),
+        "only content headers are public"
+    );
+    assert_eq!(g.bytes().await.unwrap().as_ref(), b"{\"k\":1}");
+    let l: Vec<String> = http()
+        .get(format!("{}/public/{}/kv?prefix=.well", node.url, o.space))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(l, [".well-known/key"]);
+    let missing = http()
+        .get(format!("{}/public/{}/kv/none", node.url, o.space))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // a non-public space is not readable this way
+    let priv_space = o.space.to_string().replace(":public", ":default");
+    let r = http()
+        .get(format!("{}/public/{}/kv/x", node.url, priv_space))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // quota: 64 bytes for public spaces
+    let big = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/big"),
+        "put",
+        &[],
+        vec![7u8; 100],
+    )
+    .await;
+    assert_eq!(big.status, 413, "{}", big.text());
+    let fill = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/fill"),
+        "put",
+        &[],
+        vec![7u8; 57],
+    )
+    .await;
+    assert_eq!(fill.status, 200, "{}", fill.text());
+    let over = kv(
+        &node,
+        &o.session,
+        &p,
+        &o.res("kv/more"),
+        "put",
+        &[],
+        vec![1u8],
+    )
+    .await;
+    assert_eq!(over.status, 402, "{}", over.text());
+}
