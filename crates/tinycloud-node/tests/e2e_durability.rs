@@ -9,13 +9,16 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 
+/// A key and the value whose write was acknowledged.
+type Written = (String, Vec<u8>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_no_acknowledged_write() {
     // Small inline threshold so both inline values and blob files are exercised.
     let env = [("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "512")];
     let mut node = Node::start(&env);
     let o = Arc::new(Owner::sign_in(&node, 9, "default").await);
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Written>>> = Arc::default();
     let url = node.url.clone();
     let mut workers = Vec::new();
     for w in 0..16u32 {
