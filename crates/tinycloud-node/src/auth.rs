@@ -244,7 +244,11 @@ impl Authorizer {
             .min(now.plus_secs(self.max_lifetime_secs))
             .plus_secs(60);
         let key = *blake3::hash(invocation.ucan().as_str().as_bytes()).as_bytes();
-        if self.index.consume_nonce(key, exp.as_millis()).await? {
+        if self
+            .index
+            .consume_nonce(key, exp.as_millis(), now.as_millis())
+            .await?
+        {
             Ok(())
         } else {
             Err(AuthError::Replay)

@@ -8,6 +8,7 @@
 //! written, and a write is acknowledged only after the index commit is durable.
 
 pub mod fs_blobs;
+pub mod replay_log;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -152,8 +153,9 @@ pub trait IndexStore: Send + Sync + 'static {
     /// Every revoked CID (loaded once at start-up).
     async fn revoked(&self) -> StoreResult<Vec<Cid>>;
 
-    /// Consumes a single-use nonce; false if it was already used. Durable on return.
-    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64) -> StoreResult<bool>;
+    /// Consumes a single-use nonce valid until `expires_ms`; false if it was already used.
+    /// On return the nonce survives a process crash.
+    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64, now_ms: i64) -> StoreResult<bool>;
     /// Deletes expired nonces.
     async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64>;
 

@@ -21,6 +21,7 @@ use tinycloud_auth::cid::{parse_cid, Cid};
 use tinycloud_auth::timestamp::Timestamp;
 use tokio::sync::oneshot;
 
+use super::replay_log::ReplayLog;
 use super::{
     Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError, StoreResult,
     StoredDelegation, ValueLocation, WriteOutcome,
@@ -60,11 +61,6 @@ CREATE TABLE IF NOT EXISTS revocation (
     revoker TEXT NOT NULL,
     revoked_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS replay (
-    nonce BLOB PRIMARY KEY,
-    expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS replay_expiry ON replay (expires_at);
 CREATE TABLE IF NOT EXISTS kv (
     space TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -84,6 +80,7 @@ CREATE TABLE IF NOT EXISTS space_usage (
 /// The SQLite index store.
 pub struct SqliteIndex {
     jobs: Mutex<mpsc::Sender<Job>>,
+    replay: ReplayLog,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -148,12 +145,17 @@ impl SqliteIndex {
         for _ in 0..READERS {
             readers.push(open(path, true)?);
         }
+        let now_ms =
+            i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(i64::MAX);
+        let replay = ReplayLog::open(&path.with_file_name("replay.log"), now_ms)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))?;
         Ok(SqliteIndex {
             jobs: Mutex::new(tx),
+            replay,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_path_buf(),
         })
@@ -494,23 +496,12 @@ impl IndexStore for SqliteIndex {
         .await
     }
 
-    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64) -> StoreResult<bool> {
-        self.write(move |tx| {
-            let n = tx.execute(
-                "INSERT INTO replay (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![nonce.as_slice(), expires_ms],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+    async fn consume_nonce(&self, nonce: Hash, expires_ms: i64, now_ms: i64) -> StoreResult<bool> {
+        self.replay.consume(nonce, expires_ms, now_ms)
     }
 
     async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64> {
-        self.write(move |tx| {
-            let n = tx.execute("DELETE FROM replay WHERE expires_at < ?1", params![now_ms])?;
-            Ok(n as u64)
-        })
-        .await
+        self.replay.compact(now_ms)
     }
 
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
@@ -759,13 +750,14 @@ mod tests {
         let path = dir.path().join("index.db");
         {
             let db = SqliteIndex::open(&path).unwrap();
-            assert!(db.consume_nonce([1; 32], 100).await.unwrap());
-            assert!(!db.consume_nonce([1; 32], 100).await.unwrap());
+            assert!(db.consume_nonce([1; 32], i64::MAX, 0).await.unwrap());
+            assert!(!db.consume_nonce([1; 32], i64::MAX, 0).await.unwrap());
         }
         let db = SqliteIndex::open(&path).unwrap();
-        assert!(!db.consume_nonce([1; 32], 100).await.unwrap());
+        assert!(!db.consume_nonce([1; 32], i64::MAX, 0).await.unwrap());
+        assert!(db.consume_nonce([2; 32], 100, 0).await.unwrap());
         assert_eq!(db.sweep_nonces(200).await.unwrap(), 1);
-        assert!(db.consume_nonce([1; 32], 300).await.unwrap());
+        assert!(db.consume_nonce([2; 32], 300, 200).await.unwrap());
     }
 
     #[tokio::test]

@@ -1,0 +1,442 @@
+//! `tinycloud-bench`: starts a release `tinycloud-node` on a free port with a fresh data
+//! directory, signs in an owner, and drives it over real HTTP/1.1 keep-alive connections:
+//! a bare `GET /healthz` (the ceiling), signed KV get and signed KV put (1 KiB values, durable).
+//! Invocations are signed before each run so the generator spends its CPU on requests.
+//! Reports throughput, p50/p99 latency, failures and the node's peak RSS per scenario, plus
+//! idle RSS and cold start.
+//!
+//! Run: `./bench/kv-load.sh` (builds both binaries in release mode), or
+//! `tinycloud-bench --node target/release/tinycloud-node [--connections 64] [--seconds 10]`.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use tinycloud_auth::cacao::Cacao;
+use tinycloud_auth::cid::{parse_cid, Cid};
+use tinycloud_auth::did::Did;
+use tinycloud_auth::eth::{sign_eip191, EthAddress};
+use tinycloud_auth::keys::SecretKey;
+use tinycloud_auth::resource::SpaceId;
+use tinycloud_auth::session::{capability, host_capability, invocation, SiweDelegationRequest};
+use tinycloud_auth::timestamp::Timestamp;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Args {
+    node: String,
+    connections: usize,
+    seconds: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        node: "target/release/tinycloud-node".into(),
+        connections: 64,
+        seconds: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
+        match a.as_str() {
+            "--node" => args.node = val()?,
+            "--connections" => args.connections = val()?.parse()?,
+            "--seconds" => args.seconds = val()?.parse()?,
+            _ => bail!("usage: tinycloud-bench [--node PATH] [--connections N] [--seconds S]"),
+        }
+    }
+    Ok(args)
+}
+
+fn now() -> Timestamp {
+    Timestamp::from(time::OffsetDateTime::now_utc())
+}
+
+/// Peak resident set size of a process so far, from /proc (Linux), in KiB.
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// One request over a fresh or reused HTTP/1.1 connection.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender })
+    }
+
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+async fn one_shot(addr: &str, req: Request<Full<Bytes>>) -> anyhow::Result<(u16, Bytes)> {
+    Conn::open(addr).await?.send(req).await
+}
+
+fn request(method: &str, path: &str, auth: Option<&str>, body: Bytes) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "bench");
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    b.body(Full::new(body))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}
+
+struct Session {
+    space: SpaceId,
+    key: SecretKey,
+    cid: Cid,
+}
+
+fn siwe(
+    wallet: &k256::ecdsa::SigningKey,
+    delegate: String,
+    caps: Vec<tinycloud_auth::capability::Capability>,
+    exp: Option<Timestamp>,
+) -> anyhow::Result<String> {
+    let address = EthAddress::from_verifying_key(wallet.verifying_key());
+    let msg = SiweDelegationRequest {
+        domain: "bench.local".into(),
+        address,
+        chain_id: 1,
+        delegate,
+        nonce: format!("bench{}", now().as_millis()),
+        issued_at: now(),
+        expiration: exp,
+        not_before: None,
+        capabilities: caps,
+        parents: vec![],
+        statement: None,
+    }
+    .to_message()?;
+    let sig = sign_eip191(wallet, msg.to_string().as_bytes())?;
+    Ok(Cacao::new(msg, sig.to_vec())?.to_header())
+}
+
+async fn sign_in(addr: &str) -> anyhow::Result<Session> {
+    let wallet = k256::ecdsa::SigningKey::from_slice(&[0x42; 32])?;
+    let did = Did::pkh(1, EthAddress::from_verifying_key(wallet.verifying_key()))?;
+    let space = SpaceId::new(did, "bench")?;
+    let key = SecretKey::ed25519_from_seed(&[0x24; 32]);
+    let caps = ["get", "put", "list", "del", "metadata"]
+        .iter()
+        .map(|a| {
+            capability(&format!("{space}/kv"), &format!("tinycloud.kv/{a}")).map_err(|e| anyhow!(e))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let session = siwe(
+        &wallet,
+        key.did().verification_method().to_string(),
+        caps,
+        Some(now().plus_secs(3600)),
+    )?;
+    let (_, body) = one_shot(
+        addr,
+        request(
+            "GET",
+            &format!("/peer/generate/{space}"),
+            None,
+            Bytes::new(),
+        ),
+    )
+    .await?;
+    let host = String::from_utf8(body.to_vec())?;
+    let host_header = siwe(&wallet, host, vec![host_capability(&space)?], None)?;
+    let (s, _) = one_shot(
+        addr,
+        request("POST", "/delegate", Some(&host_header), Bytes::new()),
+    )
+    .await?;
+    if s != 200 {
+        bail!("hosting the space failed: {s}");
+    }
+    let (s, body) = one_shot(
+        addr,
+        request("POST", "/delegate", Some(&session), Bytes::new()),
+    )
+    .await?;
+    if s != 200 {
+        bail!("session activation failed: {s}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    let cid = parse_cid(v["cid"].as_str().unwrap_or_default())?;
+    Ok(Session { space, key, cid })
+}
+
+/// Signs `n` single-use invocations of `ability` on keys chosen by `key_of`.
+fn sign_many(
+    s: &Session,
+    n: usize,
+    ability: &str,
+    key_of: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<String>> {
+    let t = now();
+    (0..n)
+        .map(|i| {
+            let cap = capability(&format!("{}/kv/{}", s.space, key_of(i)), ability)
+                .map_err(|e| anyhow!(e))?;
+            Ok(invocation(
+                &s.key,
+                None,
+                &[s.cid],
+                vec![cap],
+                t,
+                290,
+                &format!("urn:bench:{ability}:{i}"),
+                vec![],
+            )?
+            .as_str()
+            .to_owned())
+        })
+        .collect()
+}
+
+struct Outcome {
+    name: &'static str,
+    requests: usize,
+    failures: usize,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_mib: f64,
+}
+
+/// Runs `make(i)` requests on `connections` keep-alive connections until `tokens` requests are
+/// sent or the time is up.
+async fn run(
+    name: &'static str,
+    addr: &str,
+    pid: u32,
+    connections: usize,
+    seconds: u64,
+    total: usize,
+    make: Arc<dyn Fn(usize) -> Request<Full<Bytes>> + Send + Sync>,
+) -> anyhow::Result<Outcome> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib(pid, "VmRSS:") {
+                    peak.fetch_max(kib as usize, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (next, make, addr) = (next.clone(), make.clone(), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failures = 0usize;
+            let mut conn = Conn::open(&addr).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || Instant::now() >= deadline {
+                    break;
+                }
+                let t0 = Instant::now();
+                match conn.send(make(i)).await {
+                    Ok((200, _)) => lat.push(t0.elapsed().as_micros() as u32),
+                    Ok(_) => failures += 1,
+                    Err(_) => {
+                        failures += 1;
+                        conn = Conn::open(&addr).await?;
+                    }
+                }
+            }
+            anyhow::Ok((lat, failures))
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut failures = 0;
+    for t in tasks {
+        let (l, f) = t.await??;
+        lat.extend(l);
+        failures += f;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sampler.abort();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let idx = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(lat[idx]) / 1000.0
+    };
+    Ok(Outcome {
+        name,
+        requests: lat.len(),
+        failures,
+        secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let dir = std::env::temp_dir().join(format!("tinycloud-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&args.node)
+        .env("TINYCLOUD_PORT", "0")
+        .env("TINYCLOUD_STORAGE__DATADIR", &dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it with cargo build --release -p tinycloud-node)",
+                args.node
+            )
+        })?;
+    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
+    let mut lines =
+        BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("node exited"))?;
+        if let Some(u) = line.strip_prefix("listening on http://") {
+            break u.to_owned();
+        }
+    };
+    loop {
+        if let Ok((200, _)) = one_shot(&addr, request("GET", "/healthz", None, Bytes::new())).await
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let cold_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
+
+    let s = sign_in(&addr).await?;
+    let value = Bytes::from(vec![b'v'; 1024]);
+    // Seed the keys the get scenario reads.
+    for (i, t) in sign_many(&s, 100, "tinycloud.kv/put", |i| format!("hot/{i}"))?
+        .iter()
+        .enumerate()
+    {
+        let (st, _) = one_shot(&addr, request("POST", "/invoke", Some(t), value.clone())).await?;
+        if st != 200 {
+            bail!("seeding key {i} failed: {st}");
+        }
+    }
+    let budget = 40_000 * args.seconds as usize;
+    eprintln!("signing {budget} get and {budget} put invocations…");
+    let gets = Arc::new(sign_many(&s, budget, "tinycloud.kv/get", |i| {
+        format!("hot/{}", i % 100)
+    })?);
+    let puts = Arc::new(sign_many(&s, budget, "tinycloud.kv/put", |i| {
+        format!("load/{i}")
+    })?);
+
+    let mut results = Vec::new();
+    results.push(
+        run(
+            "GET /healthz",
+            &addr,
+            pid,
+            args.connections,
+            args.seconds,
+            usize::MAX,
+            Arc::new(|_| request("GET", "/healthz", None, Bytes::new())),
+        )
+        .await?,
+    );
+    {
+        let gets = gets.clone();
+        results.push(
+            run(
+                "signed KV get (1 KiB)",
+                &addr,
+                pid,
+                args.connections,
+                args.seconds,
+                gets.len(),
+                Arc::new(move |i| request("POST", "/invoke", Some(&gets[i]), Bytes::new())),
+            )
+            .await?,
+        );
+    }
+    {
+        let (puts, value) = (puts.clone(), value.clone());
+        results.push(
+            run(
+                "signed KV put (1 KiB, durable)",
+                &addr,
+                pid,
+                args.connections,
+                args.seconds,
+                puts.len(),
+                Arc::new(move |i| request("POST", "/invoke", Some(&puts[i]), value.clone())),
+            )
+            .await?,
+        );
+    }
+
+    println!("tinycloud-bench: {} connections, {} s per scenario, loopback, node and generator on one machine", args.connections, args.seconds);
+    println!("cold start to serving: {cold_ms:.0} ms; idle RSS: {idle_rss:.1} MiB");
+    println!(
+        "{:<32} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "failed", "peak RSS"
+    );
+    for r in &results {
+        println!(
+            "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>6.1} MiB",
+            r.name,
+            r.requests as f64 / r.secs,
+            r.p50_ms,
+            r.p99_ms,
+            r.failures,
+            r.peak_rss_mib
+        );
+    }
+    let ceiling = results[0].requests as f64 / results[0].secs;
+    let get = results[1].requests as f64 / results[1].secs;
+    println!("signed get / healthz = {:.0}%", 100.0 * get / ceiling);
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
