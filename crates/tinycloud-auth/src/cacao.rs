@@ -303,16 +303,31 @@ mod tests {
         let (msg, sig) = signed();
         let c = Cacao::new(msg, sig).unwrap();
         let v: ipld_like::Value = serde_ipld_dagcbor::from_slice(c.as_bytes()).unwrap();
-        let ipld_like::Value::Map(top) = v else { panic!() };
+        let ipld_like::Value::Map(top) = v else {
+            panic!()
+        };
         let keys: Vec<&str> = top.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["h", "p", "s"]);
-        let ipld_like::Value::Map(p) = &top[1].1 else { panic!() };
+        let ipld_like::Value::Map(p) = &top[1].1 else {
+            panic!()
+        };
         let pkeys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
         // DAG-CBOR canonical order: by length, then bytes. `request_id` is snake_case and
         // `version` an integer, as the reference encodes them.
         assert_eq!(
             pkeys,
-            ["aud", "exp", "iat", "iss", "nonce", "domain", "version", "resources", "statement", "request_id"]
+            [
+                "aud",
+                "exp",
+                "iat",
+                "iss",
+                "nonce",
+                "domain",
+                "version",
+                "resources",
+                "statement",
+                "request_id"
+            ]
         );
         assert!(matches!(p[6].1, ipld_like::Value::Int(1)));
     }
@@ -372,12 +387,21 @@ mod tests {
         let header = c.to_header();
         let unpadded = header.trim_end_matches('=');
         if unpadded.len() != header.len() {
-            assert_eq!(Cacao::from_header(unpadded).unwrap_err(), CacaoError::Base64);
+            assert_eq!(
+                Cacao::from_header(unpadded).unwrap_err(),
+                CacaoError::Base64
+            );
         }
         assert_eq!(Cacao::from_header("@@@@").unwrap_err(), CacaoError::Base64);
         let truncated = &c.as_bytes()[..c.as_bytes().len() / 2];
-        assert!(matches!(Cacao::from_bytes(truncated), Err(CacaoError::Cbor(_))));
-        assert!(matches!(Cacao::from_bytes(&[0xff, 0x00]), Err(CacaoError::Cbor(_))));
+        assert!(matches!(
+            Cacao::from_bytes(truncated),
+            Err(CacaoError::Cbor(_))
+        ));
+        assert!(matches!(
+            Cacao::from_bytes(&[0xff, 0x00]),
+            Err(CacaoError::Cbor(_))
+        ));
         assert_eq!(
             Cacao::from_bytes(&vec![0u8; MAX_CACAO_LEN + 1]).unwrap_err(),
             CacaoError::TooLarge
@@ -389,10 +413,19 @@ mod tests {
             b[at..at + from.len()].copy_from_slice(to);
             Cacao::from_bytes(&b)
         };
-        assert!(matches!(swap(b"eip191", b"eip192"), Err(CacaoError::UnsupportedSignature(_))));
-        assert!(matches!(swap(b"eip4361", b"eip4362"), Err(CacaoError::UnsupportedHeader(_))));
+        assert!(matches!(
+            swap(b"eip191", b"eip192"),
+            Err(CacaoError::UnsupportedSignature(_))
+        ));
+        assert!(matches!(
+            swap(b"eip4361", b"eip4362"),
+            Err(CacaoError::UnsupportedHeader(_))
+        ));
         // a payload that is not a valid SIWE message (nonce too short after tampering)
-        assert!(matches!(swap(b"abcdefgh", b"abc\ndefg"), Err(CacaoError::Payload(_))));
+        assert!(matches!(
+            swap(b"abcdefgh", b"abc\ndefg"),
+            Err(CacaoError::Payload(_))
+        ));
         // a different signer fails verification
         let mut other = sig.clone();
         other[10] ^= 0x55;

@@ -221,11 +221,12 @@ impl SecretKey {
             SecretKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
             SecretKey::Secp256k1(k) => {
                 let sig: k256::ecdsa::Signature = k.sign(message);
-                sig.to_bytes().to_vec()
+                sig.normalize_s().unwrap_or(sig).to_bytes().to_vec()
             }
             SecretKey::P256(k) => {
+                // Low-S form: verification refuses the malleable high-S twin.
                 let sig: p256::ecdsa::Signature = k.sign(message);
-                sig.to_bytes().to_vec()
+                sig.normalize_s().unwrap_or(sig).to_bytes().to_vec()
             }
         }
     }
@@ -297,6 +298,17 @@ pub(crate) mod tests {
 
     fn text_prefix(prefix: &str, sk: &SecretKey) -> bool {
         sk.public_key().to_multibase().starts_with(prefix)
+    }
+
+    #[test]
+    fn p256_signatures_always_verify() {
+        for seed in 1..=40u8 {
+            let sk = SecretKey::P256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap());
+            let pk = sk.public_key();
+            for msg in [&b"a"[..], b"bb", b"ccc"] {
+                pk.verify(msg, &sk.sign(msg)).unwrap();
+            }
+        }
     }
 
     #[test]

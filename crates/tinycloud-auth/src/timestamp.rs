@@ -24,7 +24,8 @@ impl Timestamp {
         if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
             return None;
         }
-        Some(Timestamp((secs * 1000.0).floor() as i64))
+        // Rounded, so that a millisecond time written as fractional seconds reads back exactly.
+        Some(Timestamp((secs * 1000.0).round() as i64))
     }
 
     /// Milliseconds since the epoch.

@@ -172,7 +172,13 @@ impl Ucan {
         }
 
         let issuer = did_url(payload.get("iss"), "iss")?;
-        let audience = did_url(payload.get("aud"), "aud")?;
+        // Invocations are self-addressed: reuse the issuer's decoded key instead of decoding
+        // (and decompressing) the same did:key twice.
+        let audience = match payload.get("aud").and_then(Value::as_str) {
+            Some(aud) if aud == issuer.to_string() => issuer.clone(),
+            Some(aud) if aud == issuer.did().to_string() => DidUrl::from(issuer.did().clone()),
+            _ => did_url(payload.get("aud"), "aud")?,
+        };
         let not_before = numeric_date(payload.get("nbf"), "nbf")?;
         let expiration = numeric_date(payload.get("exp"), "exp")?;
         let nonce = match payload.get("nnc") {
