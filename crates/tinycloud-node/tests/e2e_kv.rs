@@ -73,6 +73,23 @@ async fn discovery_routes() {
         .unwrap();
     assert!(pre.status().is_success());
     assert!(pre.headers().get("access-control-allow-origin").is_some());
+    for path in ["/invoke", "/delegate", "/public/x/kv/y", "/anything"] {
+        let r = http()
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", node.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "OPTIONS {path}");
+    }
+    assert_eq!(
+        http()
+            .get(format!("{}/invoke", node.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
     // the node secret was generated with 0600
     #[cfg(unix)]
     {
@@ -823,4 +840,26 @@ async fn public_space_reads_and_quota() {
     )
     .await;
     assert_eq!(over.status, 402, "{}", over.text());
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let mut node = Node::start(&[]);
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", node.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pid = node.child.id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = node.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
 }

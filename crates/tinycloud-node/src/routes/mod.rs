@@ -39,6 +39,7 @@ pub fn router(state: SharedState) -> Router {
             get(public::get).head(public::get),
         )
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
     if cors {
@@ -88,6 +89,15 @@ async fn fallback(method: Method) -> Response {
         StatusCode::OK.into_response()
     } else {
         ApiError::not_found("no such route").into_response()
+    }
+}
+
+/// `OPTIONS` on any route answers 200 (browser clients probe it); other methods get 405.
+async fn method_not_allowed(method: Method) -> Response {
+    if method == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response()
     }
 }
 

@@ -8,6 +8,7 @@
 //! written, and a write is acknowledged only after the index commit is durable.
 
 pub mod fs_blobs;
+pub mod head_cache;
 pub mod replay_log;
 pub mod sqlite;
 

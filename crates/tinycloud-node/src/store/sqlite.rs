@@ -21,6 +21,7 @@ use tinycloud_auth::cid::{parse_cid, Cid};
 use tinycloud_auth::timestamp::Timestamp;
 use tokio::sync::oneshot;
 
+use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
     Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError, StoreResult,
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS space_usage (
 pub struct SqliteIndex {
     jobs: Mutex<mpsc::Sender<Job>>,
     replay: ReplayLog,
+    heads: HeadCache,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -156,6 +158,7 @@ impl SqliteIndex {
         Ok(SqliteIndex {
             jobs: Mutex::new(tx),
             replay,
+            heads: HeadCache::new(32 * 1024 * 1024),
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_path_buf(),
         })
@@ -378,6 +381,98 @@ impl RawDelegation {
     }
 }
 
+/// Uncached KV access; the trait methods put the head cache in front.
+impl SqliteIndex {
+    async fn kv_get_uncached(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
+        let (space, key) = (space.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT hash, size, metadata, updated_at, inline_value FROM kv WHERE space = ?1 AND key = ?2",
+                    params![space, key],
+                    row_to_entry,
+                )
+                .optional()?;
+            row.map(to_entry).transpose()
+        })
+        .await
+    }
+
+    async fn kv_put_uncached(&self, put: KvPut) -> StoreResult<WriteOutcome> {
+        self.write(move |tx| {
+            let existing = current(tx, &put.space, &put.key)?;
+            match (put.precondition, &existing) {
+                (Precondition::Absent, Some(_)) => return Ok(WriteOutcome::PreconditionFailed),
+                (Precondition::Matches(_), None) => return Ok(WriteOutcome::PreconditionFailed),
+                (Precondition::Matches(h), Some((cur, _))) if h != *cur => {
+                    return Ok(WriteOutcome::PreconditionFailed)
+                }
+                _ => {}
+            }
+            let old = existing.map(|(_, s)| s).unwrap_or(0);
+            let e = &put.entry;
+            if let Some(limit) = put.limit {
+                let used = usage_of(tx, &put.space)?;
+                if used.saturating_sub(old).saturating_add(e.size) > limit {
+                    return Ok(WriteOutcome::QuotaExceeded { used, limit });
+                }
+            }
+            let inline = match &e.location {
+                ValueLocation::Inline(b) => Some(b.to_vec()),
+                ValueLocation::Blob => None,
+            };
+            tx.execute(
+                "INSERT INTO kv (space, key, hash, size, metadata, updated_at, inline_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (space, key) DO UPDATE SET hash = ?3, size = ?4, metadata = ?5,
+                     updated_at = ?6, inline_value = ?7",
+                params![
+                    put.space,
+                    put.key,
+                    e.hash.as_slice(),
+                    i64::try_from(e.size).unwrap_or(i64::MAX),
+                    encode_metadata(&e.metadata),
+                    e.updated_at,
+                    inline
+                ],
+            )?;
+            let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
+            add_usage(tx, &put.space, delta)?;
+            Ok(WriteOutcome::Done(None))
+        })
+        .await
+    }
+
+    async fn kv_delete_uncached(
+        &self,
+        space: &str,
+        key: &str,
+        pre: Precondition,
+    ) -> StoreResult<WriteOutcome> {
+        let (space, key) = (space.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let Some((hash, size)) = current(tx, &space, &key)? else {
+                return Ok(match pre {
+                    Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
+                    _ => WriteOutcome::NotFound,
+                });
+            };
+            if let Precondition::Matches(h) = pre {
+                if h != hash {
+                    return Ok(WriteOutcome::PreconditionFailed);
+                }
+            }
+            tx.execute(
+                "DELETE FROM kv WHERE space = ?1 AND key = ?2",
+                params![space, key],
+            )?;
+            add_usage(tx, &space, -i64::try_from(size).unwrap_or(0))?;
+            Ok(WriteOutcome::Done(Some(hash)))
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl IndexStore for SqliteIndex {
     async fn spaces(&self) -> StoreResult<Vec<String>> {
@@ -505,63 +600,22 @@ impl IndexStore for SqliteIndex {
     }
 
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
-        let (space, key) = (space.to_owned(), key.to_owned());
-        self.read(move |c| {
-            let row = c
-                .query_row(
-                    "SELECT hash, size, metadata, updated_at, inline_value FROM kv WHERE space = ?1 AND key = ?2",
-                    params![space, key],
-                    row_to_entry,
-                )
-                .optional()?;
-            row.map(to_entry).transpose()
-        })
-        .await
+        if let Some(hit) = self.heads.get(space, key) {
+            return Ok(Some(hit));
+        }
+        let seq = self.heads.seq();
+        let found = self.kv_get_uncached(space, key).await?;
+        if let Some(e) = &found {
+            self.heads.fill(space, key, e, seq);
+        }
+        Ok(found)
     }
 
     async fn kv_put(&self, put: KvPut) -> StoreResult<WriteOutcome> {
-        self.write(move |tx| {
-            let existing = current(tx, &put.space, &put.key)?;
-            match (put.precondition, &existing) {
-                (Precondition::Absent, Some(_)) => return Ok(WriteOutcome::PreconditionFailed),
-                (Precondition::Matches(_), None) => return Ok(WriteOutcome::PreconditionFailed),
-                (Precondition::Matches(h), Some((cur, _))) if h != *cur => {
-                    return Ok(WriteOutcome::PreconditionFailed)
-                }
-                _ => {}
-            }
-            let old = existing.map(|(_, s)| s).unwrap_or(0);
-            let e = &put.entry;
-            if let Some(limit) = put.limit {
-                let used = usage_of(tx, &put.space)?;
-                if used.saturating_sub(old).saturating_add(e.size) > limit {
-                    return Ok(WriteOutcome::QuotaExceeded { used, limit });
-                }
-            }
-            let inline = match &e.location {
-                ValueLocation::Inline(b) => Some(b.to_vec()),
-                ValueLocation::Blob => None,
-            };
-            tx.execute(
-                "INSERT INTO kv (space, key, hash, size, metadata, updated_at, inline_value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (space, key) DO UPDATE SET hash = ?3, size = ?4, metadata = ?5,
-                     updated_at = ?6, inline_value = ?7",
-                params![
-                    put.space,
-                    put.key,
-                    e.hash.as_slice(),
-                    i64::try_from(e.size).unwrap_or(i64::MAX),
-                    encode_metadata(&e.metadata),
-                    e.updated_at,
-                    inline
-                ],
-            )?;
-            let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
-            add_usage(tx, &put.space, delta)?;
-            Ok(WriteOutcome::Done(None))
-        })
-        .await
+        let (space, key) = (put.space.clone(), put.key.clone());
+        let out = self.kv_put_uncached(put).await;
+        self.heads.invalidate(&space, &key);
+        out
     }
 
     async fn kv_delete(
@@ -570,27 +624,9 @@ impl IndexStore for SqliteIndex {
         key: &str,
         pre: Precondition,
     ) -> StoreResult<WriteOutcome> {
-        let (space, key) = (space.to_owned(), key.to_owned());
-        self.write(move |tx| {
-            let Some((hash, size)) = current(tx, &space, &key)? else {
-                return Ok(match pre {
-                    Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
-                    _ => WriteOutcome::NotFound,
-                });
-            };
-            if let Precondition::Matches(h) = pre {
-                if h != hash {
-                    return Ok(WriteOutcome::PreconditionFailed);
-                }
-            }
-            tx.execute(
-                "DELETE FROM kv WHERE space = ?1 AND key = ?2",
-                params![space, key],
-            )?;
-            add_usage(tx, &space, -i64::try_from(size).unwrap_or(0))?;
-            Ok(WriteOutcome::Done(Some(hash)))
-        })
-        .await
+        let out = self.kv_delete_uncached(space, key, pre).await;
+        self.heads.invalidate(space, key);
+        out
     }
 
     async fn kv_list(
