@@ -73,16 +73,30 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (listener, state) = bind(config).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, node = %state.keys.node_did(), "tinycloud node listening");
+    // Machine-readable line for tools and tests that start the node on port 0.
+    println!("listening on http://{local}");
+    run(listener, state, shutdown).await
+}
+
+/// Opens storage and binds the listening socket.
+pub async fn bind(config: Config) -> anyhow::Result<(TcpListener, SharedState)> {
     let addr = SocketAddr::new(config.address, config.port);
     let state = build_state(config).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!(address = %local, node = %state.keys.node_did(), "tinycloud node listening");
-    // Machine-readable line for tools and tests that start the node on port 0.
-    println!("listening on http://{local}");
+    Ok((listener, state))
+}
 
+/// Serves on a bound listener until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let sweeper = {
         let index = state.index.clone();
         tokio::spawn(async move {
@@ -104,4 +118,42 @@ pub async fn serve(
     .await?;
     sweeper.abort();
     Ok(())
+}
+
+/// A node running inside this process (for embedding and tests).
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully and waits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.handle).await?
+    }
+}
+
+/// Starts a node in this process on the configured address (port 0 picks a free one).
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let (listener, state) = bind(config).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        addr,
+        stop: Some(tx),
+        handle,
+    })
 }

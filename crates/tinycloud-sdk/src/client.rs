@@ -1,0 +1,422 @@
+//! The TinyCloud client: node discovery, owner sign-in (SIWE + ReCap, space creation),
+//! session-only mode, and the invocation plumbing every service uses.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tinycloud_auth::cacao::Cacao;
+use tinycloud_auth::capability::Capability;
+use tinycloud_auth::did::Did;
+use tinycloud_auth::resource::{NetworkId, SpaceId};
+use tinycloud_auth::session::{
+    capability, host_capability, invocation, SiweDelegationRequest, DEFAULT_DOMAIN,
+    DEFAULT_INVOCATION_TTL_SECS, DEFAULT_SESSION_SECS,
+};
+use tinycloud_auth::timestamp::Timestamp;
+
+use crate::error::{from_status, Error, Result};
+use crate::session::{now, Jwk, Session};
+use crate::signer::Signer;
+
+/// The protocol version this client speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Node URL, e.g. `http://127.0.0.1:8000`.
+    pub host: String,
+    /// SIWE `domain`.
+    pub domain: String,
+    /// Name of the primary space.
+    pub space_name: String,
+    /// Session lifetime.
+    pub session_secs: i64,
+    /// Invocation lifetime (clamped to 30..=3600; nodes refuse more than 300 by default).
+    pub invocation_ttl_secs: i64,
+    /// Create the primary space when the node reports it missing.
+    pub auto_create_space: bool,
+    /// Capabilities to request at sign-in; `None` = the default set.
+    pub capabilities: Option<Vec<Capability>>,
+}
+
+impl Config {
+    /// Defaults for a node at `host`.
+    pub fn new(host: impl Into<String>) -> Self {
+        Config {
+            host: host.into().trim_end_matches('/').to_owned(),
+            domain: DEFAULT_DOMAIN.into(),
+            space_name: "default".into(),
+            session_secs: DEFAULT_SESSION_SECS,
+            invocation_ttl_secs: DEFAULT_INVOCATION_TTL_SECS,
+            auto_create_space: true,
+            capabilities: None,
+        }
+    }
+}
+
+/// What `/info` says about a node.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Protocol version.
+    pub protocol: u64,
+    /// Software version.
+    pub version: String,
+    /// Node DID.
+    pub node_id: String,
+    /// Features.
+    pub features: Vec<String>,
+}
+
+/// A TinyCloud client. Holds at most one active session.
+pub struct TinyCloud {
+    config: Config,
+    http: reqwest::Client,
+    session: RwLock<Option<Session>>,
+}
+
+/// The default capability set of an owner sign-in: KV, SQL, capabilities/read, hooks and
+/// delegation revocation on the primary space; the vault paths of the `secrets` space; decrypt
+/// on the owner's default encryption network.
+pub fn default_capabilities(owner: &Did, space_name: &str) -> Result<Vec<Capability>> {
+    let space =
+        SpaceId::new(owner.clone(), space_name).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let secrets =
+        SpaceId::new(owner.clone(), "secrets").map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let network =
+        NetworkId::new(owner.clone(), "default").map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let mut caps = Vec::new();
+    let mut add = |res: String, ab: &str| -> Result<()> {
+        caps.push(capability(&res, ab).map_err(Error::InvalidInput)?);
+        Ok(())
+    };
+    for a in ["get", "put", "del", "list", "metadata"] {
+        add(format!("{space}/kv"), &format!("tinycloud.kv/{a}"))?;
+    }
+    for a in ["read", "write", "schema", "admin"] {
+        add(format!("{space}/sql"), &format!("tinycloud.sql/{a}"))?;
+    }
+    add(
+        format!("{space}/capabilities"),
+        "tinycloud.capabilities/read",
+    )?;
+    for a in ["subscribe", "register", "list", "unregister"] {
+        add(format!("{space}/hooks"), &format!("tinycloud.hooks/{a}"))?;
+    }
+    add(format!("{space}/delegation"), "tinycloud.delegation/revoke")?;
+    for a in ["get", "put", "del", "list", "metadata"] {
+        add(
+            format!("{secrets}/kv/vault/secrets/"),
+            &format!("tinycloud.kv/{a}"),
+        )?;
+    }
+    add(network.to_string(), "tinycloud.encryption/decrypt")?;
+    add(network.to_string(), "tinycloud.encryption/network.create")?;
+    Ok(caps)
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl TinyCloud {
+    /// A client with no session.
+    pub fn new(config: Config) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Network(e.to_string()))?;
+        Ok(TinyCloud {
+            config,
+            http,
+            session: RwLock::new(None),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The HTTP client (shared by services).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `host + path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.host)
+    }
+
+    /// Fetches `/info` and checks the protocol version.
+    pub async fn info(&self) -> Result<NodeInfo> {
+        let r = self
+            .http
+            .get(self.url("/info"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let s = r.status().as_u16();
+            return Err(from_status(s, r.text().await.unwrap_or_default()));
+        }
+        let v: Value = r.json().await.map_err(|e| Error::Network(e.to_string()))?;
+        let info = NodeInfo {
+            protocol: v["protocol"].as_u64().unwrap_or(0),
+            version: v["version"].as_str().unwrap_or_default().to_owned(),
+            node_id: v["nodeId"].as_str().unwrap_or_default().to_owned(),
+            features: v["features"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        if info.protocol != PROTOCOL_VERSION {
+            return Err(Error::ProtocolMismatch {
+                node: info.protocol,
+                client: PROTOCOL_VERSION,
+            });
+        }
+        Ok(info)
+    }
+
+    /// Posts a delegation to `/delegate`; returns the node's `{cid, activated, skipped}`.
+    pub async fn post_delegation(&self, header: &str) -> Result<Value> {
+        let r = self
+            .http
+            .post(self.url("/delegate"))
+            .header("authorization", header)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, text));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Node {
+            status,
+            message: format!("invalid /delegate response: {e}"),
+        })
+    }
+
+    async fn siwe_delegation(
+        &self,
+        signer: &dyn Signer,
+        delegate: String,
+        caps: Vec<Capability>,
+        expiration: Option<Timestamp>,
+    ) -> Result<String> {
+        let address = signer.address().await?;
+        let chain_id = signer.chain_id().await?;
+        let msg = SiweDelegationRequest {
+            domain: self.config.domain.clone(),
+            address,
+            chain_id,
+            delegate,
+            nonce: nonce(),
+            issued_at: now(),
+            expiration,
+            not_before: None,
+            capabilities: caps,
+            parents: vec![],
+            statement: None,
+        }
+        .to_message()
+        .map_err(|e| Error::Token(e.to_string()))?;
+        let sig = signer.sign_message(msg.to_string().as_bytes()).await?;
+        Ok(Cacao::new(msg, sig)
+            .map_err(|e| Error::Token(e.to_string()))?
+            .to_header())
+    }
+
+    /// Creates (hosts) a space owned by the signer: `/peer/generate` then a
+    /// `tinycloud.space/host` delegation to the node's host key.
+    pub async fn host_space(&self, signer: &dyn Signer, space: &SpaceId) -> Result<()> {
+        let r = self
+            .http
+            .get(self.url(&format!("/peer/generate/{space}")))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let host = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, host));
+        }
+        let cap = host_capability(space).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let header = self
+            .siwe_delegation(signer, host.trim().to_owned(), vec![cap], None)
+            .await?;
+        self.post_delegation(&header).await?;
+        Ok(())
+    }
+
+    /// Owner sign-in: a fresh session key, a SIWE + ReCap delegation to it signed by `signer`,
+    /// activation, and space creation when the node reports the space missing.
+    pub async fn sign_in(&self, signer: &dyn Signer) -> Result<Session> {
+        self.info().await?;
+        let address = signer.address().await?;
+        let chain_id = signer.chain_id().await?;
+        let owner = Did::pkh(chain_id, address).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let space = SpaceId::new(owner.clone(), &self.config.space_name)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let caps = match &self.config.capabilities {
+            Some(c) => c.clone(),
+            None => default_capabilities(&owner, &self.config.space_name)?,
+        };
+        let key = Jwk::generate();
+        let vm = key.secret_key()?.did().verification_method().to_string();
+        let expiration = now().plus_secs(self.config.session_secs);
+        let header = self
+            .siwe_delegation(signer, vm, caps, Some(expiration))
+            .await?;
+        let resp = self.post_delegation(&header).await?;
+        let skipped = resp["skipped"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(&space.to_string())));
+        if skipped && self.config.auto_create_space {
+            self.host_space(signer, &space).await?;
+            self.post_delegation(&header)
+                .await
+                .map_err(|e| Error::Node {
+                    status: 0,
+                    message: format!("Failed to activate session after creating space: {e}"),
+                })?;
+        }
+        let session = Session::new(
+            key,
+            &header,
+            space.to_string(),
+            address.to_eip55().to_lowercase(),
+            chain_id,
+            self.config.host.clone(),
+        )?;
+        self.set_session(Some(session.clone()));
+        Ok(session)
+    }
+
+    /// Installs a session (restored from storage or built from a received delegation).
+    pub fn set_session(&self, session: Option<Session>) {
+        if let Ok(mut s) = self.session.write() {
+            *s = session;
+        }
+    }
+
+    /// Restores a stored session after checking it.
+    pub fn restore(&self, session: Session) -> Result<()> {
+        session.validate()?;
+        if session.is_expired(now()) {
+            return Err(Error::SessionExpired {
+                expired_at: session.expires_at.clone(),
+            });
+        }
+        self.set_session(Some(session));
+        Ok(())
+    }
+
+    /// Drops the session (nothing is sent to the node).
+    pub fn sign_out(&self) {
+        self.set_session(None);
+    }
+
+    /// The active session, if any.
+    pub fn session(&self) -> Option<Session> {
+        self.session.read().ok().and_then(|s| s.clone())
+    }
+
+    /// The active session, or a typed error if missing or expired.
+    pub fn active_session(&self) -> Result<Session> {
+        let s = self.session().ok_or(Error::NotSignedIn)?;
+        if s.is_expired(now()) {
+            return Err(Error::SessionExpired {
+                expired_at: s.expires_at.clone(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// The primary space of the session.
+    pub fn space(&self) -> Result<SpaceId> {
+        self.active_session()?
+            .tinycloud_session
+            .space_id
+            .parse()
+            .map_err(|e: tinycloud_auth::resource::ResourceError| Error::Storage(e.to_string()))
+    }
+
+    /// Builds a fresh single-use invocation for `caps` under the session.
+    pub fn invocation(&self, caps: Vec<Capability>) -> Result<String> {
+        let s = self.active_session()?;
+        let key = s.key()?;
+        let ttl = self.config.invocation_ttl_secs.clamp(30, 3600);
+        let inv = invocation(
+            &key,
+            None,
+            &[s.delegation_cid()?],
+            caps,
+            now(),
+            ttl,
+            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            vec![],
+        )
+        .map_err(|e| Error::Token(e.to_string()))?;
+        Ok(inv.as_str().to_owned())
+    }
+
+    /// Builds a single-use invocation signed by the session key without proofs (the key acts
+    /// on its own authority, e.g. to revoke delegations it issued).
+    pub fn self_invocation(&self, caps: Vec<Capability>) -> Result<String> {
+        let s = self.active_session()?;
+        let inv = invocation(
+            &s.key()?,
+            None,
+            &[],
+            caps,
+            now(),
+            self.config.invocation_ttl_secs.clamp(30, 3600),
+            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            vec![],
+        )
+        .map_err(|e| Error::Token(e.to_string()))?;
+        Ok(inv.as_str().to_owned())
+    }
+
+    /// The KV service of the primary space.
+    pub fn kv(&self) -> crate::kv::Kv<'_> {
+        crate::kv::Kv::new(self, None)
+    }
+
+    /// The KV service of another space (for example one a delegation names).
+    pub fn kv_in(&self, space: SpaceId) -> crate::kv::Kv<'_> {
+        crate::kv::Kv::new(self, Some(space))
+    }
+
+    /// `tinycloud.capabilities/read`: delegations naming the primary space.
+    pub async fn capabilities(&self) -> Result<Value> {
+        let space = self.space()?;
+        let cap = capability(
+            &format!("{space}/capabilities/all"),
+            "tinycloud.capabilities/read",
+        )
+        .map_err(Error::InvalidInput)?;
+        let token = self.invocation(vec![cap])?;
+        let r = self
+            .http
+            .post(self.url("/invoke"))
+            .header("authorization", token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, text));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Node {
+            status,
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! Delegating to other keys (apps, backends, devices, agents) without a wallet prompt, the
+//! portable delegation format another process imports, and revocation.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tinycloud_auth::capability::Capability;
+use tinycloud_auth::cid::Cid;
+use tinycloud_auth::did::{Did, DidUrl};
+use tinycloud_auth::resource::{Resource, SpaceId};
+use tinycloud_auth::session::capability;
+use tinycloud_auth::text::{consent_text, RenderContext};
+use tinycloud_auth::timestamp::Timestamp;
+use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
+use tinycloud_auth::ucan::UcanBuilder;
+
+use crate::client::TinyCloud;
+use crate::error::{from_status, Error, Result};
+use crate::session::{now, Jwk, Session};
+
+/// The current portable format version.
+pub const PORTABLE_VERSION: u32 = 1;
+
+/// One granted resource in a portable delegation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortableResource {
+    /// Short service (`kv`, `sql`, …) or `encryption`.
+    pub service: String,
+    /// Space id (or `encryption` for network resources).
+    pub space: String,
+    /// Path inside the service (or the network id).
+    pub path: String,
+    /// Abilities (`tinycloud.kv/get`, …).
+    pub actions: Vec<String>,
+}
+
+/// A delegation in a form another process can import (JSON, versioned).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortableDelegation {
+    /// Format version.
+    pub version: u32,
+    /// CID of the delegation.
+    pub cid: String,
+    /// `{"Authorization": "<token>"}`.
+    pub delegation_header: HashMap<String, String>,
+    /// The owner's address.
+    pub owner_address: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Node URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Space of the first resource.
+    pub space_id: String,
+    /// Path of the first resource.
+    pub path: String,
+    /// Actions of the first resource.
+    pub actions: Vec<String>,
+    /// Expiry (RFC 3339).
+    pub expiry: String,
+    /// Who receives it.
+    #[serde(rename = "delegateDID")]
+    pub delegate_did: String,
+    /// Who issued it.
+    #[serde(rename = "delegatorDID")]
+    pub delegator_did: String,
+    /// The parent (the issuer's session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_cid: Option<String>,
+    /// Every granted resource (authoritative; the flat fields mirror the first).
+    pub resources: Vec<PortableResource>,
+}
+
+/// A capability request: a path in the session's primary space and actions.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Service (`kv`, `sql`, `hooks`, …).
+    pub service: String,
+    /// Path inside the service; empty for the whole service.
+    pub path: String,
+    /// Actions, short (`get`) or full (`tinycloud.kv/get`).
+    pub actions: Vec<String>,
+}
+
+impl Grant {
+    /// A KV grant.
+    pub fn kv(path: &str, actions: &[&str]) -> Self {
+        Grant {
+            service: "kv".into(),
+            path: path.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn capabilities(&self, space: &SpaceId) -> Result<Vec<Capability>> {
+        let res = if self.path.is_empty() {
+            format!("{space}/{}", self.service)
+        } else {
+            format!("{space}/{}/{}", self.service, self.path)
+        };
+        self.actions
+            .iter()
+            .map(|a| {
+                let full = if a.contains('/') {
+                    a.clone()
+                } else {
+                    format!("tinycloud.{}/{a}", self.service)
+                };
+                capability(&res, &full).map_err(Error::InvalidInput)
+            })
+            .collect()
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn portable_resources(caps: &[Capability]) -> Vec<PortableResource> {
+    let mut out: Vec<PortableResource> = Vec::new();
+    for c in caps {
+        let (service, space, path) = match &c.resource {
+            Resource::Space(r) => (
+                r.service().to_owned(),
+                r.space().to_string(),
+                r.path().unwrap_or_default().to_owned(),
+            ),
+            Resource::Network(n) => ("encryption".into(), "encryption".into(), n.to_string()),
+            other => ("other".into(), String::new(), other.to_string()),
+        };
+        match out
+            .iter_mut()
+            .find(|r| r.service == service && r.space == space && r.path == path)
+        {
+            Some(r) => r.actions.push(c.ability.to_string()),
+            None => out.push(PortableResource {
+                service,
+                space,
+                path,
+                actions: vec![c.ability.to_string()],
+            }),
+        }
+    }
+    out
+}
+
+impl PortableDelegation {
+    /// Builds the portable form of a delegation the node accepted.
+    pub fn from_delegation(
+        d: &Delegation,
+        owner_address: &str,
+        chain_id: u64,
+        host: Option<String>,
+    ) -> Self {
+        let info = d.info();
+        let resources = portable_resources(&info.capabilities);
+        let first = resources.first().cloned().unwrap_or(PortableResource {
+            service: String::new(),
+            space: String::new(),
+            path: String::new(),
+            actions: vec![],
+        });
+        PortableDelegation {
+            version: PORTABLE_VERSION,
+            cid: d.cid().to_string(),
+            delegation_header: HashMap::from([("Authorization".to_string(), d.to_header())]),
+            owner_address: owner_address.to_owned(),
+            chain_id,
+            host,
+            space_id: first.space.clone(),
+            path: first.path.clone(),
+            actions: first.actions.clone(),
+            expiry: info.expiration.map(rfc3339).unwrap_or_default(),
+            delegate_did: info.delegatee.to_string(),
+            delegator_did: info.issuer.to_string(),
+            parent_cid: info.parents.first().map(ToString::to_string),
+            resources,
+        }
+    }
+
+    /// Parses JSON, checking the version and that the token matches the stated CID and parties.
+    pub fn from_json(text: &str) -> Result<(Self, Delegation)> {
+        let p: PortableDelegation = serde_json::from_str(text).map_err(|e| {
+            Error::InvalidInput(format!(
+                "not a portable delegation (must be valid JSON): {e}"
+            ))
+        })?;
+        if p.version != PORTABLE_VERSION {
+            return Err(Error::InvalidInput(format!(
+                "unsupported portable delegation version {}",
+                p.version
+            )));
+        }
+        let header = p.delegation_header.get("Authorization").ok_or_else(|| {
+            Error::InvalidInput("delegationHeader.Authorization is missing".into())
+        })?;
+        let d = Delegation::from_header(header).map_err(|e| Error::Token(e.to_string()))?;
+        if d.cid().to_string() != p.cid {
+            return Err(Error::InvalidInput(
+                "the delegation's bytes do not match its stated CID".into(),
+            ));
+        }
+        if d.info().delegatee.to_string() != p.delegate_did {
+            return Err(Error::InvalidInput(
+                "the delegation's audience does not match delegateDID".into(),
+            ));
+        }
+        Ok((p, d))
+    }
+
+    /// The consent text of what it grants.
+    pub fn describe(&self, d: &Delegation) -> String {
+        consent_text(
+            &self.delegate_did,
+            &d.info().capabilities,
+            &RenderContext {
+                viewer: None,
+                expiration: d.info().expiration,
+            },
+        )
+    }
+}
+
+/// Which requested capabilities `held` does not cover (resource + ability).
+pub fn missing_capabilities(requested: &[Capability], held: &[Capability]) -> Vec<String> {
+    requested
+        .iter()
+        .filter(|r| {
+            !held
+                .iter()
+                .any(|h| r.resource.extends(&h.resource) && h.ability.covers(&r.ability))
+        })
+        .map(|r| format!("{} {}", r.ability, r.resource))
+        .collect()
+}
+
+impl TinyCloud {
+    /// The capabilities `grants` would give, in the session's primary space.
+    pub fn grant_capabilities(&self, grants: &[Grant]) -> Result<Vec<Capability>> {
+        let space = self.space()?;
+        let mut caps = Vec::new();
+        for g in grants {
+            caps.extend(g.capabilities(&space)?);
+        }
+        if caps.is_empty() {
+            return Err(Error::InvalidInput("nothing to delegate".into()));
+        }
+        Ok(caps)
+    }
+
+    /// Delegates `caps` to `delegate` for `secs` seconds (capped at the session's expiry),
+    /// signed by the session key — no wallet prompt — and registers it with the node. Refused
+    /// with [`Error::MissingCapabilities`] listing every capability the session lacks.
+    pub async fn delegate_to(
+        &self,
+        delegate: &Did,
+        caps: Vec<Capability>,
+        secs: i64,
+    ) -> Result<PortableDelegation> {
+        let s = self.active_session()?;
+        let session_exp = s.expires().ok_or_else(|| Error::SessionExpired {
+            expired_at: s.expires_at.clone(),
+        })?;
+        if session_exp <= now().plus_secs(60) {
+            return Err(Error::SessionExpired {
+                expired_at: s.expires_at.clone(),
+            });
+        }
+        let held = s.capabilities()?;
+        let missing = missing_capabilities(&caps, &held);
+        if !missing.is_empty() {
+            return Err(Error::MissingCapabilities(missing));
+        }
+        let key = s.key()?;
+        let exp = now().plus_secs(secs).min(session_exp);
+        let ucan = UcanBuilder::new(
+            key.did().verification_method(),
+            DidUrl::from(delegate.clone()),
+            format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        )
+        .expiration(exp)
+        .proof(s.delegation_cid()?)
+        .capabilities(caps)
+        .sign(&key)
+        .map_err(|e| Error::Token(e.to_string()))?;
+        self.post_delegation(ucan.as_str()).await?;
+        let d = Delegation::from_ucan(ucan);
+        Ok(PortableDelegation::from_delegation(
+            &d,
+            &s.address,
+            s.chain_id,
+            Some(self.config().host.clone()),
+        ))
+    }
+
+    /// Session-only mode: act under a received delegation with the given session key (whose
+    /// DID the delegation must target).
+    pub fn use_delegation(&self, key: Jwk, portable: &PortableDelegation) -> Result<Session> {
+        let header = portable
+            .delegation_header
+            .get("Authorization")
+            .ok_or_else(|| {
+                Error::InvalidInput("delegationHeader.Authorization is missing".into())
+            })?;
+        let mine = key.secret_key()?.did();
+        let d = Delegation::from_header(header).map_err(|e| Error::Token(e.to_string()))?;
+        if d.info().delegatee != mine {
+            return Err(Error::InvalidInput(format!(
+                "Delegation targets {} but this key's DID is {mine}",
+                d.info().delegatee
+            )));
+        }
+        let session = Session::new(
+            key,
+            header,
+            portable.space_id.clone(),
+            portable.owner_address.clone(),
+            portable.chain_id,
+            portable
+                .host
+                .clone()
+                .unwrap_or_else(|| self.config().host.clone()),
+        )?;
+        if session.is_expired(now()) {
+            return Err(Error::SessionExpired {
+                expired_at: session.expires_at.clone(),
+            });
+        }
+        self.set_session(Some(session.clone()));
+        Ok(session)
+    }
+
+    /// Revokes a delegation (and its whole subtree). The session key signs; the node accepts it
+    /// if the key issued or received the delegation, or (through the session's
+    /// `tinycloud.delegation/revoke` grant) if the owner owns the space.
+    pub async fn revoke(&self, cid: &Cid) -> Result<()> {
+        let cap =
+            capability(&format!("urn:cid:{cid}"), REVOKE_ABILITY).map_err(Error::InvalidInput)?;
+        // First as the key itself; if refused, with the session delegation as proof so the
+        // owner's authority applies.
+        let token = self.self_invocation(vec![cap.clone()])?;
+        match self.post_revoke(&token, cid).await {
+            Err(Error::PermissionDenied { .. }) => {
+                let token = self.invocation(vec![cap])?;
+                self.post_revoke(&token, cid).await
+            }
+            other => other,
+        }
+    }
+
+    async fn post_revoke(&self, token: &str, cid: &Cid) -> Result<()> {
+        let r = self
+            .http()
+            .post(self.url("/revoke"))
+            .header("authorization", token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, text));
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Node {
+            status,
+            message: e.to_string(),
+        })?;
+        if v["revoked"] != true || v["cid"].as_str() != Some(&cid.to_string()) {
+            return Err(Error::Node {
+                status,
+                message: format!("unexpected revocation receipt: {text}"),
+            });
+        }
+        Ok(())
+    }
+}

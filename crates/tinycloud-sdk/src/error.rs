@@ -1,0 +1,105 @@
+//! SDK errors: typed, so callers (and the CLI's exit codes) can tell an expired session from a
+//! missing permission from a network failure.
+
+/// Everything that can go wrong in the SDK.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No session: sign in (owner) or import a delegation (delegate) first.
+    #[error("not signed in: run sign-in or import a delegation first")]
+    NotSignedIn,
+    /// The session (or the delegation it rests on) has expired.
+    #[error("session expired at {expired_at}; sign in again")]
+    SessionExpired {
+        /// When it expired (RFC 3339).
+        expired_at: String,
+    },
+    /// The node refused for lack of authority (HTTP 401/403). `missing` names the capability
+    /// when the node said which one.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// The node's explanation.
+        message: String,
+        /// `<resource> / <ability>` that was not covered, when known.
+        missing: Option<String>,
+    },
+    /// A delegation asked for capabilities the session does not hold.
+    #[error("the session lacks these capabilities: {}", .0.join(", "))]
+    MissingCapabilities(Vec<String>),
+    /// The key, object or delegation does not exist (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A conditional write lost (HTTP 412).
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// The invocation was already used (HTTP 409).
+    #[error("invocation replayed: {0}")]
+    Replay(String),
+    /// Storage quota (HTTP 402) or size limit (HTTP 413).
+    #[error("quota or size limit: {0}")]
+    Quota(String),
+    /// Invalid input, refused before anything was sent.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The node speaks another protocol version.
+    #[error("protocol mismatch: node speaks protocol {node}, this client speaks {client}")]
+    ProtocolMismatch {
+        /// Node's version.
+        node: u64,
+        /// Ours.
+        client: u64,
+    },
+    /// The node could not be reached.
+    #[error("cannot reach the node: {0}")]
+    Network(String),
+    /// The node answered with an unexpected error.
+    #[error("node error (HTTP {status}): {message}")]
+    Node {
+        /// HTTP status.
+        status: u16,
+        /// Body text.
+        message: String,
+    },
+    /// A token could not be built or decoded.
+    #[error("token error: {0}")]
+    Token(String),
+    /// Local storage (session files) failed.
+    #[error("local storage: {0}")]
+    Storage(String),
+    /// The signer refused or failed.
+    #[error("signer: {0}")]
+    Signer(String),
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        Error::Network(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Maps a non-success response to a typed error.
+pub fn from_status(status: u16, body: String) -> Error {
+    let message = body.trim().chars().take(500).collect::<String>();
+    match status {
+        401 | 403 => {
+            let missing = message
+                .strip_prefix("Unauthorized Action: ")
+                .map(|m| m.split(" (").next().unwrap_or(m).to_owned());
+            Error::PermissionDenied { message, missing }
+        }
+        404 => Error::NotFound(message),
+        409 => Error::Replay(message),
+        412 => Error::PreconditionFailed(message),
+        402 | 413 => Error::Quota(message),
+        400 => Error::InvalidInput(message),
+        _ => Error::Node { status, message },
+    }
+}

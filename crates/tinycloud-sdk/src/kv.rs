@@ -1,0 +1,280 @@
+//! KV: get / put / head / list / delete, with ETags, conditional writes and streaming.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use tinycloud_auth::resource::{validate_path, SpaceId};
+use tinycloud_auth::session::capability;
+
+use crate::client::TinyCloud;
+use crate::error::{from_status, Error, Result};
+
+/// A stored object's metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Strong ETag (`"blake3-<hex>"`).
+    pub etag: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Size in bytes, when the node reported it.
+    pub size: Option<u64>,
+    /// All stored metadata headers (`content-*`, `x-tinycloud-meta-*`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A stored object.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// Its bytes.
+    pub data: Bytes,
+    /// Its metadata.
+    pub meta: Meta,
+}
+
+/// Options of a write.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// `Content-Type` to store.
+    pub content_type: Option<String>,
+    /// Only write if the current ETag is this (`If-Match`).
+    pub if_match: Option<String>,
+    /// Only write if the key does not exist (`If-None-Match: *`).
+    pub if_absent: bool,
+    /// Extra `x-tinycloud-meta-*` headers (names without the prefix).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Keys.
+    pub keys: Vec<String>,
+    /// Whether more follow.
+    pub truncated: bool,
+    /// Cursor for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// The KV service bound to a client and a space.
+pub struct Kv<'a> {
+    client: &'a TinyCloud,
+    space: Option<SpaceId>,
+}
+
+/// Checks a key before anything is signed: keys are never normalized, so `.`/`..` segments
+/// and control characters are refused.
+pub fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("a key is required".into()));
+    }
+    validate_path(key).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+fn meta_of(h: &HeaderMap) -> Meta {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Meta {
+        etag: get("etag"),
+        content_type: get("content-type"),
+        size: get("content-length").and_then(|v| v.parse().ok()),
+        headers: h
+            .iter()
+            .filter(|(n, _)| {
+                n.as_str().starts_with("content-") || n.as_str().starts_with("x-tinycloud-meta-")
+            })
+            .filter_map(|(n, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (n.as_str().to_owned(), v.to_owned()))
+            })
+            .collect(),
+    }
+}
+
+impl<'a> Kv<'a> {
+    pub(crate) fn new(client: &'a TinyCloud, space: Option<SpaceId>) -> Self {
+        Kv { client, space }
+    }
+
+    fn space(&self) -> Result<SpaceId> {
+        match &self.space {
+            Some(s) => Ok(s.clone()),
+            None => self.client.space(),
+        }
+    }
+
+    fn token(&self, path: Option<&str>, action: &str) -> Result<String> {
+        let space = self.space()?;
+        let res = match path {
+            Some(p) => format!("{space}/kv/{p}"),
+            None => format!("{space}/kv"),
+        };
+        let cap =
+            capability(&res, &format!("tinycloud.kv/{action}")).map_err(Error::InvalidInput)?;
+        self.client.invocation(vec![cap])
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let r = req.send().await?;
+        if r.status().is_success() || r.status().as_u16() == 304 {
+            return Ok(r);
+        }
+        let status = r.status().as_u16();
+        Err(from_status(status, r.text().await.unwrap_or_default()))
+    }
+
+    fn invoke(&self, token: String) -> reqwest::RequestBuilder {
+        self.client
+            .http()
+            .post(self.client.url("/invoke"))
+            .header("authorization", token)
+    }
+
+    fn put_request(&self, key: &str, opts: &PutOptions) -> Result<reqwest::RequestBuilder> {
+        check_key(key)?;
+        if opts.if_absent && opts.if_match.is_some() {
+            return Err(Error::InvalidInput(
+                "if_match and if_absent cannot be combined".into(),
+            ));
+        }
+        let mut req = self.invoke(self.token(Some(key), "put")?);
+        if let Some(ct) = &opts.content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(m) = &opts.if_match {
+            req = req.header("if-match", m);
+        }
+        if opts.if_absent {
+            req = req.header("if-none-match", "*");
+        }
+        for (k, v) in &opts.metadata {
+            req = req.header(format!("x-tinycloud-meta-{k}"), v);
+        }
+        Ok(req)
+    }
+
+    /// Writes a value; returns its ETag.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        opts: &PutOptions,
+    ) -> Result<String> {
+        let req = self.put_request(key, opts)?.body(value.into());
+        let r = self.send(req).await?;
+        Ok(meta_of(r.headers()).etag.unwrap_or_default())
+    }
+
+    /// Writes a value from a byte stream (large values never sit in memory whole).
+    pub async fn put_stream<S>(&self, key: &str, stream: S, opts: &PutOptions) -> Result<String>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
+    {
+        let req = self
+            .put_request(key, opts)?
+            .body(reqwest::Body::wrap_stream(stream));
+        let r = self.send(req).await?;
+        Ok(meta_of(r.headers()).etag.unwrap_or_default())
+    }
+
+    /// Reads a value.
+    pub async fn get(&self, key: &str) -> Result<Object> {
+        check_key(key)?;
+        let r = self
+            .send(self.invoke(self.token(Some(key), "get")?))
+            .await?;
+        let meta = meta_of(r.headers());
+        let data = r.bytes().await?;
+        Ok(Object { data, meta })
+    }
+
+    /// Reads a value as a byte stream.
+    pub async fn get_stream(&self, key: &str) -> Result<(Meta, impl Stream<Item = Result<Bytes>>)> {
+        check_key(key)?;
+        let r = self
+            .send(self.invoke(self.token(Some(key), "get")?))
+            .await?;
+        let meta = meta_of(r.headers());
+        Ok((meta, r.bytes_stream().map(|c| c.map_err(Error::from))))
+    }
+
+    /// Metadata of a key; `None` if it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<Meta>> {
+        check_key(key)?;
+        match self
+            .send(self.invoke(self.token(Some(key), "metadata")?))
+            .await
+        {
+            Ok(r) => Ok(Some(meta_of(r.headers()))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of keys starting with `prefix` (raw prefix; the node filters to keys the
+    /// session may list).
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page> {
+        if !prefix.is_empty() {
+            validate_path(prefix).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        }
+        let path = (!prefix.is_empty()).then_some(prefix);
+        let mut req = self.invoke(self.token(path, "list")?);
+        if let Some(l) = limit {
+            req = req.header("x-tinycloud-limit", l.to_string());
+        }
+        if let Some(c) = cursor {
+            req = req.header("x-tinycloud-cursor", c);
+        }
+        let r = self.send(req).await?;
+        let truncated = r
+            .headers()
+            .get("x-tinycloud-truncated")
+            .is_some_and(|v| v == "true");
+        let next_cursor = r
+            .headers()
+            .get("x-tinycloud-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let keys: Vec<String> = r.json().await.map_err(|e| Error::Node {
+            status: 200,
+            message: format!("invalid list response: {e}"),
+        })?;
+        Ok(Page {
+            keys,
+            truncated,
+            next_cursor,
+        })
+    }
+
+    /// Every key starting with `prefix`, following cursors.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        let limit = 1000;
+        loop {
+            let page = self
+                .list_page(prefix, Some(limit), cursor.as_deref())
+                .await?;
+            out.extend(page.keys);
+            match (page.truncated, page.next_cursor) {
+                (true, Some(c)) => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Deletes a key (optionally only if its ETag matches); returns the deleted ETag.
+    pub async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<Option<String>> {
+        check_key(key)?;
+        let mut req = self.invoke(self.token(Some(key), "del")?);
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        let r = self.send(req).await?;
+        Ok(meta_of(r.headers()).etag)
+    }
+}
