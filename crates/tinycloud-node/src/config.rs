@@ -43,6 +43,33 @@ pub struct Config {
     pub public_spaces: PublicSpacesConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// SQL service limits.
+    pub sql: SqlConfig,
+}
+
+/// SQL service limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Wall-clock limit per request, in milliseconds.
+    pub time_limit_ms: u64,
+    /// Most rows a query may return.
+    pub max_rows: usize,
+    /// Largest query response, in bytes.
+    pub max_response_bytes: usize,
+    /// Statements running at once, across all databases.
+    pub workers: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            time_limit_ms: 5_000,
+            max_rows: 10_000,
+            max_response_bytes: 10 * 1024 * 1024,
+            workers: 8,
+        }
+    }
 }
 
 /// Where and how data is stored.
@@ -113,6 +140,7 @@ impl Default for Config {
             invocation: InvocationConfig::default(),
             public_spaces: PublicSpacesConfig::default(),
             limits: LimitsConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }

@@ -13,5 +13,6 @@ pub mod keys;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod sql;
 pub mod state;
 pub mod store;

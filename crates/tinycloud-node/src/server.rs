@@ -33,6 +33,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         config.public_spaces.rate_limit_per_minute,
         config.public_spaces.rate_limit_burst,
     );
+    let limits = crate::sql::engine::SqlLimits {
+        time: std::time::Duration::from_millis(config.sql.time_limit_ms),
+        max_rows: config.sql.max_rows,
+        max_response_bytes: config.sql.max_response_bytes,
+        ..Default::default()
+    };
+    let dbs = crate::sql::engine::Databases::new(&datadir.join("sql"), limits)
+        .map_err(|e| anyhow::anyhow!("cannot open SQL storage: {e}"))?;
+    let sql = crate::sql::SqlService::new(dbs, config.sql.workers);
     Ok(Arc::new(AppState {
         config,
         keys,
@@ -42,6 +51,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         spaces: RwLock::new(spaces),
         cursor_key,
         public_limiter,
+        sql,
     }))
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub cursor_key: [u8; 32],
     /// Per-IP limiter of unauthenticated public reads.
     pub public_limiter: RateLimiter,
+    /// Per-space SQL databases.
+    pub sql: crate::sql::SqlService,
 }
 
 impl AppState {

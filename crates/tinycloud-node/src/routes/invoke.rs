@@ -46,6 +46,7 @@ pub async fn invoke(
         ("tinycloud.kv", _) => {
             kv::handle(&state, &authz.invocation, cap, &caveats, &headers, body).await
         }
+        ("tinycloud.sql", _) => crate::sql::handle(&state, cap, &caveats, body).await,
         ("tinycloud.capabilities", "read") => capabilities_read(&state, cap).await,
         ("tinycloud.space", "info" | "create" | "list" | "host") => {
             Ok(StatusCode::OK.into_response())

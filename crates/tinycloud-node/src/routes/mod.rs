@@ -115,7 +115,7 @@ async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
     Json(json!({
         "protocol": PROTOCOL_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
-        "features": ["kv", "delegation"],
+        "features": ["kv", "delegation", "sql"],
         "nodeId": state.keys.node_did().to_string(),
         "inTEE": false,
     }))

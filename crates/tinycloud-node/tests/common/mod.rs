@@ -194,6 +194,10 @@ impl Owner {
                 "tinycloud.capabilities/read",
             )
             .unwrap(),
+            capability(&format!("{space}/sql"), "tinycloud.sql/read").unwrap(),
+            capability(&format!("{space}/sql"), "tinycloud.sql/write").unwrap(),
+            capability(&format!("{space}/sql"), "tinycloud.sql/schema").unwrap(),
+            capability(&format!("{space}/sql"), "tinycloud.sql/admin").unwrap(),
         ];
         let header = siwe_header(
             &wallet,
@@ -337,4 +341,23 @@ pub async fn kv(
 ) -> Resp {
     let h = invoke_header(key, proofs, resource, &format!("tinycloud.kv/{action}"));
     invoke(node, &h, extra, body).await
+}
+
+/// One SQL call as `key` holding `proofs`, with the given ability and JSON body.
+pub async fn sql(
+    node: &Node,
+    key: &SecretKey,
+    proofs: &[Cid],
+    resource: &str,
+    ability: &str,
+    body: serde_json::Value,
+) -> Resp {
+    let h = invoke_header(key, proofs, resource, &format!("tinycloud.sql/{ability}"));
+    invoke(
+        node,
+        &h,
+        &[("content-type", "application/json")],
+        body.to_string().into_bytes(),
+    )
+    .await
 }

@@ -1,0 +1,535 @@
+//! Per-space SQLite databases: opening, limits, gated execution, export.
+//!
+//! One database file per (space, name), created on first write. Each database has one writer
+//! connection (WAL, `synchronous=FULL`: a write is acknowledged only once durable) and a few
+//! read-only connections, so readers never wait for the writer. Every statement runs with an
+//! authorizer for the invoker's level, a wall-clock limit enforced by a progress handler, and
+//! SQLite's length limits (a `randomblob(1e9)` fails instead of allocating a gigabyte).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rusqlite::limits::Limit;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Map, Value};
+
+use super::gate::{decide, Level, Restrictions};
+
+/// Errors from running SQL; each maps to an HTTP status at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The statement is invalid or failed in SQLite (syntax, constraint, missing table…).
+    #[error("{0}")]
+    Invalid(String),
+    /// The statement needs more than the invoker's level allows.
+    #[error("{0}")]
+    Denied(String),
+    /// Read-only operation on a database that does not exist.
+    #[error("database {0:?} not found")]
+    NotFound(String),
+    /// Result or value too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Ran out of time.
+    #[error("statement exceeded the {0} ms time limit and was interrupted")]
+    Timeout(u64),
+    /// I/O or internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Limits applied to every statement.
+#[derive(Clone, Debug)]
+pub struct SqlLimits {
+    /// Wall-clock limit per request.
+    pub time: Duration,
+    /// Most rows a query returns.
+    pub max_rows: usize,
+    /// Largest response (approximate JSON bytes).
+    pub max_response_bytes: usize,
+    /// Largest string or blob SQLite may build.
+    pub max_value_bytes: i32,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            time: Duration::from_secs(5),
+            max_rows: 10_000,
+            max_response_bytes: 10 * 1024 * 1024,
+            max_value_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+const READERS: usize = 4;
+
+struct Database {
+    path: PathBuf,
+    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// All open databases.
+pub struct Databases {
+    root: PathBuf,
+    open: Mutex<HashMap<PathBuf, Arc<Database>>>,
+    limits: SqlLimits,
+}
+
+fn configure(conn: &Connection, limits: &SqlLimits) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, limits.max_value_bytes)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1_000_000)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 200)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 100)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 10)?;
+    Ok(())
+}
+
+fn sqlite_err(e: rusqlite::Error) -> SqlError {
+    let full = e.to_string();
+    if full.contains("not authorized") {
+        return SqlError::Denied(format!("not allowed: {full}"));
+    }
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let text = msg.clone().unwrap_or_else(|| e.to_string());
+            if text.contains("not authorized") {
+                return SqlError::Denied(format!("not allowed: {text}"));
+            }
+            match f.code {
+                rusqlite::ErrorCode::AuthorizationForStatementDenied => {
+                    SqlError::Denied(format!("not allowed: {text}"))
+                }
+                rusqlite::ErrorCode::OperationInterrupted => SqlError::Timeout(0),
+                rusqlite::ErrorCode::TooBig => {
+                    SqlError::TooLarge(format!("value too large: {text}"))
+                }
+                rusqlite::ErrorCode::ReadOnly => SqlError::Denied(format!("read-only: {text}")),
+                rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::NotADatabase
+                | rusqlite::ErrorCode::DatabaseCorrupt => SqlError::Internal(text),
+                _ => SqlError::Invalid(text),
+            }
+        }
+        rusqlite::Error::MultipleStatement => {
+            SqlError::Invalid("one statement per request (use a batch for several)".into())
+        }
+        _ => SqlError::Invalid(e.to_string()),
+    }
+}
+
+/// A JSON parameter as an SQLite value: null, integer (i64), float, string, boolean (0/1),
+/// a byte array (BLOB) or `{"base64": "…"}` (BLOB).
+pub fn to_sql(v: &Value) -> Result<SqlValue, SqlError> {
+    Ok(match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None if n.is_u64() => {
+                return Err(SqlError::Invalid(format!(
+                    "integer {n} does not fit in 64 bits"
+                )))
+            }
+            None => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => SqlValue::Text(s.clone()),
+        Value::Array(items) => SqlValue::Blob(
+            items
+                .iter()
+                .map(|i| i.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| {
+                    SqlError::Invalid("a byte-array parameter must hold numbers 0–255".into())
+                })?,
+        ),
+        Value::Object(o) => match o.get("base64").and_then(Value::as_str) {
+            Some(b) if o.len() == 1 => SqlValue::Blob(
+                STANDARD
+                    .decode(b)
+                    .map_err(|_| SqlError::Invalid("invalid base64 blob parameter".into()))?,
+            ),
+            _ => {
+                return Err(SqlError::Invalid(
+                    "object parameters must be {\"base64\": \"…\"}".into(),
+                ))
+            }
+        },
+    })
+}
+
+fn to_json(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        // Byte arrays, as the reference SDK expects.
+        ValueRef::Blob(b) => Value::Array(b.iter().map(|x| Value::from(*x)).collect()),
+    }
+}
+
+/// What one statement did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Rows of a query.
+    Rows {
+        /// Column names.
+        columns: Vec<String>,
+        /// Row values.
+        rows: Vec<Vec<Value>>,
+    },
+    /// Changes of a write.
+    Changes {
+        /// Rows changed.
+        changes: u64,
+        /// Last inserted rowid.
+        last_insert_row_id: i64,
+    },
+}
+
+impl Outcome {
+    /// The reference's JSON shapes.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Outcome::Rows { columns, rows } => {
+                json!({"columns": columns, "rows": rows, "rowCount": rows.len()})
+            }
+            Outcome::Changes {
+                changes,
+                last_insert_row_id,
+            } => json!({"changes": changes, "lastInsertRowId": last_insert_row_id}),
+        }
+    }
+}
+
+/// One statement to run.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    /// SQL text (exactly one statement).
+    pub sql: String,
+    /// Parameters.
+    pub params: Vec<Value>,
+}
+
+/// How to run a request.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    /// The invoker's level.
+    pub level: Level,
+    /// Caveat restrictions.
+    pub restrictions: Restrictions,
+    /// Only read-only statements (caveat `readOnly`).
+    pub read_only: bool,
+    /// Row cap for queries (≤ the node limit).
+    pub max_rows: Option<usize>,
+}
+
+impl Databases {
+    /// Databases under `root`.
+    pub fn new(root: &Path, limits: SqlLimits) -> Result<Self, SqlError> {
+        std::fs::create_dir_all(root).map_err(|e| SqlError::Internal(e.to_string()))?;
+        Ok(Databases {
+            root: root.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+            limits,
+        })
+    }
+
+    /// The file of a database.
+    pub fn path_of(&self, space: &str, name: &str) -> PathBuf {
+        let dir = hex::encode(&blake3::hash(space.as_bytes()).as_bytes()[..16]);
+        self.root.join(dir).join(format!("{name}.db"))
+    }
+
+    /// Bytes used by a space's databases (files plus WAL).
+    pub fn usage(&self, space: &str) -> u64 {
+        let dir = self.path_of(space, "x");
+        let Some(dir) = dir.parent() else { return 0 };
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn database(&self, space: &str, name: &str, create: bool) -> Result<Arc<Database>, SqlError> {
+        let path = self.path_of(space, name);
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| SqlError::Internal("database registry poisoned".into()))?;
+        if let Some(db) = open.get(&path) {
+            return Ok(db.clone());
+        }
+        if !create && !path.exists() {
+            return Err(SqlError::NotFound(name.to_owned()));
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SqlError::Internal(e.to_string()))?;
+        }
+        let writer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_err)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| writer.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|()| writer.pragma_update(None, "foreign_keys", "ON"))
+            .and_then(|()| configure(&writer, &self.limits))
+            .map_err(sqlite_err)?;
+        let db = Arc::new(Database {
+            path: path.clone(),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+        });
+        open.insert(path, db.clone());
+        Ok(db)
+    }
+
+    fn reader(&self, db: &Database) -> Result<Connection, SqlError> {
+        if let Some(c) = db.readers.lock().ok().and_then(|mut r| r.pop()) {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &db.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_err)?;
+        configure(&c, &self.limits).map_err(sqlite_err)?;
+        Ok(c)
+    }
+
+    fn give_back(db: &Database, c: Connection) {
+        if let Ok(mut r) = db.readers.lock() {
+            if r.len() < READERS {
+                r.push(c);
+            }
+        }
+    }
+
+    /// Runs a query or a single write. Reads use a read-only connection.
+    pub fn run(
+        &self,
+        space: &str,
+        name: &str,
+        stmt: &Stmt,
+        exec: &Exec,
+    ) -> Result<Outcome, SqlError> {
+        let read_only = exec.level == Level::Read || exec.read_only;
+        let db = self.database(space, name, !read_only)?;
+        if read_only {
+            let conn = self.reader(&db)?;
+            let r = self.statement(&conn, stmt, exec, true);
+            Self::give_back(&db, conn);
+            r
+        } else {
+            let guard = db
+                .writer
+                .lock()
+                .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
+            let conn = guard
+                .as_ref()
+                .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
+            self.statement(conn, stmt, exec, false)
+        }
+    }
+
+    /// Runs several statements in one transaction: all or nothing.
+    pub fn batch(
+        &self,
+        space: &str,
+        name: &str,
+        stmts: &[Stmt],
+        exec: &Exec,
+    ) -> Result<Vec<Outcome>, SqlError> {
+        let db = self.database(space, name, true)?;
+        let mut guard = db
+            .writer
+            .lock()
+            .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
+        let tx = conn.transaction().map_err(sqlite_err)?;
+        let mut out = Vec::with_capacity(stmts.len());
+        for (i, s) in stmts.iter().enumerate() {
+            match self.statement(&tx, s, exec, exec.level == Level::Read || exec.read_only) {
+                Ok(o) => out.push(o),
+                Err(e) => {
+                    // Dropping `tx` rolls everything back: no partial batch is left behind.
+                    return Err(match e {
+                        SqlError::Invalid(m) => SqlError::Invalid(format!("statement {i}: {m}")),
+                        SqlError::Denied(m) => SqlError::Denied(format!("statement {i}: {m}")),
+                        other => other,
+                    });
+                }
+            }
+        }
+        tx.commit().map_err(sqlite_err)?;
+        Ok(out)
+    }
+
+    /// A consistent snapshot of the database as SQLite file bytes.
+    pub fn export(&self, space: &str, name: &str) -> Result<Vec<u8>, SqlError> {
+        let db = self.database(space, name, false)?;
+        let src = self.reader(&db)?;
+        let tmp = db
+            .path
+            .with_extension(format!("export-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let result = (|| {
+            let mut dst = Connection::open(&tmp).map_err(sqlite_err)?;
+            {
+                let backup = rusqlite::backup::Backup::new(&src, &mut dst).map_err(sqlite_err)?;
+                backup
+                    .run_to_completion(256, Duration::from_millis(0), None)
+                    .map_err(sqlite_err)?;
+            }
+            drop(dst);
+            std::fs::read(&tmp).map_err(|e| SqlError::Internal(e.to_string()))
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        Self::give_back(&db, src);
+        result
+    }
+
+    fn statement(
+        &self,
+        conn: &Connection,
+        stmt: &Stmt,
+        exec: &Exec,
+        read_only: bool,
+    ) -> Result<Outcome, SqlError> {
+        let level = if read_only { Level::Read } else { exec.level };
+        let restrictions = exec.restrictions.clone();
+        let dropping = stmt
+            .sql
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("drop"));
+        conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+            decide(level, dropping, &restrictions, &ctx)
+        }));
+        let deadline = Instant::now() + self.limits.time;
+        conn.progress_handler(1000, Some(move || Instant::now() > deadline));
+        let result = self.prepare_and_run(conn, stmt, exec, read_only);
+        conn.authorizer(
+            None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>,
+        );
+        conn.progress_handler(0, None::<fn() -> bool>);
+        result.map_err(|e| match e {
+            SqlError::Timeout(_) => SqlError::Timeout(self.limits.time.as_millis() as u64),
+            other => other,
+        })
+    }
+
+    fn prepare_and_run(
+        &self,
+        conn: &Connection,
+        stmt: &Stmt,
+        exec: &Exec,
+        read_only: bool,
+    ) -> Result<Outcome, SqlError> {
+        let trimmed = stmt.sql.trim();
+        if trimmed.is_empty() {
+            return Err(SqlError::Invalid("empty statement".into()));
+        }
+        // VACUUM writes whole files (VACUUM INTO writes anywhere) and is not covered by the
+        // authorizer: refuse it outright.
+        if trimmed
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("vacuum"))
+        {
+            return Err(SqlError::Denied("VACUUM is not allowed".into()));
+        }
+        let mut st = conn.prepare(trimmed).map_err(sqlite_err)?;
+        if read_only && !st.readonly() {
+            return Err(SqlError::Denied(
+                "Read-only violation: this statement can change the database".into(),
+            ));
+        }
+        let params: Vec<SqlValue> = stmt.params.iter().map(to_sql).collect::<Result<_, _>>()?;
+        if params.len() != st.parameter_count() {
+            return Err(SqlError::Invalid(format!(
+                "the statement takes {} parameters, {} given",
+                st.parameter_count(),
+                params.len()
+            )));
+        }
+        let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
+        if columns.is_empty() {
+            let changes = st
+                .execute(rusqlite::params_from_iter(params.iter()))
+                .map_err(sqlite_err)?;
+            return Ok(Outcome::Changes {
+                changes: changes as u64,
+                last_insert_row_id: conn.last_insert_rowid(),
+            });
+        }
+        let max_rows = exec
+            .max_rows
+            .unwrap_or(self.limits.max_rows)
+            .min(self.limits.max_rows);
+        let mut rows_out = Vec::new();
+        let mut bytes = 0usize;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err)?;
+        while let Some(row) = rows.next().map_err(sqlite_err)? {
+            if rows_out.len() >= max_rows {
+                return Err(SqlError::TooLarge(format!(
+                    "the result has more than {max_rows} rows"
+                )));
+            }
+            let mut vals = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let v = to_json(row.get_ref(i).map_err(sqlite_err)?);
+                bytes += match &v {
+                    Value::String(s) => s.len() + 2,
+                    Value::Array(a) => a.len() * 4,
+                    _ => 8,
+                };
+                vals.push(v);
+            }
+            if bytes > self.limits.max_response_bytes {
+                return Err(SqlError::TooLarge(format!(
+                    "the result is larger than {} bytes",
+                    self.limits.max_response_bytes
+                )));
+            }
+            rows_out.push(vals);
+        }
+        Ok(Outcome::Rows {
+            columns,
+            rows: rows_out,
+        })
+    }
+}
+
+/// A JSON object for batch results.
+pub fn results_json(outcomes: &[Outcome]) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "results".into(),
+        Value::Array(outcomes.iter().map(Outcome::to_json).collect()),
+    );
+    Value::Object(m)
+}

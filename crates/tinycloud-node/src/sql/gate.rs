@@ -1,0 +1,321 @@
+//! What a SQL statement may do, decided by SQLite itself: every action SQLite is about to
+//! compile is passed to an authorizer callback, and read-only statements are recognised with
+//! `sqlite3_stmt_readonly` — never by matching keywords.
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+/// The SQL ability an invocation exercises (aliases resolved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// `tinycloud.sql/read`: statements that change nothing.
+    Read,
+    /// `tinycloud.sql/write`: reads and DML.
+    Write,
+    /// `tinycloud.sql/schema`: reads and DDL.
+    Schema,
+    /// `tinycloud.sql/admin` (and `*`): reads, DML, DDL and the safe pragmas.
+    Admin,
+}
+
+impl Level {
+    /// From a canonical SQL ability name.
+    pub fn from_ability(name: &str) -> Option<Level> {
+        Some(match name {
+            "read" => Level::Read,
+            "write" => Level::Write,
+            "schema" => Level::Schema,
+            "admin" | "*" => Level::Admin,
+            _ => return None,
+        })
+    }
+
+    fn dml(self) -> bool {
+        matches!(self, Level::Write | Level::Admin)
+    }
+
+    fn ddl(self) -> bool {
+        matches!(self, Level::Schema | Level::Admin)
+    }
+}
+
+/// Pragmas that only read (allowed at every level).
+const READ_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "database_list",
+    "collation_list",
+];
+
+/// Pragmas an admin may change. Anything touching durability, the file or the schema table
+/// (`journal_mode`, `synchronous`, `writable_schema`, `locking_mode`, `mmap_size`, …) stays
+/// denied for everyone.
+const ADMIN_PRAGMAS: &[&str] = &[
+    "foreign_keys",
+    "user_version",
+    "application_id",
+    "optimize",
+    "integrity_check",
+    "quick_check",
+    "foreign_key_check",
+    "recursive_triggers",
+    "defer_foreign_keys",
+];
+
+/// Functions any statement may call: core scalars, aggregates, window functions, date/time,
+/// JSON and math. `load_extension` and anything else is denied.
+const FUNCTIONS: &[&str] = &[
+    "abs",
+    "changes",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "ifnull",
+    "iif",
+    "if",
+    "instr",
+    "last_insert_rowid",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "nullif",
+    "octet_length",
+    "printf",
+    "quote",
+    "random",
+    "randomblob",
+    "replace",
+    "round",
+    "rtrim",
+    "sign",
+    "soundex",
+    "substr",
+    "substring",
+    "total_changes",
+    "trim",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unlikely",
+    "upper",
+    "zeroblob",
+    "sqlite_version",
+    "avg",
+    "count",
+    "group_concat",
+    "string_agg",
+    "sum",
+    "total",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "timediff",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "json",
+    "jsonb",
+    "json_array",
+    "jsonb_array",
+    "json_array_length",
+    "json_error_position",
+    "json_extract",
+    "jsonb_extract",
+    "json_insert",
+    "jsonb_insert",
+    "json_object",
+    "jsonb_object",
+    "json_patch",
+    "jsonb_patch",
+    "json_pretty",
+    "json_remove",
+    "jsonb_remove",
+    "json_replace",
+    "jsonb_replace",
+    "json_set",
+    "jsonb_set",
+    "json_type",
+    "json_valid",
+    "json_quote",
+    "json_group_array",
+    "jsonb_group_array",
+    "json_group_object",
+    "jsonb_group_object",
+    "json_each",
+    "json_tree",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "ceil",
+    "ceiling",
+    "cos",
+    "cosh",
+    "degrees",
+    "exp",
+    "floor",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "mod",
+    "pi",
+    "pow",
+    "power",
+    "radians",
+    "sin",
+    "sinh",
+    "sqrt",
+    "tan",
+    "tanh",
+    "trunc",
+];
+
+fn internal(table: &str) -> bool {
+    table.to_ascii_lowercase().starts_with("sqlite_")
+}
+
+/// The schema and statistics tables SQLite itself updates while running DDL or ANALYZE. Direct
+/// writes to the schema table are refused by SQLite unless `writable_schema` is on, which no
+/// level may turn on.
+fn schema_bookkeeping(table: &str) -> bool {
+    let t = table.to_ascii_lowercase();
+    matches!(
+        t.as_str(),
+        "sqlite_master" | "sqlite_schema" | "sqlite_temp_master" | "sqlite_temp_schema"
+    ) || t.starts_with("sqlite_stat")
+}
+
+/// Table and column restrictions from a general SQL caveat.
+#[derive(Clone, Debug, Default)]
+pub struct Restrictions {
+    /// Only these tables (all when `None`).
+    pub tables: Option<Vec<String>>,
+    /// Only these columns (all when `None`).
+    pub columns: Option<Vec<String>>,
+}
+
+impl Restrictions {
+    fn table_ok(&self, t: &str) -> bool {
+        self.tables
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|x| x.eq_ignore_ascii_case(t)))
+    }
+
+    fn column_ok(&self, c: &str) -> bool {
+        self.columns
+            .as_ref()
+            .is_none_or(|cs| cs.iter().any(|x| x.eq_ignore_ascii_case(c)))
+    }
+}
+
+/// Decides one action for a statement compiled at `level`. `dropping` says the statement is a
+/// `DROP`: SQLite reports dropping a table as deleting its rows, which the schema level may do
+/// as part of the DDL it holds.
+pub fn decide(
+    level: Level,
+    dropping: bool,
+    r: &Restrictions,
+    ctx: &AuthContext<'_>,
+) -> Authorization {
+    use AuthAction as A;
+    let allow = |ok: bool| {
+        if ok {
+            Authorization::Allow
+        } else {
+            Authorization::Deny
+        }
+    };
+    if ctx
+        .database_name
+        .is_some_and(|d| d != "main" && d != "temp")
+    {
+        return Authorization::Deny;
+    }
+    match &ctx.action {
+        A::Select | A::Recursive => Authorization::Allow,
+        A::Read {
+            table_name,
+            column_name,
+        } => {
+            // Reading the schema table is how SQLite compiles statements; allow it read-only.
+            allow(internal(table_name) || (r.table_ok(table_name) && r.column_ok(column_name)))
+        }
+        A::Function { function_name } => {
+            allow(FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()))
+        }
+        A::Pragma { pragma_name, .. } => {
+            // The argument of the read pragmas names a table or index; they never change state.
+            let name = pragma_name.to_ascii_lowercase();
+            allow(
+                READ_PRAGMAS.contains(&name.as_str())
+                    || (level == Level::Admin && ADMIN_PRAGMAS.contains(&name.as_str())),
+            )
+        }
+        A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
+            if internal(table_name) =>
+        {
+            // AUTOINCREMENT keeps its counters in `sqlite_sequence`.
+            allow(
+                (level.ddl() && schema_bookkeeping(table_name))
+                    || (level.dml() && table_name.eq_ignore_ascii_case("sqlite_sequence")),
+            )
+        }
+        A::Delete { table_name } if dropping && level.ddl() => allow(r.table_ok(table_name)),
+        A::Insert { table_name } | A::Delete { table_name } => {
+            allow(level.dml() && r.table_ok(table_name))
+        }
+        A::Update {
+            table_name,
+            column_name,
+        } => allow(level.dml() && r.table_ok(table_name) && r.column_ok(column_name)),
+        // Creating an AUTOINCREMENT table creates SQLite's `sqlite_sequence` alongside it.
+        A::CreateTable { table_name } if table_name.eq_ignore_ascii_case("sqlite_sequence") => {
+            allow(level.ddl())
+        }
+        A::CreateTable { table_name }
+        | A::DropTable { table_name }
+        | A::AlterTable { table_name, .. }
+        | A::Analyze { table_name } => allow(level.ddl() && !internal(table_name)),
+        A::CreateIndex { table_name, .. } | A::DropIndex { table_name, .. } => {
+            allow(level.ddl() && !internal(table_name))
+        }
+        A::CreateView { .. } | A::DropView { .. } | A::Reindex { .. } => allow(level.ddl()),
+        A::CreateTrigger { table_name, .. } | A::DropTrigger { table_name, .. } => {
+            allow(level == Level::Admin && !internal(table_name))
+        }
+        // Temporary objects, virtual tables, ATTACH/DETACH, client-side transactions and
+        // savepoints (each request is one statement; batches are transactions the node owns).
+        _ => Authorization::Deny,
+    }
+}

@@ -1,0 +1,271 @@
+//! The SQL service: `tinycloud.sql/read|write|schema|admin` on `<space>/sql/<db>`, with the
+//! reference's JSON request protocol (`query`, `execute`, `batch`, `executeStatement` /
+//! `execute_statement`, `export`) and response shapes.
+
+pub mod engine;
+pub mod gate;
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tinycloud_auth::capability::{Capability, Caveats};
+use tinycloud_auth::resource::Resource;
+use tinycloud_auth::sql_caveat::{check_request, Authorized as CaveatOk, SqlCaveat, SqlRequest};
+use tokio::sync::Semaphore;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::SharedState;
+use engine::{results_json, Databases, Exec, Outcome, SqlError, Stmt};
+use gate::{Level, Restrictions};
+
+/// Largest request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The SQL service: databases plus a bound on concurrent executions, so a runaway query can
+/// occupy at most one worker and never stall other spaces.
+pub struct SqlService {
+    /// The databases.
+    pub dbs: Databases,
+    permits: Semaphore,
+}
+
+impl SqlService {
+    /// A service over `dbs` running at most `workers` statements at once.
+    pub fn new(dbs: Databases, workers: usize) -> Self {
+        SqlService {
+            dbs,
+            permits: Semaphore::new(workers.max(1)),
+        }
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Invalid(m) => ApiError::bad_request(m),
+            SqlError::Denied(m) => ApiError::forbidden(m),
+            SqlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            SqlError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            SqlError::Timeout(_) => ApiError::bad_request(e.to_string()),
+            SqlError::Internal(m) => {
+                tracing::error!(error = %m, "sql engine failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error")
+            }
+        }
+    }
+}
+
+fn db_name(path: Option<&str>) -> ApiResult<String> {
+    let name = path
+        .and_then(|p| p.rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    let ok = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if !ok {
+        return Err(ApiError::bad_request(format!(
+            "invalid database name {name:?}: use letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// What the delegation chain's caveats allow.
+struct Constraints {
+    caveats: Vec<SqlCaveat>,
+    restrictions: Restrictions,
+    read_only: bool,
+}
+
+fn constraints(caveats: &Caveats) -> ApiResult<Constraints> {
+    let mut out = Constraints {
+        caveats: Vec::new(),
+        restrictions: Restrictions::default(),
+        read_only: false,
+    };
+    if caveats.is_unconstrained() {
+        return Ok(out);
+    }
+    for obj in caveats.objects() {
+        match SqlCaveat::from_caveat(obj)
+            .map_err(|e| ApiError::forbidden(format!("{} ({})", e, e.code())))?
+        {
+            Some(c) => {
+                out.read_only |= c.read_only();
+                if let Some(t) = c.tables() {
+                    out.restrictions.tables = Some(t.to_vec());
+                }
+                if let Some(c) = c.columns() {
+                    out.restrictions.columns = Some(c.to_vec());
+                }
+                out.caveats.push(c);
+            }
+            None => {
+                return Err(ApiError::forbidden(
+                    "the delegation carries caveats this node does not understand",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one SQL invocation.
+pub async fn handle(
+    state: &SharedState,
+    cap: &Capability,
+    caveats: &Caveats,
+    body: Body,
+) -> ApiResult<Response> {
+    let Resource::Space(r) = &cap.resource else {
+        return Err(ApiError::bad_request(
+            "SQL abilities apply to <space>/sql/<db> resources",
+        ));
+    };
+    if r.service() != "sql" {
+        return Err(ApiError::bad_request(format!(
+            "{} applies to the sql service",
+            cap.ability
+        )));
+    }
+    let ability = cap.ability.canonical();
+    let level = Level::from_ability(ability.name())
+        .ok_or_else(|| ApiError::bad_request(format!("unknown SQL ability {}", cap.ability)))?;
+    let name = db_name(r.path())?;
+    let space = r.space().to_string();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("SQL requests are limited to {MAX_BODY} bytes"),
+        )
+    })?;
+    let req: SqlRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid SQL request: {e}")))?;
+    let c = constraints(caveats)?;
+
+    // Named statements and caveat checks (constrained profiles bind fixed parameters).
+    let mut bound = None;
+    for caveat in &c.caveats {
+        match check_request(caveat, &req)
+            .map_err(|e| ApiError::forbidden(format!("{e} ({})", e.code())))?
+        {
+            CaveatOk::Statement(b) => bound = Some(b),
+            CaveatOk::Unchanged => {}
+        }
+    }
+    let writes = level != Level::Read
+        && !c.read_only
+        && !matches!(req, SqlRequest::Export | SqlRequest::Query { .. });
+    if writes {
+        if let Some(limit) = state.limit_for(r.space().is_public()) {
+            let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space);
+            if used >= limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {limit} bytes"),
+                ));
+            }
+        }
+    }
+    let exec = Exec {
+        level,
+        restrictions: c.restrictions,
+        read_only: c.read_only,
+        max_rows: match &req {
+            SqlRequest::Query { max_rows, .. } => max_rows.map(|m| m as usize),
+            _ => None,
+        },
+    };
+    let _permit = state
+        .sql
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SQL service stopped"))?;
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || run(&st, &space, &name, req, bound, &exec))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("SQL worker failed: {e}"),
+            )
+        })??;
+    Ok(result)
+}
+
+fn run(
+    state: &SharedState,
+    space: &str,
+    name: &str,
+    req: SqlRequest,
+    bound: Option<tinycloud_auth::sql_caveat::BoundStatement>,
+    exec: &Exec,
+) -> ApiResult<Response> {
+    let dbs = &state.sql.dbs;
+    let json = |o: Outcome| Json(o.to_json()).into_response();
+    Ok(match req {
+        SqlRequest::Query { sql, params, .. } => {
+            json(dbs.run(space, name, &Stmt { sql, params }, exec)?)
+        }
+        SqlRequest::Execute {
+            sql,
+            params,
+            schema,
+        } => {
+            for ddl in schema.unwrap_or_default() {
+                dbs.run(
+                    space,
+                    name,
+                    &Stmt {
+                        sql: ddl,
+                        params: vec![],
+                    },
+                    exec,
+                )?;
+            }
+            json(dbs.run(space, name, &Stmt { sql, params }, exec)?)
+        }
+        SqlRequest::Batch { statements } => {
+            let stmts: Vec<Stmt> = statements
+                .into_iter()
+                .map(|s| Stmt {
+                    sql: s.sql,
+                    params: s.params,
+                })
+                .collect();
+            if stmts.is_empty() {
+                return Err(ApiError::bad_request(
+                    "a batch needs at least one statement",
+                ));
+            }
+            Json(results_json(&dbs.batch(space, name, &stmts, exec)?)).into_response()
+        }
+        SqlRequest::ExecuteStatement {
+            name: stmt_name, ..
+        } => {
+            let b = bound.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "no named statement {stmt_name:?} is defined by the delegation's caveats"
+                ))
+            })?;
+            json(dbs.run(
+                space,
+                name,
+                &Stmt {
+                    sql: b.sql,
+                    params: b.params,
+                },
+                exec,
+            )?)
+        }
+        SqlRequest::Export => {
+            let bytes = dbs.export(space, name)?;
+            ([(header::CONTENT_TYPE, "application/x-sqlite3")], bytes).into_response()
+        }
+    })
+}

@@ -1,0 +1,443 @@
+//! The SQL service end to end: each ability against each statement class, caveats, limits,
+//! atomic batches, exports, durability.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use tinycloud_auth::capability::{Capability, Caveats};
+use tinycloud_auth::cid::parse_cid;
+use tinycloud_auth::session::capability;
+
+fn body(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|_| panic!("not JSON ({}): {}", r.status, r.text()))
+}
+
+#[tokio::test]
+async fn owner_schema_write_read_and_types() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 20, "default").await;
+    let p = [o.session_cid];
+    let db = o.res("sql/app");
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT 1"}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "reads do not create databases: {}", r.text());
+    let r = sql(&node, &o.session, &p, &db, "schema", json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, note TEXT, data BLOB)"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = sql(&node, &o.session, &p, &db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, score, note, data) VALUES (?, ?, ?, ?)","params":["ann", 1.5, null, [1,2,255]]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body(&r), json!({"changes": 1, "lastInsertRowId": 1}));
+    let r = sql(&node, &o.session, &p, &db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, data) VALUES (?, ?)","params":["bob", {"base64":"AQI="}]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"SELECT id, name, score, note, data FROM t ORDER BY id","params":[]})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        body(&r),
+        json!({"columns":["id","name","score","note","data"],"rows":[[1,"ann",1.5,null,[1,2,255]],[2,"bob",null,null,[1,2]]],"rowCount":2})
+    );
+    // errors are 400 with SQLite's message
+    for bad in [
+        json!({"action":"execute","sql":"INSERT INTO t (id, name) VALUES (1, 'dup')"}),
+        json!({"action":"execute","sql":"INSERT INTO t (score) VALUES (1)"}),
+        json!({"action":"query","sql":"SELECT * FROM missing"}),
+        json!({"action":"query","sql":"SELEC 1"}),
+        json!({"action":"query","sql":"SELECT 1; SELECT 2"}),
+        json!({"action":"query","sql":"SELECT ?","params":[]}),
+        json!({"action":"nope"}),
+    ] {
+        let r = sql(&node, &o.session, &p, &db, "admin", bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(!r.text().is_empty());
+    }
+    // batches are atomic
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "write",
+        json!({"action":"batch","statements":[
+            {"sql":"INSERT INTO t (name) VALUES ('c1')"},
+            {"sql":"INSERT INTO t (id, name) VALUES (1, 'conflict')"}
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT count(*) AS n FROM t"}),
+    )
+    .await;
+    assert_eq!(
+        body(&r)["rows"],
+        json!([[2]]),
+        "a failed batch leaves nothing behind"
+    );
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "write",
+        json!({"action":"batch","statements":[
+            {"sql":"INSERT INTO t (name) VALUES (?)","params":["c1"]},
+            {"sql":"UPDATE t SET score = 2 WHERE name = ?","params":["c1"]}
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body(&r)["results"][1]["changes"], 1);
+    // export is a consistent SQLite file
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"export"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/x-sqlite3");
+    assert!(r.body.starts_with(b"SQLite format 3\0"));
+    // execute_statement (SDK spelling) without named statements is a clear 400
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"execute_statement","name":"x"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test]
+async fn abilities_gate_statement_classes() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 21, "default").await;
+    let p = [o.session_cid];
+    let db = o.res("sql/gate");
+    assert_eq!(sql(&node, &o.session, &p, &db, "admin", json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"})).await.status, 200);
+    assert_eq!(
+        sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            "write",
+            json!({"action":"execute","sql":"INSERT INTO t (v) VALUES ('a')"})
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Each (ability, statement) pair: expected status.
+    let cases: &[(&str, &str, u16)] = &[
+        ("read", "SELECT v FROM t", 200),
+        ("read", "WITH x AS (SELECT 1) SELECT * FROM x", 200),
+        ("read", "INSERT INTO t (v) VALUES ('no')", 403),
+        ("read", "WITH x AS (SELECT 1) DELETE FROM t", 403),
+        ("read", "UPDATE t SET v = 'x'", 403),
+        ("read", "CREATE TABLE u (a)", 403),
+        ("read", "PRAGMA table_info(t)", 200),
+        ("read", "PRAGMA user_version = 5", 403),
+        ("write", "INSERT INTO t (v) VALUES ('b')", 200),
+        ("write", "DELETE FROM t WHERE v = 'b'", 200),
+        ("write", "CREATE TABLE u (a)", 403),
+        ("write", "DROP TABLE t", 403),
+        ("schema", "CREATE TABLE s (a)", 200),
+        ("schema", "CREATE INDEX s_a ON s (a)", 200),
+        ("schema", "INSERT INTO s (a) VALUES (1)", 403),
+        ("schema", "DROP TABLE s", 200),
+        ("admin", "PRAGMA user_version = 7", 200),
+        ("admin", "PRAGMA writable_schema = ON", 403),
+        ("admin", "PRAGMA journal_mode = DELETE", 403),
+        ("admin", "ATTACH DATABASE '/tmp/x.db' AS x", 403),
+        ("admin", "SELECT load_extension('x')", 403),
+        ("admin", "VACUUM INTO '/tmp/stolen.db'", 403),
+        ("admin", "VACUUM", 403),
+        ("admin", "BEGIN", 403),
+        ("admin", "CREATE TEMP TABLE tt (a)", 403),
+        ("admin", "DELETE FROM sqlite_master", 400),
+        ("write", "DELETE FROM sqlite_master", 400),
+        ("admin", "SELECT fts3_tokenizer('x')", 403),
+    ];
+    for (ability, stmt, want) in cases {
+        let action = if stmt.starts_with("SELECT")
+            || stmt.starts_with("WITH x AS (SELECT 1) SELECT")
+            || stmt.starts_with("PRAGMA table_info")
+        {
+            "query"
+        } else {
+            "execute"
+        };
+        let r = sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            ability,
+            json!({"action": action, "sql": stmt}),
+        )
+        .await;
+        assert_eq!(r.status, *want, "{ability} {stmt}: {}", r.text());
+    }
+    // AUTOINCREMENT bookkeeping still works under write
+    assert_eq!(
+        sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            "write",
+            json!({"action":"execute","sql":"INSERT INTO t (v) VALUES ('c')"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(!std::path::Path::new("/tmp/stolen.db").exists());
+}
+
+#[tokio::test]
+async fn limits_stop_runaway_statements() {
+    let node = Node::start(&[
+        ("TINYCLOUD_SQL__TIME_LIMIT_MS", "400"),
+        ("TINYCLOUD_SQL__MAX_ROWS", "50"),
+    ]);
+    let o = Owner::sign_in(&node, 22, "default").await;
+    let p = [o.session_cid];
+    let db = o.res("sql/limits");
+    assert_eq!(
+        sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            "admin",
+            json!({"action":"execute","sql":"CREATE TABLE t (a)"})
+        )
+        .await
+        .status,
+        200
+    );
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT length(randomblob(1000000000))"}),
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let t0 = std::time::Instant::now();
+    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"})).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("time limit"), "{}", r.text());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3));
+    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT x FROM c"})).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    // other work is unaffected
+    assert_eq!(
+        sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            "read",
+            json!({"action":"query","sql":"SELECT 1"})
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn delegated_read_only_and_constrained_statements() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 23, "applications").await;
+    let p = [o.session_cid];
+    let db = o.res("sql/xyz.tinycloud.listen/conversations");
+    assert_eq!(sql(&node, &o.session, &p, &db, "admin", json!({"action":"batch","statements":[
+        {"sql":"CREATE TABLE conversation (id TEXT PRIMARY KEY, title TEXT, source TEXT, source_id TEXT, source_url TEXT, started_at TEXT, ended_at TEXT, duration_secs INTEGER, summary TEXT, metadata TEXT, transcript_json TEXT, transcript_text TEXT, created_at TEXT, updated_at TEXT)"},
+        {"sql":"INSERT INTO conversation (id, title) VALUES ('conv_456', 'standup'), ('conv_999', 'secret')"}
+    ]})).await.status, 200);
+
+    // A plain read-only delegate.
+    let reader = ed25519(60);
+    let g = ucan_delegation(
+        &o.session,
+        &reader.did(),
+        &p,
+        vec![capability(&db, "tinycloud.sql/read").unwrap()],
+        600,
+    );
+    let (s, b, t) = post_delegate(&node, &g).await;
+    assert_eq!(s, 200, "{t}");
+    let rc = [parse_cid(b["cid"].as_str().unwrap()).unwrap()];
+    assert_eq!(
+        sql(
+            &node,
+            &reader,
+            &rc,
+            &db,
+            "read",
+            json!({"action":"query","sql":"SELECT title FROM conversation"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        sql(
+            &node,
+            &reader,
+            &rc,
+            &db,
+            "write",
+            json!({"action":"execute","sql":"DELETE FROM conversation"})
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        sql(
+            &node,
+            &reader,
+            &rc,
+            &db,
+            "read",
+            json!({"action":"execute","sql":"DELETE FROM conversation"})
+        )
+        .await
+        .status,
+        403
+    );
+
+    // A delegate limited to one named statement with a pinned parameter (the Listen vector).
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../../shared/vectors/tinycloud/node/sql-caveat/accept.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let caveat = file["cases"][0]["auth_capability"]["caveats"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let mut cap: Capability = capability(&db, "tinycloud.sql/read").unwrap();
+    cap.caveats = Caveats::from_objects(vec![caveat]);
+    let agent = ed25519(61);
+    let g = ucan_delegation(&o.session, &agent.did(), &p, vec![cap], 600);
+    let (s, b, t) = post_delegate(&node, &g).await;
+    assert_eq!(s, 200, "{t}");
+    let ac = [parse_cid(b["cid"].as_str().unwrap()).unwrap()];
+    // The named statement runs server-side with the pinned id: only conv_456 is reachable.
+    let r = sql(
+        &node,
+        &agent,
+        &ac,
+        &db,
+        "read",
+        json!({"action":"executeStatement","name":"listen.getConversation","params":{}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = body(&r);
+    assert_eq!(v["rows"][0][0], "conv_456");
+    assert_eq!(v["rows"][0][1], "standup");
+    assert_eq!(v["rowCount"], 1);
+    let r = sql(
+        &node,
+        &agent,
+        &ac,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT * FROM conversation"}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("sql-raw-query-blocked"), "{}", r.text());
+    let r = sql(&node, &agent, &ac, &db, "read", json!({"action":"executeStatement","name":"listen.getConversation","params":{"0":"conv_999"}})).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains("sql-fixed-param-override"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn many_readers_one_writer() {
+    let node = std::sync::Arc::new(Node::start(&[]));
+    let o = std::sync::Arc::new(Owner::sign_in(&node, 24, "default").await);
+    let db = o.res("sql/conc");
+    let p = [o.session_cid];
+    assert_eq!(
+        sql(
+            &node,
+            &o.session,
+            &p,
+            &db,
+            "admin",
+            json!({"action":"execute","sql":"CREATE TABLE c (n INTEGER)"})
+        )
+        .await
+        .status,
+        200
+    );
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (o, db, n) = (o.clone(), db.clone(), node.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let (ability, body) = if w == 0 {
+                    (
+                        "write",
+                        json!({"action":"execute","sql":"INSERT INTO c VALUES (?)","params":[i]}),
+                    )
+                } else {
+                    (
+                        "read",
+                        json!({"action":"query","sql":"SELECT count(*) FROM c"}),
+                    )
+                };
+                let r = sql(&n, &o.session, &[o.session_cid], &db, ability, body).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT count(*) FROM c"}),
+    )
+    .await;
+    assert_eq!(body(&r)["rows"], json!([[25]]));
+}
