@@ -147,12 +147,18 @@ async fn sign_in(addr: &str) -> anyhow::Result<Session> {
     let did = Did::pkh(1, EthAddress::from_verifying_key(wallet.verifying_key()))?;
     let space = SpaceId::new(did, "bench")?;
     let key = SecretKey::ed25519_from_seed(&[0x24; 32]);
-    let caps = ["get", "put", "list", "del", "metadata"]
+    let mut caps = ["get", "put", "list", "del", "metadata"]
         .iter()
         .map(|a| {
             capability(&format!("{space}/kv"), &format!("tinycloud.kv/{a}")).map_err(|e| anyhow!(e))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for a in ["read", "write", "admin"] {
+        caps.push(
+            capability(&format!("{space}/sql"), &format!("tinycloud.sql/{a}"))
+                .map_err(|e| anyhow!(e))?,
+        );
+    }
     let session = siwe(
         &wallet,
         key.did().verification_method().to_string(),
@@ -192,17 +198,28 @@ async fn sign_in(addr: &str) -> anyhow::Result<Session> {
     Ok(Session { space, key, cid })
 }
 
-/// Signs `n` single-use invocations of `ability` on keys chosen by `key_of`.
+/// Signs `n` single-use invocations of `ability` on KV keys chosen by `key_of`.
 fn sign_many(
     s: &Session,
     n: usize,
     ability: &str,
     key_of: impl Fn(usize) -> String,
 ) -> anyhow::Result<Vec<String>> {
+    sign_many_on(s, n, "kv", ability, key_of)
+}
+
+/// Signs `n` single-use invocations of `ability` on `<space>/<service>/<path>`.
+fn sign_many_on(
+    s: &Session,
+    n: usize,
+    service: &str,
+    ability: &str,
+    key_of: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<String>> {
     let t = now();
     (0..n)
         .map(|i| {
-            let cap = capability(&format!("{}/kv/{}", s.space, key_of(i)), ability)
+            let cap = capability(&format!("{}/{service}/{}", s.space, key_of(i)), ability)
                 .map_err(|e| anyhow!(e))?;
             Ok(invocation(
                 &s.key,
@@ -413,6 +430,61 @@ async fn main() -> anyhow::Result<()> {
                 Arc::new(move |i| request("POST", "/invoke", Some(&puts[i]), value.clone())),
             )
             .await?,
+        );
+    }
+
+    // SQL: a table of 10,000 rows, point SELECT by primary key and single-row INSERT.
+    let admin = sign_many_on(&s, 2, "sql", "tinycloud.sql/admin", |_| "bench".into())?;
+    let create = serde_json::json!({"action":"batch","statements":[
+        {"sql":"CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL)"},
+        {"sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10000) INSERT INTO item SELECT x, 'item-' || x, x * 0.5 FROM c"}
+    ]});
+    let (st, body) = one_shot(
+        &addr,
+        request(
+            "POST",
+            "/invoke",
+            Some(&admin[0]),
+            Bytes::from(create.to_string()),
+        ),
+    )
+    .await?;
+    if st != 200 {
+        bail!(
+            "creating the SQL table failed: {st} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let selects = Arc::new(sign_many_on(
+        &s,
+        budget,
+        "sql",
+        "tinycloud.sql/read",
+        |_| "bench".into(),
+    )?);
+    let inserts = Arc::new(sign_many_on(
+        &s,
+        budget,
+        "sql",
+        "tinycloud.sql/write",
+        |_| "bench".into(),
+    )?);
+    {
+        let selects = selects.clone();
+        results.push(
+            run("signed SQL point SELECT", &addr, pid, args.connections, args.seconds, selects.len(), Arc::new(move |i| {
+                let q = serde_json::json!({"action":"query","sql":"SELECT id, name, score FROM item WHERE id = ?","params":[(i % 10000) + 1]});
+                request("POST", "/invoke", Some(&selects[i]), Bytes::from(q.to_string()))
+            })).await?,
+        );
+    }
+    {
+        let inserts = inserts.clone();
+        results.push(
+            run("signed SQL INSERT (durable)", &addr, pid, args.connections, args.seconds, inserts.len(), Arc::new(move |i| {
+                let q = serde_json::json!({"action":"execute","sql":"INSERT INTO item (name, score) VALUES (?, ?)","params":[format!("new-{i}"), i]});
+                request("POST", "/invoke", Some(&inserts[i]), Bytes::from(q.to_string()))
+            })).await?,
         );
     }
 
