@@ -19,6 +19,7 @@ pub mod error;
 pub mod kv;
 pub mod session;
 pub mod signer;
+pub mod sql;
 
 pub use client::{Config, TinyCloud};
 pub use error::{Error, Result};

@@ -294,3 +294,84 @@ async fn protocol_mismatch_and_unreachable_node_are_typed() {
     let tc = TinyCloud::new(Config::new("http://127.0.0.1:9")).unwrap();
     assert!(matches!(tc.info().await, Err(Error::Network(_))));
 }
+
+#[tokio::test]
+async fn sql_typed_rows_batches_migrations_export() {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Note {
+        id: i64,
+        title: String,
+        stars: Option<f64>,
+    }
+    let n = node().await;
+    let tc = TinyCloud::new(Config::new(n.node.url())).unwrap();
+    tc.sign_in(&LocalSigner::generate(1)).await.unwrap();
+    let db = tc.sql("notes");
+    let m = db
+        .migrate(&[
+            (
+                "001_notes",
+                "CREATE TABLE note (id INTEGER PRIMARY KEY, title TEXT NOT NULL, stars REAL)",
+            ),
+            ("002_index", "CREATE INDEX note_title ON note (title)"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(m.applied, ["001_notes", "002_index"]);
+    let again = db
+        .migrate(&[
+            ("001_notes", "CREATE TABLE note (x)"),
+            ("002_index", "x"),
+            ("003_more", "ALTER TABLE note ADD COLUMN body TEXT"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again.skipped, ["001_notes", "002_index"]);
+    assert_eq!(again.applied, ["003_more"]);
+    let c = db
+        .execute(
+            "INSERT INTO note (title, stars) VALUES (?, ?)",
+            &[serde_json::json!("hello"), serde_json::json!(4.5)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.changes, 1);
+    assert_eq!(c.last_insert_row_id, Some(1));
+    db.batch(&[
+        (
+            "INSERT INTO note (title) VALUES (?)",
+            vec![serde_json::json!("two")],
+        ),
+        (
+            "INSERT INTO note (title) VALUES (?)",
+            vec![serde_json::json!("three")],
+        ),
+    ])
+    .await
+    .unwrap();
+    let rows = db
+        .query("SELECT id, title, stars FROM note ORDER BY id", &[])
+        .await
+        .unwrap();
+    let notes: Vec<Note> = rows.into_structs().unwrap();
+    assert_eq!(
+        notes[0],
+        Note {
+            id: 1,
+            title: "hello".into(),
+            stars: Some(4.5)
+        }
+    );
+    assert_eq!(notes.len(), 3);
+    // errors are typed
+    assert!(matches!(
+        db.query("SELECT * FROM nope", &[]).await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        tc.sql("missing").query("SELECT 1", &[]).await,
+        Err(Error::NotFound(_))
+    ));
+    let file = db.export().await.unwrap();
+    assert!(file.starts_with(b"SQLite format 3\0"));
+}
