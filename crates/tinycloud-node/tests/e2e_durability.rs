@@ -97,3 +97,70 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
         .await;
     eprintln!("verified {} acknowledged writes after kill -9", acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql_writes_survive_kill_9() {
+    let node = Node::start(&[]);
+    let o = Arc::new(Owner::sign_in(&node, 10, "default").await);
+    let db = o.res("sql/durable");
+    let r = sql(&node, &o.session, &[o.session_cid], &db, "admin", serde_json::json!({"action":"execute","sql":"CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let node = Arc::new(Mutex::new(Some(node)));
+    let url = node.lock().unwrap().as_ref().unwrap().url.clone();
+    let mut workers = Vec::new();
+    for w in 0..8u32 {
+        let (o, acked, url, db) = (o.clone(), acked.clone(), url.clone(), db.clone());
+        workers.push(tokio::spawn(async move {
+            let client = http();
+            for i in 0..10_000u32 {
+                let key = format!("{w}-{i}");
+                let h = invoke_header(&o.session, &[o.session_cid], &db, "tinycloud.sql/write");
+                let body = serde_json::json!({"action":"execute","sql":"INSERT INTO t VALUES (?, ?)","params":[key, i]});
+                match client.post(format!("{url}/invoke")).header("authorization", h).body(body.to_string()).send().await {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().push(key),
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut n = node.lock().unwrap().take().unwrap();
+    let dir = n.dir.clone();
+    let _tmp = n.take_tmp();
+    n.kill9();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "only {} inserts", acked.len());
+    let node = Node::start_in(&dir, &[]);
+    let r = sql(
+        &node,
+        &o.session,
+        &[o.session_cid],
+        &db,
+        "read",
+        serde_json::json!({"action":"query","sql":"SELECT k FROM t"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let present: std::collections::HashSet<String> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap().to_owned())
+        .collect();
+    for k in &acked {
+        assert!(
+            present.contains(k),
+            "acknowledged row {k} lost after kill -9"
+        );
+    }
+    eprintln!(
+        "verified {} acknowledged SQL inserts after kill -9",
+        acked.len()
+    );
+}
