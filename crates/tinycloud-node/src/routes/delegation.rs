@@ -166,10 +166,13 @@ pub struct StatusRequest {
 pub async fn status(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let now = now();
+    let body = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map_err(|_| ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
     let req: StatusRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let cid = parse_cid(&req.cid).map_err(|e| ApiError::bad_request(e.to_string()))?;
