@@ -46,7 +46,9 @@ pub async fn invoke(
         ("tinycloud.kv", _) => {
             kv::handle(&state, &authz.invocation, cap, &caveats, &headers, body).await
         }
-        ("tinycloud.sql", _) => crate::sql::handle(&state, cap, &caveats, body).await,
+        ("tinycloud.sql", _) => {
+            crate::sql::handle(&state, authz.invocation.invoker(), cap, &caveats, body).await
+        }
         ("tinycloud.capabilities", "read") => capabilities_read(&state, cap).await,
         ("tinycloud.space", "info" | "create" | "list" | "host") => {
             Ok(StatusCode::OK.into_response())

@@ -19,7 +19,7 @@ use tinycloud_auth::token::Invocation;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
-use crate::store::{Hash, KvEntry, KvPut, Precondition, ValueLocation, WriteOutcome};
+use crate::store::{EventDraft, Hash, KvEntry, KvPut, Precondition, ValueLocation, WriteOutcome};
 
 /// Request headers kept as object metadata (plus any `x-tinycloud-meta-*`).
 const STORED_HEADERS: [&str; 4] = [
@@ -81,11 +81,11 @@ pub async fn handle(
         ));
     }
     match cap.ability.canonical().name() {
-        "put" => put(state, r, headers, body).await,
+        "put" => put(state, inv, r, headers, body).await,
         "get" => get(state, r, headers, true).await,
         "metadata" => get(state, r, headers, false).await,
         "list" => list(state, inv, r, headers).await,
-        "del" => delete(state, r, headers).await,
+        "del" => delete(state, inv, r, headers).await,
         other => Err(ApiError::bad_request(format!(
             "unknown KV ability {other:?}"
         ))),
@@ -154,8 +154,21 @@ fn too_large(msg: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, msg)
 }
 
+/// The log entry of a KV write by `inv` (never the value).
+fn kv_event(inv: &Invocation, r: &SpaceResource, ability: &str, key: &str) -> EventDraft {
+    EventDraft {
+        space: r.space().to_string(),
+        service: "kv".into(),
+        ability: ability.into(),
+        path: key.into(),
+        actor: inv.invoker().to_string(),
+        timestamp_ms: now().as_millis(),
+    }
+}
+
 async fn put(
     state: &SharedState,
+    inv: &Invocation,
     r: &SpaceResource,
     headers: &HeaderMap,
     body: Body,
@@ -235,6 +248,7 @@ async fn put(
             },
             precondition,
             limit,
+            event: Some(kv_event(inv, r, "tinycloud.kv/put", key)),
         })
         .await?;
     match outcome {
@@ -361,6 +375,7 @@ async fn get(
 
 async fn delete(
     state: &SharedState,
+    inv: &Invocation,
     r: &SpaceResource,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
@@ -368,7 +383,12 @@ async fn delete(
     let pre = write_precondition(headers, false)?;
     match state
         .index
-        .kv_delete(&r.space().to_string(), key, pre)
+        .kv_delete(
+            &r.space().to_string(),
+            key,
+            pre,
+            Some(kv_event(inv, r, "tinycloud.kv/del", key)),
+        )
         .await?
     {
         WriteOutcome::Done(Some(hash)) => {

@@ -6,7 +6,7 @@
 //! authorizer for the invoker's level, a wall-clock limit enforced by a progress handler, and
 //! SQLite's length limits (a `randomblob(1e9)` fails instead of allocating a gigabyte).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,6 +73,15 @@ struct Database {
     path: PathBuf,
     writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
+}
+
+/// Tables written by a statement (reported by SQLite's authorizer).
+pub type Touched = Arc<Mutex<BTreeSet<String>>>;
+
+fn touched_tables(t: &Touched) -> Vec<String> {
+    t.lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// All open databases.
@@ -324,21 +333,23 @@ impl Databases {
         }
     }
 
-    /// Runs a query or a single write. Reads use a read-only connection.
+    /// Runs a query or a single write; returns the tables it wrote. Reads use a read-only
+    /// connection.
     pub fn run(
         &self,
         space: &str,
         name: &str,
         stmt: &Stmt,
         exec: &Exec,
-    ) -> Result<Outcome, SqlError> {
+    ) -> Result<(Outcome, Vec<String>), SqlError> {
         let read_only = exec.level == Level::Read || exec.read_only;
         let db = self.database(space, name, !read_only)?;
-        if read_only {
+        let touched = Touched::default();
+        let outcome = if read_only {
             let conn = self.reader(&db)?;
-            let r = self.statement(&conn, stmt, exec, true);
+            let r = self.statement(&conn, stmt, exec, true, &touched);
             Self::give_back(&db, conn);
-            r
+            r?
         } else {
             let guard = db
                 .writer
@@ -347,8 +358,17 @@ impl Databases {
             let conn = guard
                 .as_ref()
                 .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
-            self.statement(conn, stmt, exec, false)
-        }
+            self.statement(conn, stmt, exec, false, &touched)?
+        };
+        let wrote = matches!(outcome, Outcome::Changes { changes, .. } if changes > 0);
+        Ok((
+            outcome,
+            if wrote {
+                touched_tables(&touched)
+            } else {
+                vec![]
+            },
+        ))
     }
 
     /// Runs several statements in one transaction: all or nothing.
@@ -358,7 +378,8 @@ impl Databases {
         name: &str,
         stmts: &[Stmt],
         exec: &Exec,
-    ) -> Result<Vec<Outcome>, SqlError> {
+    ) -> Result<(Vec<Outcome>, Vec<String>), SqlError> {
+        let touched = Touched::default();
         let db = self.database(space, name, true)?;
         let mut guard = db
             .writer
@@ -370,7 +391,13 @@ impl Databases {
         let tx = conn.transaction().map_err(sqlite_err)?;
         let mut out = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.iter().enumerate() {
-            match self.statement(&tx, s, exec, exec.level == Level::Read || exec.read_only) {
+            match self.statement(
+                &tx,
+                s,
+                exec,
+                exec.level == Level::Read || exec.read_only,
+                &touched,
+            ) {
                 Ok(o) => out.push(o),
                 Err(e) => {
                     // Dropping `tx` rolls everything back: no partial batch is left behind.
@@ -383,7 +410,17 @@ impl Databases {
             }
         }
         tx.commit().map_err(sqlite_err)?;
-        Ok(out)
+        let wrote = out
+            .iter()
+            .any(|o| matches!(o, Outcome::Changes { changes, .. } if *changes > 0));
+        Ok((
+            out,
+            if wrote {
+                touched_tables(&touched)
+            } else {
+                vec![]
+            },
+        ))
     }
 
     /// A consistent snapshot of the database as SQLite file bytes.
@@ -416,6 +453,7 @@ impl Databases {
         stmt: &Stmt,
         exec: &Exec,
         read_only: bool,
+        touched: &Touched,
     ) -> Result<Outcome, SqlError> {
         let level = if read_only { Level::Read } else { exec.level };
         let restrictions = exec.restrictions.clone();
@@ -424,8 +462,23 @@ impl Databases {
             .split_whitespace()
             .next()
             .is_some_and(|w| w.eq_ignore_ascii_case("drop"));
+        let record = touched.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
-            decide(level, dropping, &restrictions, &ctx)
+            let d = decide(level, dropping, &restrictions, &ctx);
+            if d == rusqlite::hooks::Authorization::Allow {
+                use rusqlite::hooks::AuthAction as A;
+                if let A::Insert { table_name }
+                | A::Delete { table_name }
+                | A::Update { table_name, .. } = &ctx.action
+                {
+                    if !table_name.to_ascii_lowercase().starts_with("sqlite_") {
+                        if let Ok(mut t) = record.lock() {
+                            t.insert((*table_name).to_owned());
+                        }
+                    }
+                }
+            }
+            d
         }));
         let deadline = Instant::now() + self.limits.time;
         conn.progress_handler(1000, Some(move || Instant::now() > deadline));

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
+use crate::store::EventDraft;
 use engine::{results_json, Databases, Exec, Outcome, SqlError, Stmt};
 use gate::{Level, Restrictions};
 
@@ -117,6 +118,7 @@ fn constraints(caveats: &Caveats) -> ApiResult<Constraints> {
 /// Runs one SQL invocation.
 pub async fn handle(
     state: &SharedState,
+    invoker: &tinycloud_auth::did::Did,
     cap: &Capability,
     caveats: &Caveats,
     body: Body,
@@ -187,15 +189,31 @@ pub async fn handle(
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SQL service stopped"))?;
     let st = state.clone();
-    let result = tokio::task::spawn_blocking(move || run(&st, &space, &name, req, bound, &exec))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("SQL worker failed: {e}"),
-            )
-        })??;
-    Ok(result)
+    let (sp, db) = (space.clone(), name.clone());
+    let (response, written) =
+        tokio::task::spawn_blocking(move || run(&st, &sp, &db, req, bound, &exec))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("SQL worker failed: {e}"),
+                )
+            })??;
+    // Log one write event per table the statement changed (path `<db>/<table>`).
+    for table in written {
+        state
+            .index
+            .append_event(EventDraft {
+                space: space.clone(),
+                service: "sql".into(),
+                ability: cap.ability.to_string(),
+                path: format!("{name}/{table}"),
+                actor: invoker.to_string(),
+                timestamp_ms: crate::state::now().as_millis(),
+            })
+            .await?;
+    }
+    Ok(response)
 }
 
 fn run(
@@ -205,9 +223,9 @@ fn run(
     req: SqlRequest,
     bound: Option<tinycloud_auth::sql_caveat::BoundStatement>,
     exec: &Exec,
-) -> ApiResult<Response> {
+) -> ApiResult<(Response, Vec<String>)> {
     let dbs = &state.sql.dbs;
-    let json = |o: Outcome| Json(o.to_json()).into_response();
+    let json = |(o, t): (Outcome, Vec<String>)| (Json(o.to_json()).into_response(), t);
     Ok(match req {
         SqlRequest::Query { sql, params, .. } => {
             json(dbs.run(space, name, &Stmt { sql, params }, exec)?)
@@ -217,8 +235,9 @@ fn run(
             params,
             schema,
         } => {
+            let mut written = Vec::new();
             for ddl in schema.unwrap_or_default() {
-                dbs.run(
+                let (_, t) = dbs.run(
                     space,
                     name,
                     &Stmt {
@@ -227,8 +246,11 @@ fn run(
                     },
                     exec,
                 )?;
+                written.extend(t);
             }
-            json(dbs.run(space, name, &Stmt { sql, params }, exec)?)
+            let (resp, t) = json(dbs.run(space, name, &Stmt { sql, params }, exec)?);
+            written.extend(t);
+            (resp, written)
         }
         SqlRequest::Batch { statements } => {
             let stmts: Vec<Stmt> = statements
@@ -243,7 +265,8 @@ fn run(
                     "a batch needs at least one statement",
                 ));
             }
-            Json(results_json(&dbs.batch(space, name, &stmts, exec)?)).into_response()
+            let (outcomes, tables) = dbs.batch(space, name, &stmts, exec)?;
+            (Json(results_json(&outcomes)).into_response(), tables)
         }
         SqlRequest::ExecuteStatement {
             name: stmt_name, ..
@@ -265,7 +288,10 @@ fn run(
         }
         SqlRequest::Export => {
             let bytes = dbs.export(space, name)?;
-            ([(header::CONTENT_TYPE, "application/x-sqlite3")], bytes).into_response()
+            (
+                ([(header::CONTENT_TYPE, "application/x-sqlite3")], bytes).into_response(),
+                vec![],
+            )
         }
     })
 }

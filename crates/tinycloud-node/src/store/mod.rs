@@ -105,6 +105,34 @@ pub struct KvPut {
     pub precondition: Precondition,
     /// Space storage limit to enforce, if any.
     pub limit: Option<u64>,
+    /// The write event to append to the space's log in the same transaction.
+    pub event: Option<EventDraft>,
+}
+
+/// A write event before it gets its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDraft {
+    /// Space id.
+    pub space: String,
+    /// `kv` or `sql`.
+    pub service: String,
+    /// The ability exercised (`tinycloud.kv/put`, …).
+    pub ability: String,
+    /// Key, or `<db>/<table>` for SQL.
+    pub path: String,
+    /// The invoker's DID.
+    pub actor: String,
+    /// Unix ms.
+    pub timestamp_ms: i64,
+}
+
+/// A logged write event: never the value, only what changed where and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Monotonic per-space sequence number (from 1).
+    pub seq: u64,
+    /// The event.
+    pub draft: EventDraft,
 }
 
 /// Outcome of a conditional write.
@@ -164,12 +192,13 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;
     /// Writes a key, atomically checking the precondition and the storage limit.
     async fn kv_put(&self, put: KvPut) -> StoreResult<WriteOutcome>;
-    /// Deletes a key, atomically checking the precondition.
+    /// Deletes a key, atomically checking the precondition; `event` is logged with it.
     async fn kv_delete(
         &self,
         space: &str,
         key: &str,
         pre: Precondition,
+        event: Option<EventDraft>,
     ) -> StoreResult<WriteOutcome>;
     /// Keys with a raw string prefix, in byte order, strictly after `after`.
     async fn kv_list(
@@ -183,6 +212,20 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn usage(&self, space: &str) -> StoreResult<u64>;
     /// A cheap liveness check.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Appends an event to a space's log (for writes not made through the index, e.g. SQL).
+    async fn append_event(&self, draft: EventDraft) -> StoreResult<StoredEvent>;
+    /// Logged events of a space with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(
+        &self,
+        space: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+    /// The oldest sequence number still in a space's log (`None` when empty).
+    async fn first_event(&self, space: &str) -> StoreResult<Option<u64>>;
+    /// Events as they are committed (after the commit, before the write is acknowledged).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>;
 }
 
 /// A reader over a blob's bytes.

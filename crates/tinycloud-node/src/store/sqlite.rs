@@ -24,14 +24,18 @@ use tokio::sync::oneshot;
 use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
-    Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError, StoreResult,
-    StoredDelegation, ValueLocation, WriteOutcome,
+    EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError, StoreResult,
+    StoredDelegation, StoredEvent, ValueLocation, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
 type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
 
 const MAX_BATCH: usize = 512;
+/// Events kept per space for resuming subscribers and webhook catch-up.
+pub const EVENT_LOG_LEN: u64 = 10_000;
+/// In-process event fan-out capacity (a slower subscriber catches up from the log).
+const EVENT_BUS: usize = 4096;
 const READERS: usize = 4;
 
 const SCHEMA: &str = r#"
@@ -72,6 +76,16 @@ CREATE TABLE IF NOT EXISTS kv (
     inline_value BLOB,
     PRIMARY KEY (space, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hook_event (
+    space TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    ability TEXT NOT NULL,
+    path TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (space, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS space_usage (
     space TEXT PRIMARY KEY,
     bytes INTEGER NOT NULL
@@ -83,6 +97,7 @@ pub struct SqliteIndex {
     jobs: Mutex<mpsc::Sender<Job>>,
     replay: ReplayLog,
     heads: HeadCache,
+    bus: tokio::sync::broadcast::Sender<Arc<StoredEvent>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -159,6 +174,7 @@ impl SqliteIndex {
             jobs: Mutex::new(tx),
             replay,
             heads: HeadCache::new(32 * 1024 * 1024),
+            bus: tokio::sync::broadcast::channel(EVENT_BUS).0,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_path_buf(),
         })
@@ -381,6 +397,40 @@ impl RawDelegation {
     }
 }
 
+/// Appends an event inside the caller's transaction; prunes the log to [`EVENT_LOG_LEN`].
+fn append_event_tx(tx: &Connection, d: EventDraft) -> StoreResult<StoredEvent> {
+    let last: Option<i64> = tx.query_row(
+        "SELECT max(seq) FROM hook_event WHERE space = ?1",
+        params![d.space],
+        |r| r.get(0),
+    )?;
+    let seq = last.unwrap_or(0) + 1;
+    tx.execute(
+        "INSERT INTO hook_event (space, seq, service, ability, path, actor, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![d.space, seq, d.service, d.ability, d.path, d.actor, d.timestamp_ms],
+    )?;
+    let keep = i64::try_from(EVENT_LOG_LEN).unwrap_or(i64::MAX);
+    if seq % 256 == 0 && seq > keep {
+        tx.execute(
+            "DELETE FROM hook_event WHERE space = ?1 AND seq <= ?2",
+            params![d.space, seq - keep],
+        )?;
+    }
+    Ok(StoredEvent {
+        seq: u64::try_from(seq).unwrap_or(0),
+        draft: d,
+    })
+}
+
+impl SqliteIndex {
+    fn publish(&self, event: Option<StoredEvent>) {
+        if let Some(e) = event {
+            // No receiver is fine: nobody is watching.
+            let _ = self.bus.send(Arc::new(e));
+        }
+    }
+}
+
 /// Uncached KV access; the trait methods put the head cache in front.
 impl SqliteIndex {
     async fn kv_get_uncached(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
@@ -398,14 +448,21 @@ impl SqliteIndex {
         .await
     }
 
-    async fn kv_put_uncached(&self, put: KvPut) -> StoreResult<WriteOutcome> {
+    async fn kv_put_uncached(
+        &self,
+        put: KvPut,
+    ) -> StoreResult<(WriteOutcome, Option<StoredEvent>)> {
         self.write(move |tx| {
             let existing = current(tx, &put.space, &put.key)?;
             match (put.precondition, &existing) {
-                (Precondition::Absent, Some(_)) => return Ok(WriteOutcome::PreconditionFailed),
-                (Precondition::Matches(_), None) => return Ok(WriteOutcome::PreconditionFailed),
+                (Precondition::Absent, Some(_)) => {
+                    return Ok((WriteOutcome::PreconditionFailed, None))
+                }
+                (Precondition::Matches(_), None) => {
+                    return Ok((WriteOutcome::PreconditionFailed, None))
+                }
                 (Precondition::Matches(h), Some((cur, _))) if h != *cur => {
-                    return Ok(WriteOutcome::PreconditionFailed)
+                    return Ok((WriteOutcome::PreconditionFailed, None))
                 }
                 _ => {}
             }
@@ -414,7 +471,7 @@ impl SqliteIndex {
             if let Some(limit) = put.limit {
                 let used = usage_of(tx, &put.space)?;
                 if used.saturating_sub(old).saturating_add(e.size) > limit {
-                    return Ok(WriteOutcome::QuotaExceeded { used, limit });
+                    return Ok((WriteOutcome::QuotaExceeded { used, limit }, None));
                 }
             }
             let inline = match &e.location {
@@ -438,7 +495,8 @@ impl SqliteIndex {
             )?;
             let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
             add_usage(tx, &put.space, delta)?;
-            Ok(WriteOutcome::Done(None))
+            let event = put.event.map(|d| append_event_tx(tx, d)).transpose()?;
+            Ok((WriteOutcome::Done(None), event))
         })
         .await
     }
@@ -448,18 +506,22 @@ impl SqliteIndex {
         space: &str,
         key: &str,
         pre: Precondition,
-    ) -> StoreResult<WriteOutcome> {
+        event: Option<EventDraft>,
+    ) -> StoreResult<(WriteOutcome, Option<StoredEvent>)> {
         let (space, key) = (space.to_owned(), key.to_owned());
         self.write(move |tx| {
             let Some((hash, size)) = current(tx, &space, &key)? else {
-                return Ok(match pre {
-                    Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
-                    _ => WriteOutcome::NotFound,
-                });
+                return Ok((
+                    match pre {
+                        Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
+                        _ => WriteOutcome::NotFound,
+                    },
+                    None,
+                ));
             };
             if let Precondition::Matches(h) = pre {
                 if h != hash {
-                    return Ok(WriteOutcome::PreconditionFailed);
+                    return Ok((WriteOutcome::PreconditionFailed, None));
                 }
             }
             tx.execute(
@@ -467,7 +529,8 @@ impl SqliteIndex {
                 params![space, key],
             )?;
             add_usage(tx, &space, -i64::try_from(size).unwrap_or(0))?;
-            Ok(WriteOutcome::Done(Some(hash)))
+            let event = event.map(|d| append_event_tx(tx, d)).transpose()?;
+            Ok((WriteOutcome::Done(Some(hash)), event))
         })
         .await
     }
@@ -615,7 +678,9 @@ impl IndexStore for SqliteIndex {
         let (space, key) = (put.space.clone(), put.key.clone());
         let out = self.kv_put_uncached(put).await;
         self.heads.invalidate(&space, &key);
-        out
+        let (outcome, event) = out?;
+        self.publish(event);
+        Ok(outcome)
     }
 
     async fn kv_delete(
@@ -623,10 +688,13 @@ impl IndexStore for SqliteIndex {
         space: &str,
         key: &str,
         pre: Precondition,
+        event: Option<EventDraft>,
     ) -> StoreResult<WriteOutcome> {
-        let out = self.kv_delete_uncached(space, key, pre).await;
+        let out = self.kv_delete_uncached(space, key, pre, event).await;
         self.heads.invalidate(space, key);
-        out
+        let (outcome, event) = out?;
+        self.publish(event);
+        Ok(outcome)
     }
 
     async fn kv_list(
@@ -674,6 +742,66 @@ impl IndexStore for SqliteIndex {
         self.read(move |c| usage_of(c, &space)).await
     }
 
+    async fn append_event(&self, draft: EventDraft) -> StoreResult<StoredEvent> {
+        let ev = self.write(move |tx| append_event_tx(tx, draft)).await?;
+        self.publish(Some(ev.clone()));
+        Ok(ev)
+    }
+
+    async fn events_after(
+        &self,
+        space: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, service, ability, path, actor, ts FROM hook_event
+                 WHERE space = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    space,
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok(StoredEvent {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        draft: EventDraft {
+                            space: space.clone(),
+                            service: r.get(1)?,
+                            ability: r.get(2)?,
+                            path: r.get(3)?,
+                            actor: r.get(4)?,
+                            timestamp_ms: r.get(5)?,
+                        },
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn first_event(&self, space: &str) -> StoreResult<Option<u64>> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let v: Option<i64> = c.query_row(
+                "SELECT min(seq) FROM hook_event WHERE space = ?1",
+                params![space],
+                |r| r.get(0),
+            )?;
+            Ok(v.and_then(|x| u64::try_from(x).ok()))
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<StoredEvent>> {
+        self.bus.subscribe()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -704,6 +832,14 @@ mod tests {
             entry: entry(v),
             precondition: pre,
             limit,
+            event: Some(EventDraft {
+                space: "s".into(),
+                service: "kv".into(),
+                ability: "tinycloud.kv/put".into(),
+                path: key.into(),
+                actor: "did:key:test".into(),
+                timestamp_ms: 1,
+            }),
         }
     }
 
@@ -770,14 +906,29 @@ mod tests {
             }
         );
         assert_eq!(
-            db.kv_delete("s", "nope", Precondition::None).await.unwrap(),
+            db.kv_delete("s", "nope", Precondition::None, None)
+                .await
+                .unwrap(),
             WriteOutcome::NotFound
         );
         assert_eq!(
-            db.kv_delete("s", "c", Precondition::None).await.unwrap(),
+            db.kv_delete("s", "c", Precondition::None, None)
+                .await
+                .unwrap(),
             WriteOutcome::Done(Some(*blake3::hash(b"x").as_bytes()))
         );
         assert_eq!(db.usage("s").await.unwrap(), 2 + 3);
+        // every successful put was logged with a sequence number, in order
+        let evs = db.events_after("s", 0, 100).await.unwrap();
+        let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        assert_eq!(
+            evs.len(),
+            2 + 4,
+            "precondition and quota failures are not logged"
+        );
+        assert_eq!(db.first_event("s").await.unwrap(), Some(1));
+        assert_eq!(db.events_after("s", 5, 100).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
