@@ -261,6 +261,35 @@ impl Authorizer {
         Ok(self.cache.get(cid))
     }
 
+    /// Whether the delegations `proofs` (and all their ancestors) are still unrevoked and
+    /// inside their validity windows; used to cut off long-lived streams.
+    pub async fn proofs_still_valid(
+        &self,
+        proofs: &[Cid],
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        self.prefetch(proofs).await?;
+        let mut stack: Vec<Cid> = proofs.to_vec();
+        let mut seen = HashSet::new();
+        while let Some(cid) = stack.pop() {
+            if !seen.insert(cid) || seen.len() > MAX_CHAIN_NODES + 1 {
+                continue;
+            }
+            if self.cache.is_revoked(&cid) {
+                return Err(ChainError::Revoked(cid).into());
+            }
+            let d = self
+                .cache
+                .get(&cid)
+                .ok_or(ChainError::ParentNotFound(cid))?;
+            if !tinycloud_auth::timestamp::within(now, d.not_before, d.expiration) {
+                return Err(ChainError::ProofNotValidNow(cid).into());
+            }
+            stack.extend(d.parents.iter().copied());
+        }
+        Ok(())
+    }
+
     /// Whether a CID is revoked.
     pub fn is_revoked(&self, cid: &Cid) -> bool {
         self.cache.is_revoked(cid)

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod keys;
 pub mod ratelimit;
 pub mod routes;

@@ -3,6 +3,7 @@
 //! (`/invoke`) and public reads (`/public/...`).
 
 mod delegation;
+mod hooks;
 mod invoke;
 mod kv;
 mod public;
@@ -33,6 +34,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/revoke", post(delegation::revoke))
         .route("/delegation/status", post(delegation::status))
         .route("/invoke", post(invoke::invoke))
+        .route("/hooks/tickets", post(hooks::tickets))
+        .route("/hooks/events", get(hooks::events))
         .route("/public/{space}/kv", get(public::list))
         .route(
             "/public/{space}/kv/{*key}",
@@ -115,7 +118,7 @@ async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
     Json(json!({
         "protocol": PROTOCOL_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
-        "features": ["kv", "delegation", "sql"],
+        "features": ["kv", "delegation", "sql", "hooks"],
         "nodeId": state.keys.node_did().to_string(),
         "inTEE": false,
     }))

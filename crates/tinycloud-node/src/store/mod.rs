@@ -224,6 +224,8 @@ pub trait IndexStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoredEvent>>;
     /// The oldest sequence number still in a space's log (`None` when empty).
     async fn first_event(&self, space: &str) -> StoreResult<Option<u64>>;
+    /// The newest sequence number of a space's log (0 when nothing was ever logged).
+    async fn last_event(&self, space: &str) -> StoreResult<u64>;
     /// Events as they are committed (after the commit, before the write is acknowledged).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>;
 }

@@ -798,6 +798,19 @@ impl IndexStore for SqliteIndex {
         .await
     }
 
+    async fn last_event(&self, space: &str) -> StoreResult<u64> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let v: Option<i64> = c.query_row(
+                "SELECT max(seq) FROM hook_event WHERE space = ?1",
+                params![space],
+                |r| r.get(0),
+            )?;
+            Ok(v.and_then(|x| u64::try_from(x).ok()).unwrap_or(0))
+        })
+        .await
+    }
+
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<StoredEvent>> {
         self.bus.subscribe()
     }

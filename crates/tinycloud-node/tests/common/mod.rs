@@ -198,6 +198,7 @@ impl Owner {
             capability(&format!("{space}/sql"), "tinycloud.sql/write").unwrap(),
             capability(&format!("{space}/sql"), "tinycloud.sql/schema").unwrap(),
             capability(&format!("{space}/sql"), "tinycloud.sql/admin").unwrap(),
+            capability(&format!("{space}/hooks"), "tinycloud.hooks/subscribe").unwrap(),
         ];
         let header = siwe_header(
             &wallet,
@@ -360,4 +361,131 @@ pub async fn sql(
         body.to_string().into_bytes(),
     )
     .await
+}
+
+/// A minimal Server-Sent Events reader over a streaming response.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+/// One SSE event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseReader {
+    /// Mints a ticket for `scopes` with `key`/`proofs` and connects (optionally resuming).
+    pub async fn connect(
+        node: &Node,
+        key: &SecretKey,
+        proofs: &[Cid],
+        scopes: serde_json::Value,
+        resume: Option<u64>,
+    ) -> Result<SseReader, (u16, String)> {
+        let resources: Vec<String> = scopes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| match s.get("pathPrefix").and_then(|p| p.as_str()) {
+                Some(p) => format!(
+                    "{}/hooks/{}/{}",
+                    s["space"].as_str().unwrap(),
+                    s["service"].as_str().unwrap(),
+                    p
+                ),
+                None => format!(
+                    "{}/hooks/{}",
+                    s["space"].as_str().unwrap(),
+                    s["service"].as_str().unwrap()
+                ),
+            })
+            .collect();
+        let caps = resources
+            .iter()
+            .map(|r| capability(r, "tinycloud.hooks/subscribe").unwrap())
+            .collect();
+        let token = invocation(key, None, proofs, caps, now(), 120, &uuid(), vec![]).unwrap();
+        let r = http()
+            .post(format!("{}/hooks/tickets", node.url))
+            .header("authorization", token.as_str())
+            .json(&serde_json::json!({"subscriptions": scopes}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status != 200 {
+            return Err((status, r.text().await.unwrap_or_default()));
+        }
+        let ticket = r.json::<serde_json::Value>().await.unwrap()["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Self::open(node, &ticket, resume).await
+    }
+
+    /// Connects with a ticket.
+    pub async fn open(
+        node: &Node,
+        ticket: &str,
+        resume: Option<u64>,
+    ) -> Result<SseReader, (u16, String)> {
+        let client = reqwest::Client::builder().build().unwrap();
+        let mut req = client
+            .get(format!("{}/hooks/events", node.url))
+            .query(&[("ticket", ticket)])
+            .header("accept", "text/event-stream");
+        if let Some(r) = resume {
+            req = req.header("last-event-id", r.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err((status, resp.text().await.unwrap_or_default()));
+        }
+        Ok(SseReader {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event (comments/keep-alives skipped), or `None` at end of stream or timeout.
+    pub async fn next(&mut self, timeout: std::time::Duration) -> Option<SseEvent> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..pos + 2).collect();
+                let mut ev = SseEvent {
+                    event: "message".into(),
+                    ..Default::default()
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().into());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        ev.data.push_str(v.trim_start());
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
 }

@@ -1,0 +1,428 @@
+//! Command-line syntax (clap derive). Behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::duration;
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  # Owner: create a local owner key, sign in (creates the space) and store a note
+  tc auth login --generate
+  tc kv put notes/today.md \"hello\"
+  tc kv get notes/today.md
+
+  # Agent: make a session-only profile and hand its DID to the owner
+  tc init --session-only --name agent
+  tc delegate create --to did:key:z6Mk… --path notes/ --actions get,list -o deleg.json
+  tc -p agent delegate use deleg.json
+  tc -p agent kv get notes/today.md
+
+  # Scripts and agents: machine-readable output and exit codes
+  tc --json auth status
+
+Exit codes: 0 ok, 1 error, 2 invalid input, 3 sign-in required, 4 not found,
+5 permission denied, 6 network, 7 node error.
+State lives in $TC_HOME (default ~/.tinycloud).";
+
+/// The TinyCloud command-line tool: your data spaces, and delegations for people and agents.
+#[derive(Debug, Parser)]
+#[command(name = "tc", version, after_help = TOP_EXAMPLES)]
+pub struct Cli {
+    /// Profile to use [env: TC_PROFILE; default: config.json's defaultProfile, else "default"]
+    #[arg(
+        short = 'p',
+        long,
+        env = "TC_PROFILE",
+        global = true,
+        hide_env = true,
+        help_heading = "Global options"
+    )]
+    pub profile: Option<String>,
+
+    /// Node URL [env: TC_HOST; default: the profile's host, else http://127.0.0.1:8000]
+    #[arg(
+        short = 'H',
+        long,
+        env = "TC_HOST",
+        global = true,
+        hide_env = true,
+        help_heading = "Global options"
+    )]
+    pub host: Option<String>,
+
+    /// Machine-readable JSON on stdout; errors as {"error":{…}} on stderr
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
+    /// Print only results, no notes or progress
+    #[arg(short, long, global = true, help_heading = "Global options")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a profile and its session key (and sign in, unless --session-only)
+    #[command(after_help = "\
+Examples:
+  tc init --generate                      # owner profile with a new local owner key
+  tc init --session-only --name agent     # agent profile: prints its DID, no owner key
+  TINYCLOUD_PRIVATE_KEY=0x… tc init --name work --host https://node.example")]
+    Init(InitArgs),
+    /// Sign in, check status, and the request → grant → import flow for delegates
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  tc auth login --generate                                   # owner
+  tc auth status
+  tc -p agent auth request --cap kv:notes/:get --emit req.json   # agent asks
+  tc auth grant req.json -o grant.json                       # owner grants
+  tc -p agent auth import grant.json                         # agent imports"
+    )]
+    Auth(AuthCommand),
+    /// Read and write keys in the space
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  tc kv put notes/today.md \"hello\"
+  tc kv get notes/today.md
+  tc kv ls notes/
+  tc --json kv head notes/today.md
+  tc kv rm notes/today.md"
+    )]
+    Kv(KvCommand),
+    /// Delegate capabilities to other keys (apps, agents, devices), list and revoke them
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  tc delegate create --to did:key:z6Mk… --path notes/ --actions get,list -o deleg.json
+  tc -p agent delegate use deleg.json
+  tc delegate ls
+  tc delegate revoke bafkr4i…"
+    )]
+    Delegate(DelegateCommand),
+    /// Run or inspect a node
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  TINYCLOUD_PORT=9000 tc node serve
+  tc node info"
+    )]
+    Node(NodeCommand),
+    /// Print a shell completion script
+    #[command(after_help = "\
+Examples:
+  tc completion bash > ~/.local/share/bash-completion/completions/tc
+  tc completion zsh > \"${fpath[1]}/_tc\"
+  tc completion fish > ~/.config/fish/completions/tc.fish")]
+    Completion {
+        /// Shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the owner key comes from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LoginArgs {
+    /// Read the owner's Ethereum private key (0x hex) from this file
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    pub key_file: Option<PathBuf>,
+    /// Create a new owner key (stored in the profile's owner.json, mode 0600) if the profile has none
+    #[arg(long)]
+    pub generate: bool,
+    /// Name of the space to sign in to (created if missing) [default: default]
+    #[arg(long, value_name = "NAME")]
+    pub space: Option<String>,
+    /// SIWE domain of the sign-in message [default: app.tinycloud.xyz]
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+}
+
+/// `tc init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Profile name [default: the global --profile]
+    #[arg(long, value_name = "PROFILE")]
+    pub name: Option<String>,
+    /// Delegate/agent profile: a session key only, no owner key; prints the profile's DID
+    #[arg(long, conflicts_with_all = ["key_file", "generate", "space", "domain"])]
+    pub session_only: bool,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+/// `tc auth …`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign in as the owner (SIWE); creates the space on first sign-in
+    #[command(after_help = "\
+The owner key comes from --key-file, else $TINYCLOUD_PRIVATE_KEY (0x hex), else the
+profile's owner.json, else a new key with --generate (saved to owner.json, mode 0600).
+
+Examples:
+  tc auth login --generate
+  TINYCLOUD_PRIVATE_KEY=0x… tc auth login --space photos
+  tc auth login --key-file ./owner.key --host https://node.example")]
+    Login(LoginArgs),
+    /// Show who this profile is and whether its session is valid
+    #[command(after_help = "\
+Examples:
+  tc auth status
+  tc --json -p agent auth status")]
+    Status,
+    /// Forget the session (keys stay)
+    #[command(after_help = "Examples:\n  tc auth logout\n  tc -p agent auth logout")]
+    Logout,
+    /// (delegate) Write a capability request for the owner to grant
+    #[command(after_help = "\
+Cap specs: <service>:<path>:<actions>, e.g. kv:notes/:get,list (an empty path means the
+whole service); the reference form tinycloud.kv:<space>:<path>:<actions> is accepted too.
+
+Examples:
+  tc -p agent auth request --cap kv:notes/:get,list --expiry 1h --emit req.json
+  tc -p agent auth request --cap kv:notes/:get --cap kv:drafts/:get,put > req.json")]
+    Request(RequestArgs),
+    /// (owner) Grant a capability request: shows what it allows, signs, emits the delegation
+    #[command(after_help = "\
+Examples:
+  tc auth grant req.json -o grant.json
+  cat req.json | tc auth grant --yes > grant.json")]
+    Grant(GrantArgs),
+    /// (delegate) Import a granted delegation as this profile's session
+    #[command(after_help = "\
+Accepts a tinycloud.auth.delegation artifact (from `tc auth grant`) or a bare portable
+delegation (from `tc delegate create`).
+
+Examples:
+  tc -p agent auth import grant.json
+  tc auth grant req.json --yes | tc -p agent auth import -")]
+    Import {
+        /// File to read, or `-` for stdin [default: stdin]
+        source: Option<String>,
+    },
+}
+
+/// `tc auth request`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Capability to request: <service>:<path>:<actions-csv> (repeatable)
+    #[arg(long = "cap", value_name = "SPEC", required = true)]
+    pub caps: Vec<String>,
+    /// How long the grant should last
+    #[arg(long, default_value = "7d", value_parser = duration::parse_secs)]
+    pub expiry: i64,
+    /// Write the request to this file instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub emit: Option<PathBuf>,
+}
+
+/// `tc auth grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// Request file, or `-` for stdin [default: stdin]
+    pub source: Option<String>,
+    /// Sign without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Write the delegation artifact to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `tc kv …`.
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Read a value (raw bytes to stdout, or --json, or -o FILE)
+    #[command(after_help = "\
+Examples:
+  tc kv get notes/today.md
+  tc kv get photos/cat.jpg -o cat.jpg
+  tc --json kv get notes/today.md | jq -r .data")]
+    Get {
+        /// Key
+        key: String,
+        /// Write the value to this file
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Raw bytes on stdout even with --json
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Write a value (from the argument, --file or --stdin)
+    #[command(
+        override_usage = "tc kv put [OPTIONS] <KEY> <VALUE | --file <FILE> | --stdin>",
+        after_help = "\
+Examples:
+  tc kv put notes/today.md \"hello\"
+  tc kv put photos/cat.jpg --file cat.jpg --content-type image/jpeg
+  echo '{\"a\":1}' | tc kv put data.json --stdin --content-type application/json
+  tc kv put counter 2 --if-match '\"blake3-…\"'"
+    )]
+    Put(PutArgs),
+    /// List keys
+    #[command(
+        visible_alias = "list",
+        after_help = "\
+Examples:
+  tc kv ls
+  tc kv ls notes/ --limit 10
+  tc --json kv ls notes/"
+    )]
+    Ls {
+        /// Only keys starting with this prefix
+        prefix: Option<String>,
+        /// At most this many keys
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Delete a key
+    #[command(visible_aliases = ["delete", "del"], after_help = "\
+Examples:
+  tc kv rm notes/old.md
+  tc kv rm counter --if-match '\"blake3-…\"'")]
+    Rm {
+        /// Key
+        key: String,
+        /// Only if its current ETag is this
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Show whether a key exists, and its metadata (exit 0 either way)
+    #[command(after_help = "\
+Examples:
+  tc kv head notes/today.md
+  tc --json kv head notes/today.md | jq .exists")]
+    Head {
+        /// Key
+        key: String,
+    },
+}
+
+/// `tc kv put`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["value", "file", "stdin"])))]
+pub struct PutArgs {
+    /// Key
+    pub key: String,
+    /// The value
+    pub value: Option<String>,
+    /// Read the value from this file (streamed)
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Read the value from stdin (streamed)
+    #[arg(long)]
+    pub stdin: bool,
+    /// Content-Type to store
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Only write if the current ETag is this
+    #[arg(long, value_name = "ETAG", conflicts_with = "if_absent")]
+    pub if_match: Option<String>,
+    /// Only write if the key does not exist yet
+    #[arg(long)]
+    pub if_absent: bool,
+}
+
+/// `tc delegate …`.
+#[derive(Debug, Subcommand)]
+pub enum DelegateCommand {
+    /// Delegate a slice of this profile's authority to another key (no wallet prompt)
+    #[command(after_help = "\
+Examples:
+  tc delegate create --to did:key:z6Mk… --path notes/ --actions get,list --expiry 1h -o deleg.json
+  tc delegate create --to did:key:z6Mk… --path drafts/ --actions get,put,del --yes > deleg.json")]
+    Create(CreateArgs),
+    /// Use a received portable delegation as this (session-only) profile's session
+    #[command(after_help = "\
+Examples:
+  tc -p agent delegate use deleg.json
+  cat deleg.json | tc -p agent delegate use -")]
+    Use {
+        /// File to read, or `-` for stdin
+        source: String,
+    },
+    /// List the delegations of the space (needs capabilities/read)
+    #[command(
+        visible_alias = "list",
+        after_help = "\
+Examples:
+  tc delegate ls
+  tc --json delegate ls | jq '.delegations[] | select(.revoked | not) | .cid'"
+    )]
+    Ls,
+    /// Revoke a delegation (and everything delegated from it)
+    #[command(after_help = "Examples:\n  tc delegate revoke bafkr4i…")]
+    Revoke {
+        /// CID of the delegation
+        cid: String,
+    },
+}
+
+/// `tc delegate create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Who receives it: a DID (e.g. the agent's did:key from `tc init --session-only`)
+    #[arg(long, value_name = "DID")]
+    pub to: String,
+    /// Path inside the service (e.g. notes/); empty for the whole service
+    #[arg(long, value_name = "PATH")]
+    pub path: String,
+    /// Actions, comma-separated (e.g. get,list)
+    #[arg(long, value_name = "ACTIONS", value_delimiter = ',', required = true)]
+    pub actions: Vec<String>,
+    /// Service
+    #[arg(long, default_value = "kv")]
+    pub service: String,
+    /// How long it lasts (capped at this session's expiry)
+    #[arg(long, default_value = "1h", value_parser = duration::parse_secs)]
+    pub expiry: i64,
+    /// Write the portable delegation to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Sign without asking
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// `tc node …`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node in this process (until Ctrl-C / SIGTERM)
+    #[command(after_help = "\
+Configuration: defaults, then the TOML file (--config, $TINYCLOUD_CONFIG or ./tinycloud.toml),
+then TINYCLOUD_* variables (e.g. TINYCLOUD_PORT=0, TINYCLOUD_STORAGE__DATADIR=./data).
+
+Examples:
+  tc node serve
+  TINYCLOUD_PORT=9000 tc node serve --config tinycloud.toml")]
+    Serve {
+        /// TOML configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show what the node at --host reports about itself
+    #[command(
+        after_help = "Examples:\n  tc node info\n  tc --json -H https://node.example node info"
+    )]
+    Info,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

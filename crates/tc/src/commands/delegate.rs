@@ -1,0 +1,159 @@
+//! `tc delegate …`: create (after showing what it allows), list, revoke. `use` is
+//! `auth::import`.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use tinycloud_auth::cid::parse_cid;
+use tinycloud_auth::session::capability;
+use tinycloud_auth::text::{describe, RenderContext};
+use tinycloud_sdk::delegation::{missing_capabilities, Grant};
+use tinycloud_sdk::session::now;
+use tinycloud_sdk::Error as SdkError;
+
+use super::auth::{consent, parse_did};
+use super::{write_document, Ctx};
+use crate::artifact::full_action;
+use crate::cli::CreateArgs;
+use crate::error::CliError;
+use crate::output::confirm;
+use crate::profile::Posture;
+
+/// `tc delegate create`.
+pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
+    let to = parse_did(&args.to)?;
+    if !args.path.is_empty() {
+        tinycloud_auth::resource::validate_path(&args.path)
+            .map_err(|e| CliError::usage(format!("invalid path {:?}: {e}", args.path)))?;
+    }
+    let actions = args
+        .actions
+        .iter()
+        .map(|a| full_action(&args.service, a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::usage)?;
+    let (profile, client) = ctx.session_client()?;
+    let session = client.active_session()?;
+    let caps = client.grant_capabilities(&[Grant {
+        service: args.service.clone(),
+        path: args.path.clone(),
+        actions,
+    }])?;
+    let missing = missing_capabilities(&caps, &session.capabilities()?);
+    if !missing.is_empty() {
+        return Err(SdkError::MissingCapabilities(missing).into());
+    }
+    let until = session.expires().map_or(now().plus_secs(args.expiry), |e| {
+        e.min(now().plus_secs(args.expiry))
+    });
+    let viewer = (profile.config.posture == Posture::LocalOwnerKey)
+        .then(|| client.space().map(|s| s.owner().clone()))
+        .transpose()?;
+    ctx.out
+        .notice(&consent(&to.to_string(), &caps, viewer, until));
+    confirm(&ctx.out, "Sign this delegation?", args.yes)?;
+    let portable = client.delegate_to(&to, caps, args.expiry).await?;
+    let value = serde_json::to_value(&portable)?;
+    match &args.output {
+        Some(path) => {
+            write_document(path, &value)?;
+            ctx.out.done(
+                &json!({
+                    "cid": portable.cid,
+                    "delegate": portable.delegate_did,
+                    "expiry": portable.expiry,
+                    "output": path,
+                }),
+                || {
+                    format!(
+                        "Delegation {} written to {}.\nThe recipient uses it with: tc delegate use {}\nRevoke it with: tc delegate revoke {}",
+                        portable.cid,
+                        path.display(),
+                        path.display(),
+                        portable.cid
+                    )
+                },
+            )?;
+        }
+        None => ctx.out.document(&value)?,
+    }
+    Ok(())
+}
+
+/// One plain-language line per resource of a delegation listed by the node.
+fn describe_listed(caps: &Value) -> Vec<String> {
+    let parsed: Vec<_> = caps
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| capability(c["resource"].as_str()?, c["ability"].as_str()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    describe(&parsed, &RenderContext::default())
+}
+
+/// `tc delegate ls`.
+pub async fn ls(ctx: &Ctx) -> Result<()> {
+    let (_, client) = ctx.session_client()?;
+    let all = client.capabilities().await?;
+    let mut rows: Vec<Value> = all
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(cid, d)| {
+                    json!({
+                        "cid": cid,
+                        "delegator": d["delegator"],
+                        "delegate": d["delegate"],
+                        "capabilities": d["capabilities"].as_array().map(|caps| {
+                            caps.iter()
+                                .map(|c| json!({"resource": c["resource"], "ability": c["ability"]}))
+                                .collect::<Vec<_>>()
+                        }).unwrap_or_default(),
+                        "parents": d["parents"],
+                        "revoked": d["revoked"].as_bool().unwrap_or(false),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort_by(|a, b| a["cid"].as_str().cmp(&b["cid"].as_str()));
+    ctx.out
+        .result(&json!({"delegations": rows, "count": rows.len()}), || {
+            if rows.is_empty() {
+                return "No delegations.".into();
+            }
+            let mut out = String::new();
+            for r in &rows {
+                let revoked = if r["revoked"] == true {
+                    "  (revoked)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "{}{revoked}\n  from: {}\n  to:   {}\n",
+                    r["cid"].as_str().unwrap_or_default(),
+                    r["delegator"].as_str().unwrap_or_default(),
+                    r["delegate"].as_str().unwrap_or_default(),
+                ));
+                for line in describe_listed(&r["capabilities"]) {
+                    out.push_str(&format!("  - {line}\n"));
+                }
+            }
+            out
+        })?;
+    Ok(())
+}
+
+/// `tc delegate revoke`.
+pub async fn revoke(ctx: &Ctx, cid: &str) -> Result<()> {
+    let parsed =
+        parse_cid(cid.trim()).map_err(|e| CliError::usage(format!("invalid CID {cid:?}: {e}")))?;
+    let (_, client) = ctx.session_client()?;
+    client.revoke(&parsed).await?;
+    ctx.out
+        .done(&json!({"cid": parsed.to_string(), "revoked": true}), || {
+            format!("Revoked {parsed} (and everything delegated from it)")
+        })?;
+    Ok(())
+}

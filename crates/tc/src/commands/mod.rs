@@ -1,0 +1,174 @@
+//! Command implementations and what they share: the resolved profile, host and output mode.
+
+pub mod auth;
+pub mod delegate;
+pub mod kv;
+pub mod node;
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::Result;
+use tinycloud_sdk::{Config, Error as SdkError, TinyCloud};
+
+use crate::cli::{AuthCommand, Cli, Command, DelegateCommand, KvCommand, NodeCommand};
+use crate::error::{CliError, HintContext};
+use crate::output::Output;
+use crate::profile::{Home, Posture, Profile};
+
+/// Used when neither --host, $TC_HOST nor the profile names a node.
+pub const DEFAULT_HOST: &str = "http://127.0.0.1:8000";
+
+/// Everything a command needs to know about the invocation.
+#[derive(Debug)]
+pub struct Ctx {
+    /// State directory.
+    pub home: Home,
+    /// Selected profile name.
+    pub profile: String,
+    /// `--host` / `$TC_HOST`.
+    pub host_flag: Option<String>,
+    /// Output mode.
+    pub out: Output,
+}
+
+impl Ctx {
+    /// Resolves the global options.
+    pub fn new(cli: &Cli) -> Self {
+        let home = Home::from_env();
+        let profile = cli
+            .profile
+            .clone()
+            .filter(|p| !p.is_empty())
+            .or_else(|| home.default_profile())
+            .unwrap_or_else(|| "default".into());
+        Ctx {
+            home,
+            profile,
+            host_flag: cli.host.clone().filter(|h| !h.is_empty()),
+            out: Output {
+                json: cli.json,
+                quiet: cli.quiet,
+            },
+        }
+    }
+
+    /// The node URL: --host, else the profile's, else the default.
+    pub fn host(&self, profile: Option<&Profile>) -> String {
+        self.host_flag
+            .clone()
+            .or_else(|| profile.map(|p| p.config.host.clone()))
+            .unwrap_or_else(|| DEFAULT_HOST.into())
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The selected profile, if it exists.
+    pub fn load_profile(&self) -> Result<Option<Profile>, CliError> {
+        self.home.load(&self.profile)
+    }
+
+    /// The selected profile, or an "auth required" failure saying how to create one.
+    pub fn require_profile(&self) -> Result<Profile, CliError> {
+        self.load_profile()?.ok_or_else(|| {
+            CliError::auth_required(format!("profile {:?} does not exist", self.profile))
+                .hint("run `tc auth login --generate` (owner) or `tc init --session-only` (agent)")
+        })
+    }
+
+    /// Hints for failures, from the profile in use.
+    pub fn hint_context(&self) -> HintContext {
+        HintContext {
+            posture: self.load_profile().ok().flatten().map(|p| p.config.posture),
+        }
+    }
+
+    /// A client for `profile` without a session.
+    pub fn client(&self, profile: Option<&Profile>) -> Result<TinyCloud> {
+        let mut config = Config::new(self.host(profile));
+        if let Some(p) = profile {
+            config.space_name = p.config.space_name.clone();
+        }
+        Ok(TinyCloud::new(config)?)
+    }
+
+    /// The profile and a client holding its (checked, unexpired) session.
+    pub fn session_client(&self) -> Result<(Profile, TinyCloud)> {
+        let profile = self.require_profile()?;
+        let session = profile.session()?.ok_or(SdkError::NotSignedIn)?;
+        let client = self.client(Some(&profile))?;
+        match client.restore(session) {
+            Ok(()) => Ok((profile, client)),
+            Err(e @ SdkError::SessionExpired { .. }) => Err(e.into()),
+            Err(e) => Err(CliError::auth_required(format!(
+                "the stored session of profile {:?} is invalid: {e}",
+                profile.config.name
+            ))
+            .hint(match profile.config.posture {
+                Posture::LocalOwnerKey => "run `tc auth login`",
+                Posture::DelegateSession => "import a new delegation with `tc auth import`",
+            })
+            .into()),
+        }
+    }
+}
+
+/// Reads a whole document from a file, or stdin for `None` / `-`.
+pub fn read_source(source: Option<&str>) -> Result<String, CliError> {
+    match source {
+        None | Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
+            Ok(text)
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("cannot read {path}: {e}"))),
+    }
+}
+
+/// Writes a JSON document to a file (mode 0600: delegations are for one recipient).
+pub fn write_document(path: &Path, value: &serde_json::Value) -> Result<(), CliError> {
+    tinycloud_sdk::session::write_private(path, crate::output::to_json_text(value).as_bytes())
+        .map_err(|e| CliError::general(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Runs a parsed command.
+pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Init(args) => auth::init(ctx, args).await,
+        Command::Auth(cmd) => match cmd {
+            AuthCommand::Login(args) => auth::login(ctx, &ctx.profile, &args).await,
+            AuthCommand::Status => auth::status(ctx),
+            AuthCommand::Logout => auth::logout(ctx),
+            AuthCommand::Request(args) => auth::request(ctx, &args),
+            AuthCommand::Grant(args) => auth::grant(ctx, &args).await,
+            AuthCommand::Import { source } => auth::import(ctx, source.as_deref()),
+        },
+        Command::Kv(cmd) => match cmd {
+            KvCommand::Get { key, output, raw } => kv::get(ctx, &key, output.as_deref(), raw).await,
+            KvCommand::Put(args) => kv::put(ctx, args).await,
+            KvCommand::Ls { prefix, limit } => kv::ls(ctx, prefix.as_deref(), limit).await,
+            KvCommand::Rm { key, if_match } => kv::rm(ctx, &key, if_match.as_deref()).await,
+            KvCommand::Head { key } => kv::head(ctx, &key).await,
+        },
+        Command::Delegate(cmd) => match cmd {
+            DelegateCommand::Create(args) => delegate::create(ctx, &args).await,
+            DelegateCommand::Use { source } => auth::import(ctx, Some(&source)),
+            DelegateCommand::Ls => delegate::ls(ctx).await,
+            DelegateCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
+        },
+        Command::Node(cmd) => match cmd {
+            NodeCommand::Serve { config } => node::serve(config.as_deref()).await,
+            NodeCommand::Info => node::info(ctx).await,
+        },
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tc", &mut buf);
+            ctx.out.raw(&buf)?;
+            Ok(())
+        }
+    }
+}

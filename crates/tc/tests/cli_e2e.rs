@@ -1,0 +1,538 @@
+//! End-to-end: the real `tc` binary against a node started with `tc node serve` (real HTTP on a
+//! free port, embedded storage in a temp dir). Every persona has its own `$TC_HOME`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+const TC: &str = env!("CARGO_BIN_EXE_tc");
+
+/// A node run by `tc node serve`, killed on drop.
+struct Node {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = StdCommand::new(TC)
+            .args(["node", "serve"])
+            .env_clear()
+            .env("TINYCLOUD_PORT", "0")
+            .env("TINYCLOUD_STORAGE__DATADIR", dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tc node serve");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            let n = reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "node exited before listening");
+            if let Some(u) = line.trim().strip_prefix("listening on ") {
+                break u.to_owned();
+            }
+        };
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Node {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Someone using `tc`: their own state directory, a working directory for files, one node.
+struct Persona {
+    home: tempfile::TempDir,
+    host: String,
+}
+
+impl Persona {
+    fn new(node: &Node) -> Persona {
+        Persona {
+            home: tempfile::tempdir().unwrap(),
+            host: node.url.clone(),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+
+    /// `tc --host <node> …` with a clean environment.
+    fn tc(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(TC);
+        c.env_clear()
+            .env("TC_HOME", self.dir().join("state"))
+            .env("HOME", self.dir())
+            .current_dir(self.dir())
+            .args(["--host", &self.host])
+            .args(args);
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        self.tc(args).assert().success().get_output().stdout.clone()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        parse(&self.ok(&all))
+    }
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+fn owner(node: &Node) -> Persona {
+    let p = Persona::new(node);
+    let login = p.json(&["auth", "login", "--generate"]);
+    assert!(login["did"]
+        .as_str()
+        .unwrap()
+        .starts_with("did:pkh:eip155:1:"));
+    assert!(login["spaceId"].as_str().unwrap().ends_with(":default"));
+    p
+}
+
+#[test]
+fn owner_kv_round_trip() {
+    let node = Node::start();
+    let o = owner(&node);
+    o.tc(&["kv", "put", "notes/today.md", "hello"])
+        .assert()
+        .success();
+    o.tc(&["kv", "get", "notes/today.md"])
+        .assert()
+        .success()
+        .stdout("hello");
+
+    let got = o.json(&["kv", "get", "notes/today.md"]);
+    assert_eq!(got["key"], "notes/today.md");
+    assert_eq!(got["data"], "hello");
+    assert!(got["metadata"]["etag"]
+        .as_str()
+        .unwrap()
+        .starts_with("\"blake3-"));
+
+    // stdin and file sources, binary values, -o
+    o.tc(&["kv", "put", "notes/piped", "--stdin"])
+        .write_stdin("from stdin")
+        .assert()
+        .success();
+    o.tc(&["kv", "get", "notes/piped"])
+        .assert()
+        .stdout("from stdin");
+    let bin: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(o.file("blob.bin"), &bin).unwrap();
+    o.tc(&["kv", "put", "blob", "--file", "blob.bin"])
+        .assert()
+        .success();
+    o.tc(&["kv", "get", "blob", "-o", "copy.bin"])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(o.file("copy.bin")).unwrap(), bin);
+    let b = o.json(&["kv", "get", "blob"]);
+    assert_eq!(b["encoding"], "base64");
+
+    // exactly one value source; conditional writes
+    o.tc(&["kv", "put", "x"]).assert().code(2);
+    o.tc(&["kv", "put", "x", "v", "--stdin"]).assert().code(2);
+    o.tc(&["kv", "put", "notes/today.md", "again", "--if-absent"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("precondition"));
+
+    let ls = o.json(&["kv", "ls", "notes/"]);
+    assert_eq!(ls["count"], 2);
+    assert_eq!(ls["prefix"], "notes/");
+    assert_eq!(ls["keys"][0], "notes/piped");
+    o.tc(&["kv", "ls"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("notes/today.md\n"));
+    assert_eq!(o.json(&["kv", "ls", "--limit", "1"])["count"], 1);
+
+    let head = o.json(&["kv", "head", "notes/today.md"]);
+    assert_eq!(head["exists"], true);
+    assert_eq!(head["metadata"]["etag"], got["metadata"]["etag"]);
+    let missing = o.json(&["kv", "head", "notes/missing"]);
+    assert_eq!(missing["exists"], false);
+
+    let rm = o.json(&["kv", "rm", "notes/today.md"]);
+    assert_eq!(
+        rm,
+        serde_json::json!({"key": "notes/today.md", "deleted": true, "etag": rm["etag"]})
+    );
+    o.tc(&["kv", "get", "notes/today.md"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("not found"));
+    let err = o
+        .tc(&["--json", "kv", "get", "notes/today.md"])
+        .assert()
+        .code(4)
+        .get_output()
+        .stderr
+        .clone();
+    assert_eq!(parse(&err)["error"]["code"], "NOT_FOUND");
+    o.tc(&["kv", "rm", "notes/today.md"]).assert().code(4);
+}
+
+#[test]
+fn agent_gets_a_narrow_delegation_and_loses_it() {
+    let node = Node::start();
+    let o = owner(&node);
+    o.ok(&["kv", "put", "notes/today.md", "hello agent"]);
+    o.ok(&["kv", "put", "private/x", "secret value 42"]);
+
+    let agent = Persona::new(&node);
+    let out = agent.ok(&["init", "--session-only"]);
+    let did = String::from_utf8(out).unwrap().trim().to_owned();
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    // idempotent: the same key
+    assert_eq!(
+        String::from_utf8(agent.ok(&["init", "--session-only"]))
+            .unwrap()
+            .trim(),
+        did
+    );
+
+    // Without --yes and without a terminal, nothing is signed.
+    o.tc(&[
+        "delegate",
+        "create",
+        "--to",
+        &did,
+        "--path",
+        "notes/",
+        "--actions",
+        "get",
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("Read files under notes/"));
+    let deleg = o.file("deleg.json");
+    o.tc(&[
+        "delegate",
+        "create",
+        "--to",
+        &did,
+        "--path",
+        "notes/",
+        "--actions",
+        "get",
+        "--expiry",
+        "1h",
+        "-o",
+    ])
+    .arg(&deleg)
+    .arg("--yes")
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("Read files under notes/"));
+    let portable = parse(&std::fs::read(&deleg).unwrap());
+    let cid = portable["cid"].as_str().unwrap().to_owned();
+    assert_eq!(portable["delegateDID"], did.as_str());
+
+    // Owner profiles cannot import; the agent can.
+    o.tc(&["delegate", "use"]).arg(&deleg).assert().code(2);
+    agent
+        .tc(&["delegate", "use"])
+        .arg(&deleg)
+        .assert()
+        .success();
+    let status = agent.json(&["auth", "status"]);
+    assert_eq!(status["authenticated"], true);
+    assert_eq!(status["posture"], "delegate-session");
+    assert_eq!(status["sessionDid"], did.as_str());
+
+    agent
+        .tc(&["kv", "get", "notes/today.md"])
+        .assert()
+        .success()
+        .stdout("hello agent");
+    agent
+        .tc(&["kv", "get", "private/x"])
+        .assert()
+        .code(5)
+        .stderr(
+            predicate::str::contains("tinycloud.kv/get")
+                .and(predicate::str::contains(
+                    "tc auth request --cap kv:private/x:get",
+                ))
+                .and(predicate::str::contains("secret value").not()),
+        );
+    agent
+        .tc(&["kv", "put", "notes/x", "no"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("tinycloud.kv/put"));
+    agent.tc(&["kv", "get", "notes/../secret"]).assert().code(2);
+
+    // The owner sees and revokes it; the agent is cut off.
+    let listed = o.json(&["delegate", "ls"]);
+    let row = listed["delegations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["cid"] == cid.as_str())
+        .expect("delegation listed")
+        .clone();
+    assert_eq!(row["revoked"], false);
+    assert_eq!(row["delegate"], did.as_str());
+    assert_eq!(o.json(&["delegate", "revoke", &cid])["revoked"], true);
+    agent
+        .tc(&["kv", "get", "notes/today.md"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("revoked"));
+    let listed = o.json(&["delegate", "ls"]);
+    assert!(listed["delegations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["cid"] == cid.as_str() && d["revoked"] == true));
+}
+
+#[test]
+fn request_grant_import() {
+    let node = Node::start();
+    let o = owner(&node);
+    o.ok(&["kv", "put", "notes/today.md", "granted read"]);
+
+    let agent = Persona::new(&node);
+    agent.ok(&["init", "--session-only", "--name", "bot"]);
+    let req = agent.file("req.json");
+    agent
+        .tc(&[
+            "-p",
+            "bot",
+            "auth",
+            "request",
+            "--cap",
+            "kv:notes/:get,list",
+            "--expiry",
+            "1h",
+            "--emit",
+        ])
+        .arg(&req)
+        .assert()
+        .success();
+    let request = parse(&std::fs::read(&req).unwrap());
+    assert_eq!(request["kind"], "tinycloud.auth.request");
+    assert_eq!(request["requested"][0]["path"], "notes/");
+    // Before import the agent has no session: exit 3 with the way forward.
+    agent
+        .tc(&["-p", "bot", "kv", "get", "notes/today.md"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("tc auth request"));
+
+    let grant = o.file("grant.json");
+    o.tc(&["auth", "grant"])
+        .arg(&req)
+        .args(["--yes", "-o"])
+        .arg(&grant)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("Read and list files under notes/"));
+    let artifact = parse(&std::fs::read(&grant).unwrap());
+    assert_eq!(artifact["kind"], "tinycloud.auth.delegation");
+    assert_eq!(artifact["requestId"], request["requestId"]);
+
+    // A request is not a delegation.
+    agent
+        .tc(&["-p", "bot", "auth", "import"])
+        .arg(&req)
+        .assert()
+        .code(2);
+    let imported = agent.json(&["-p", "bot", "auth", "import", grant.to_str().unwrap()]);
+    assert_eq!(imported["delegationCid"], artifact["delegationCid"]);
+    agent
+        .tc(&["-p", "bot", "kv", "get", "notes/today.md"])
+        .assert()
+        .success()
+        .stdout("granted read");
+    // With no prefix, the agent lists the path it was granted.
+    assert_eq!(
+        agent.json(&["-p", "bot", "kv", "ls"])["keys"],
+        serde_json::json!(["notes/today.md"])
+    );
+
+    // The whole flow through pipes: request | grant | import.
+    let request = agent.ok(&["-p", "bot", "auth", "request", "--cap", "kv:notes/:get"]);
+    let artifact = o
+        .tc(&["auth", "grant", "--yes"])
+        .write_stdin(request)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    agent
+        .tc(&["-p", "bot", "auth", "import", "-"])
+        .write_stdin(artifact)
+        .assert()
+        .success();
+
+    // Asking the owner for what the owner does not hold is refused with exit 5.
+    let request = agent.ok(&["-p", "bot", "auth", "request", "--cap", "duckdb::read"]);
+    o.tc(&["auth", "grant", "--yes"])
+        .write_stdin(request)
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("tinycloud.duckdb/read"));
+}
+
+#[test]
+fn status_exit_codes_completion_and_help() {
+    let node = Node::start();
+    let p = Persona::new(&node);
+    let before = p.json(&["auth", "status"]);
+    assert_eq!(before["authenticated"], false);
+    assert_eq!(before["profile"], "default");
+    p.tc(&["kv", "get", "a"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("tc auth login"));
+    p.tc(&["auth", "login"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--generate"));
+
+    p.json(&["auth", "login", "--generate"]);
+    let after = p.json(&["auth", "status"]);
+    assert_eq!(after["authenticated"], true);
+    assert_eq!(after["posture"], "local-owner-key");
+    for field in [
+        "did",
+        "sessionDid",
+        "ownerDid",
+        "spaceId",
+        "host",
+        "expiresAt",
+    ] {
+        assert!(after[field].is_string(), "{field}: {after}");
+    }
+    let profile = p.dir().join("state/profiles/default");
+    #[cfg(unix)]
+    for f in ["key.json", "owner.json", "session.json", "profile.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(profile.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    // Logging in again reuses the stored owner key.
+    let again = p.json(&["auth", "login"]);
+    assert_eq!(again["did"], after["did"]);
+    assert_eq!(again["ownerKey"], "profile");
+
+    let out = p.json(&["auth", "logout"]);
+    assert_eq!(
+        out,
+        serde_json::json!({"profile": "default", "authenticated": false})
+    );
+    assert!(!profile.join("session.json").exists());
+    assert!(profile.join("key.json").exists() && profile.join("owner.json").exists());
+    assert_eq!(p.json(&["auth", "status"])["authenticated"], false);
+    let err = p
+        .tc(&["--json", "kv", "ls"])
+        .assert()
+        .code(3)
+        .get_output()
+        .stderr
+        .clone();
+    let err = parse(&err);
+    assert_eq!(err["error"]["code"], "AUTH_REQUIRED");
+    assert!(err["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("tc auth login"));
+
+    // Usage errors are exit 2, in JSON too.
+    p.tc(&["kv", "get"]).assert().code(2);
+    p.tc(&["--bogus"]).assert().code(2);
+    p.tc(&[
+        "delegate",
+        "create",
+        "--to",
+        "did:key:x",
+        "--path",
+        "a/",
+        "--actions",
+        "get",
+        "--expiry",
+        "soon",
+    ])
+    .assert()
+    .code(2);
+    let err = p
+        .tc(&["--json", "kv", "frobnicate"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert_eq!(parse(&err)["error"]["code"], "USAGE");
+    // Unreachable node: exit 6.
+    Command::new(TC)
+        .env_clear()
+        .env("TC_HOME", p.dir().join("state"))
+        .args(["--host", "http://127.0.0.1:9", "node", "info"])
+        .assert()
+        .code(6);
+    assert_eq!(p.json(&["node", "info"])["protocol"], 1);
+
+    p.tc(&["completion", "bash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("_tc()").and(predicate::str::contains("complete")));
+    p.tc(&["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"));
+    for cmd in [
+        vec!["kv", "put", "--help"],
+        vec!["delegate", "create", "--help"],
+        vec!["auth", "request", "--help"],
+        vec!["init", "--help"],
+    ] {
+        p.tc(&cmd)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Examples:"));
+    }
+}
