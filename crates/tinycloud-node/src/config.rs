@@ -45,6 +45,36 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// SQL service limits.
     pub sql: SqlConfig,
+    /// Hooks and webhook delivery.
+    pub hooks: HooksConfig,
+}
+
+/// Hooks and webhook delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Attempts per event before dead-lettering.
+    pub max_attempts: u32,
+    /// Seconds before each retry (the last value repeats).
+    pub backoff_secs: Vec<u64>,
+    /// Per-delivery timeout in seconds.
+    pub timeout_secs: u64,
+    /// Allow `http://` and private/loopback callback URLs (development and tests only).
+    pub allow_private_destinations: bool,
+    /// Most active webhooks per space.
+    pub max_webhooks_per_space: usize,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            max_attempts: 5,
+            backoff_secs: vec![30, 120, 600, 3600],
+            timeout_secs: 10,
+            allow_private_destinations: false,
+            max_webhooks_per_space: 5,
+        }
+    }
 }
 
 /// SQL service limits.
@@ -141,6 +171,7 @@ impl Default for Config {
             public_spaces: PublicSpacesConfig::default(),
             limits: LimitsConfig::default(),
             sql: SqlConfig::default(),
+            hooks: HooksConfig::default(),
         }
     }
 }

@@ -17,3 +17,4 @@ pub mod server;
 pub mod sql;
 pub mod state;
 pub mod store;
+pub mod webhooks;

@@ -24,7 +24,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         Some(s) => NodeKeys::from_encoded(s)?,
         None => NodeKeys::load_or_generate(&datadir)?,
     };
-    let index: Arc<dyn IndexStore> = Arc::new(SqliteIndex::open(&datadir.join("index.db"))?);
+    let sqlite = Arc::new(SqliteIndex::open(&datadir.join("index.db"))?);
+    let index: Arc<dyn IndexStore> = sqlite.clone();
+    let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
@@ -42,6 +44,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let dbs = crate::sql::engine::Databases::new(&datadir.join("sql"), limits)
         .map_err(|e| anyhow::anyhow!("cannot open SQL storage: {e}"))?;
     let sql = crate::sql::SqlService::new(dbs, config.sql.workers);
+    let webhook_settings = crate::webhooks::WebhookSettings {
+        max_attempts: config.hooks.max_attempts.max(1),
+        backoff: config
+            .hooks
+            .backoff_secs
+            .iter()
+            .map(|s| std::time::Duration::from_secs(*s))
+            .collect(),
+        timeout: std::time::Duration::from_secs(config.hooks.timeout_secs.max(1)),
+        allow_private: config.hooks.allow_private_destinations,
+        max_per_space: config.hooks.max_webhooks_per_space,
+    };
+    let webhook_key = keys.derive("tinycloud/hooks/webhook-secrets");
     Ok(Arc::new(AppState {
         config,
         keys,
@@ -52,6 +67,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         cursor_key,
         public_limiter,
         sql,
+        webhooks,
+        webhook_key,
+        webhook_settings,
     }))
 }
 
@@ -119,6 +137,7 @@ pub async fn run(
             }
         })
     };
+    let dispatcher = tokio::spawn(crate::webhooks::dispatch(state.clone()));
     let app = crate::routes::router(state);
     axum::serve(
         listener,
@@ -127,6 +146,7 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await?;
     sweeper.abort();
+    dispatcher.abort();
     Ok(())
 }
 

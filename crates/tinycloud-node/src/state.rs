@@ -31,6 +31,12 @@ pub struct AppState {
     pub public_limiter: RateLimiter,
     /// Per-space SQL databases.
     pub sql: crate::sql::SqlService,
+    /// Webhook subscriptions and delivery state.
+    pub webhooks: Arc<dyn crate::store::WebhookStore>,
+    /// Key sealing webhook secrets.
+    pub webhook_key: [u8; 32],
+    /// Webhook delivery settings.
+    pub webhook_settings: crate::webhooks::WebhookSettings,
 }
 
 impl AppState {

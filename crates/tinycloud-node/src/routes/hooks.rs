@@ -264,3 +264,249 @@ pub async fn events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// Verifies an invocation (fully, single use) and that it carries `ability` on a resource that
+/// covers `resource`; returns the invoker.
+async fn authorize_hook_action(
+    state: &SharedState,
+    headers: &HeaderMap,
+    ability: &str,
+    resource: &str,
+) -> ApiResult<tinycloud_auth::did::Did> {
+    let header = authorization(headers, state.config.limits.max_token_bytes)?;
+    let authz = state.auth.authorize(header, now()).await?;
+    let wanted_ability: Ability = ability
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad ability"))?;
+    let wanted: Resource = resource
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
+    let covered = authz
+        .invocation
+        .info()
+        .capabilities
+        .iter()
+        .any(|c| c.ability.covers(&wanted_ability) && wanted.extends(&c.resource));
+    if !covered {
+        return Err(ApiError::unauthorized(format!(
+            "Unauthorized Action: {wanted} / {ability}"
+        )));
+    }
+    Ok(authz.invocation.invoker().clone())
+}
+
+fn webhook_json(w: &crate::store::WebhookRow) -> Value {
+    json!({
+        "id": w.id,
+        "subscriberDid": w.subscriber,
+        "space": w.space,
+        "service": w.service,
+        "pathPrefix": w.path_prefix,
+        "abilities": w.abilities,
+        "callbackUrl": w.callback_url,
+        "secretKeyId": "primary",
+        "active": w.active,
+        "createdAt": tinycloud_auth::timestamp::Timestamp::from_millis(w.created_at)
+            .to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    space: String,
+    service: String,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    abilities: Option<Vec<String>>,
+    callback_url: String,
+    secret: String,
+}
+
+/// `POST /hooks/webhooks`: register a webhook (`tinycloud.hooks/register`).
+pub async fn register(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Json<Value>> {
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| ApiError::bad_request("body too large"))?;
+    let req: RegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid webhook registration: {e}")))?;
+    let scope = Scope {
+        space: req.space,
+        service: req.service,
+        path_prefix: req.path_prefix,
+        abilities: req.abilities,
+    }
+    .normalized()
+    .map_err(ApiError::bad_request)?;
+    if req.secret.is_empty() || req.secret.len() > 1024 {
+        return Err(ApiError::bad_request("secret must be 1..=1024 bytes"));
+    }
+    if !state.space_exists(&scope.space) {
+        return Err(ApiError::not_found("Space not found"));
+    }
+    let url =
+        crate::webhooks::validate_url(&req.callback_url, state.webhook_settings.allow_private)
+            .await
+            .map_err(ApiError::bad_request)?;
+    let subscriber = authorize_hook_action(
+        &state,
+        &headers,
+        "tinycloud.hooks/register",
+        &scope.resource(),
+    )
+    .await?;
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    let row = crate::store::WebhookRow {
+        id: format!("wh_{}", hex::encode(id)),
+        space: scope.space.clone(),
+        service: scope.service.clone(),
+        path_prefix: scope.path_prefix.clone(),
+        abilities: scope.abilities.clone(),
+        callback_url: url.to_string(),
+        sealed_secret: crate::webhooks::seal(&state.webhook_key, req.secret.as_bytes()),
+        subscriber: subscriber.to_string(),
+        active: true,
+        created_at: now().as_millis(),
+        cursor: state.index.last_event(&scope.space).await?,
+        attempts: 0,
+        next_attempt_at: 0,
+    };
+    if !state
+        .webhooks
+        .create_webhook(&row, state.webhook_settings.max_per_space)
+        .await?
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "a space may have at most {} active webhooks",
+                state.webhook_settings.max_per_space
+            ),
+        ));
+    }
+    Ok(Json(webhook_json(&row)))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    space: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+/// `GET /hooks/webhooks?space=&service=&prefix=` (`tinycloud.hooks/list`).
+pub async fn list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let prefix = q
+        .prefix
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty());
+    let resource = match (&q.service, prefix) {
+        (Some(s), Some(p)) => format!("{}/hooks/{s}/{p}", q.space),
+        (Some(s), None) => format!("{}/hooks/{s}", q.space),
+        (None, _) => format!("{}/hooks", q.space),
+    };
+    authorize_hook_action(&state, &headers, "tinycloud.hooks/list", &resource).await?;
+    let hooks = state.webhooks.webhooks(&q.space).await?;
+    let wanted: Resource = resource
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
+    let items: Vec<Value> = hooks
+        .iter()
+        .filter(|w| {
+            let scope = Scope {
+                space: w.space.clone(),
+                service: w.service.clone(),
+                path_prefix: w.path_prefix.clone(),
+                abilities: None,
+            };
+            scope
+                .resource()
+                .parse::<Resource>()
+                .is_ok_and(|r| r.extends(&wanted))
+        })
+        .map(webhook_json)
+        .collect();
+    Ok(Json(json!({ "webhooks": items })))
+}
+
+async fn owned_webhook(state: &SharedState, id: &str) -> ApiResult<crate::store::WebhookRow> {
+    state
+        .webhooks
+        .webhook(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such webhook"))
+}
+
+fn row_scope(w: &crate::store::WebhookRow) -> Scope {
+    Scope {
+        space: w.space.clone(),
+        service: w.service.clone(),
+        path_prefix: w.path_prefix.clone(),
+        abilities: None,
+    }
+}
+
+/// `DELETE /hooks/webhooks/<id>` (`tinycloud.hooks/unregister`).
+pub async fn unregister(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    let w = owned_webhook(&state, &id).await?;
+    authorize_hook_action(
+        &state,
+        &headers,
+        "tinycloud.hooks/unregister",
+        &row_scope(&w).resource(),
+    )
+    .await?;
+    state.webhooks.deactivate_webhook(&id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /hooks/webhooks/<id>/deliveries` (`tinycloud.hooks/list`): delivery history.
+pub async fn deliveries(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    let w = owned_webhook(&state, &id).await?;
+    authorize_hook_action(
+        &state,
+        &headers,
+        "tinycloud.hooks/list",
+        &row_scope(&w).resource(),
+    )
+    .await?;
+    let rows = state.webhooks.deliveries(&id, 200).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|d| {
+            json!({
+                "deliveryId": d.id,
+                "eventId": d.seq.to_string(),
+                "status": d.status,
+                "attempts": d.attempts,
+                "lastStatus": d.last_status,
+                "lastError": d.last_error,
+                "at": d.at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "deliveries": items })))
+}

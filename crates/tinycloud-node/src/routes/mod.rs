@@ -36,6 +36,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/invoke", post(invoke::invoke))
         .route("/hooks/tickets", post(hooks::tickets))
         .route("/hooks/events", get(hooks::events))
+        .route("/hooks/webhooks", post(hooks::register).get(hooks::list))
+        .route(
+            "/hooks/webhooks/{id}",
+            axum::routing::delete(hooks::unregister),
+        )
+        .route("/hooks/webhooks/{id}/deliveries", get(hooks::deliveries))
         .route("/public/{space}/kv", get(public::list))
         .route(
             "/public/{space}/kv/{*key}",

@@ -250,3 +250,80 @@ pub trait BlobWriter: Send {
     /// Makes the blob durable under `hash` (which the caller computed over the same bytes).
     async fn commit(self: Box<Self>, hash: &Hash) -> StoreResult<()>;
 }
+
+/// A webhook subscription as stored (the secret is sealed; see `hooks::webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    /// Id.
+    pub id: String,
+    /// Space id.
+    pub space: String,
+    /// `kv` or `sql`.
+    pub service: String,
+    /// Segment-aware prefix.
+    pub path_prefix: Option<String>,
+    /// Ability filter.
+    pub abilities: Option<Vec<String>>,
+    /// Where deliveries go.
+    pub callback_url: String,
+    /// The shared secret, sealed with a node key.
+    pub sealed_secret: Vec<u8>,
+    /// Who registered it.
+    pub subscriber: String,
+    /// Still delivering.
+    pub active: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Last event sequence number handled.
+    pub cursor: u64,
+    /// Failed attempts at the event after `cursor`.
+    pub attempts: u32,
+    /// When to try next (Unix ms).
+    pub next_attempt_at: i64,
+}
+
+/// One delivery attempt outcome, kept as history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// Delivery id (stable across retries of one event).
+    pub id: String,
+    /// Webhook id.
+    pub webhook: String,
+    /// Event sequence number.
+    pub seq: u64,
+    /// `delivered`, `retrying` or `dead`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// Last error text, if any.
+    pub last_error: Option<String>,
+    /// Unix ms.
+    pub at: i64,
+}
+
+/// Webhook subscriptions and their delivery state (persisted, so a restart loses no pending
+/// delivery).
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Stores a new subscription unless the space already has `max_active` active ones.
+    async fn create_webhook(&self, w: &WebhookRow, max_active: usize) -> StoreResult<bool>;
+    /// Subscriptions of a space (active and inactive).
+    async fn webhooks(&self, space: &str) -> StoreResult<Vec<WebhookRow>>;
+    /// One subscription.
+    async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRow>>;
+    /// Every active subscription (for the dispatcher).
+    async fn active_webhooks(&self) -> StoreResult<Vec<WebhookRow>>;
+    /// Deactivates; false if unknown.
+    async fn deactivate_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Moves the cursor and resets the retry state.
+    async fn advance_webhook(&self, id: &str, cursor: u64) -> StoreResult<()>;
+    /// Records a failed attempt and when to try again.
+    async fn retry_webhook(&self, id: &str, attempts: u32, next_attempt_at: i64)
+        -> StoreResult<()>;
+    /// Records a delivery outcome (upsert by delivery id).
+    async fn record_delivery(&self, d: &DeliveryRow) -> StoreResult<()>;
+    /// Delivery history of a subscription, newest first.
+    async fn deliveries(&self, webhook: &str, limit: usize) -> StoreResult<Vec<DeliveryRow>>;
+}

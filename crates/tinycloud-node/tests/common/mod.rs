@@ -199,6 +199,9 @@ impl Owner {
             capability(&format!("{space}/sql"), "tinycloud.sql/schema").unwrap(),
             capability(&format!("{space}/sql"), "tinycloud.sql/admin").unwrap(),
             capability(&format!("{space}/hooks"), "tinycloud.hooks/subscribe").unwrap(),
+            capability(&format!("{space}/hooks"), "tinycloud.hooks/register").unwrap(),
+            capability(&format!("{space}/hooks"), "tinycloud.hooks/list").unwrap(),
+            capability(&format!("{space}/hooks"), "tinycloud.hooks/unregister").unwrap(),
         ];
         let header = siwe_header(
             &wallet,
