@@ -32,6 +32,8 @@ struct Args {
     node: String,
     connections: usize,
     seconds: u64,
+    /// Run the hooks fan-out scenario with this many SSE subscribers instead.
+    hooks: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -39,6 +41,7 @@ fn parse_args() -> anyhow::Result<Args> {
         node: "target/release/tinycloud-node".into(),
         connections: 64,
         seconds: 10,
+        hooks: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -47,6 +50,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--node" => args.node = val()?,
             "--connections" => args.connections = val()?.parse()?,
             "--seconds" => args.seconds = val()?.parse()?,
+            "--hooks" => args.hooks = Some(val()?.parse()?),
             _ => bail!("usage: tinycloud-bench [--node PATH] [--connections N] [--seconds S]"),
         }
     }
@@ -159,6 +163,10 @@ async fn sign_in(addr: &str) -> anyhow::Result<Session> {
                 .map_err(|e| anyhow!(e))?,
         );
     }
+    caps.push(
+        capability(&format!("{space}/hooks"), "tinycloud.hooks/subscribe")
+            .map_err(|e| anyhow!(e))?,
+    );
     let session = siwe(
         &wallet,
         key.did().verification_method().to_string(),
@@ -369,6 +377,12 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = rss_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
 
     let s = sign_in(&addr).await?;
+    if let Some(n) = args.hooks {
+        hooks_fanout(&addr, pid, &s, n, 200).await?;
+        let _ = child.kill().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let value = Bytes::from(vec![b'v'; 1024]);
     // Seed the keys the get scenario reads.
     for (i, t) in sign_many(&s, 100, "tinycloud.kv/put", |i| format!("hot/{i}"))?
@@ -510,5 +524,156 @@ async fn main() -> anyhow::Result<()> {
     println!("signed get / healthz = {:.0}%", 100.0 * get / ceiling);
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One writer, `subscribers` SSE streams on one space: every event must reach every
+/// subscriber; reports write-to-receive latency percentiles and the node's peak RSS.
+async fn hooks_fanout(
+    addr: &str,
+    pid: u32,
+    s: &Session,
+    subscribers: usize,
+    events: usize,
+) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use tokio::sync::Mutex;
+    let received: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
+    let connected = Arc::new(AtomicUsize::new(0));
+    eprintln!("connecting {subscribers} subscribers…");
+    let t = now();
+    let mut tasks = Vec::new();
+    for i in 0..subscribers {
+        let cap = capability(
+            &format!("{}/hooks/kv/fan", s.space),
+            "tinycloud.hooks/subscribe",
+        )
+        .map_err(|e| anyhow!(e))?;
+        let token = invocation(
+            &s.key,
+            None,
+            &[s.cid],
+            vec![cap],
+            t,
+            290,
+            &format!("urn:bench:sub:{i}"),
+            vec![],
+        )?
+        .as_str()
+        .to_owned();
+        let body = serde_json::json!({"subscriptions": [{"space": s.space.to_string(), "service": "kv", "pathPrefix": "fan"}]});
+        let (st, resp) = one_shot(
+            addr,
+            request(
+                "POST",
+                "/hooks/tickets",
+                Some(&token),
+                Bytes::from(body.to_string()),
+            ),
+        )
+        .await?;
+        if st != 200 {
+            bail!("ticket {i} failed: {st} {}", String::from_utf8_lossy(&resp));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&resp)?;
+        let ticket = v["ticket"].as_str().unwrap_or_default().to_owned();
+        let (received, connected, addr) = (received.clone(), connected.clone(), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await?;
+            conn.sender.ready().await?;
+            let req = request(
+                "GET",
+                &format!("/hooks/events?ticket={ticket}"),
+                None,
+                Bytes::new(),
+            );
+            let resp = conn.sender.send_request(req).await?;
+            connected.fetch_add(1, Ordering::SeqCst);
+            let mut body = resp.into_body();
+            let mut buf = String::new();
+            let mut seen = 0usize;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                buf.push_str(&String::from_utf8_lossy(&data));
+                while let Some(pos) = buf.find("\n\n") {
+                    let block: String = buf.drain(..pos + 2).collect();
+                    if let Some(line) = block.lines().find(|l| l.starts_with("data:")) {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line[5..].trim()) {
+                            if let Some(idx) = v["path"]
+                                .as_str()
+                                .and_then(|p| p.strip_prefix("fan/"))
+                                .and_then(|x| x.parse().ok())
+                            {
+                                received.lock().await.push((idx, Instant::now()));
+                                seen += 1;
+                                if seen >= events {
+                                    return anyhow::Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    while connected.load(Ordering::SeqCst) < subscribers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let puts = sign_many(s, events, "tinycloud.kv/put", |i| format!("fan/{i}"))?;
+    let mut sent: HashMap<usize, Instant> = HashMap::new();
+    let mut writer = Conn::open(addr).await?;
+    eprintln!("writing {events} events at ~50/s…");
+    for (i, tok) in puts.iter().enumerate() {
+        sent.insert(i, Instant::now());
+        let (st, _) = writer
+            .send(request(
+                "POST",
+                "/invoke",
+                Some(tok),
+                Bytes::from_static(b"v"),
+            ))
+            .await?;
+        if st != 200 {
+            bail!("write {i} failed: {st}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().await.len() < subscribers * events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peak = rss_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    let got = received.lock().await;
+    let mut lat: Vec<f64> = got
+        .iter()
+        .filter_map(|(i, at)| {
+            sent.get(i)
+                .map(|s| at.duration_since(*s).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!("hooks fan-out: {subscribers} SSE subscribers, 1 writer, {events} events (~50/s)");
+    println!(
+        "delivered {}/{} ; write-to-receive p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ; node peak RSS {:.1} MiB",
+        got.len(),
+        subscribers * events,
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0.0),
+        peak
+    );
+    drop(got);
+    for t in tasks {
+        t.abort();
+    }
     Ok(())
 }
