@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod encryption;
 pub mod error;
 pub mod hooks;
 pub mod keys;

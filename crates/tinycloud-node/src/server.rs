@@ -26,7 +26,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     };
     let sqlite = Arc::new(SqliteIndex::open(&datadir.join("index.db"))?);
     let index: Arc<dyn IndexStore> = sqlite.clone();
-    let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite;
+    let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite.clone();
+    let networks: Arc<dyn crate::store::EncryptionStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
@@ -57,6 +58,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         max_per_space: config.hooks.max_webhooks_per_space,
     };
     let webhook_key = keys.derive("tinycloud/hooks/webhook-secrets");
+    let network_key = keys.derive("tinycloud/encryption/network-seal");
     Ok(Arc::new(AppState {
         config,
         keys,
@@ -70,6 +72,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         webhooks,
         webhook_key,
         webhook_settings,
+        networks,
+        network_key,
     }))
 }
 

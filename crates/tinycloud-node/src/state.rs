@@ -37,6 +37,10 @@ pub struct AppState {
     pub webhook_key: [u8; 32],
     /// Webhook delivery settings.
     pub webhook_settings: crate::webhooks::WebhookSettings,
+    /// Encryption networks and their audit trail.
+    pub networks: Arc<dyn crate::store::EncryptionStore>,
+    /// Key sealing network private keys at rest.
+    pub network_key: [u8; 32],
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 //! (`/invoke`) and public reads (`/public/...`).
 
 mod delegation;
+mod encryption;
 mod hooks;
 mod invoke;
 mod kv;
@@ -34,6 +35,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/revoke", post(delegation::revoke))
         .route("/delegation/status", post(delegation::status))
         .route("/invoke", post(invoke::invoke))
+        .route("/encryption/networks", post(encryption::create))
+        .route("/encryption/networks/{id}", get(encryption::get))
+        .route(
+            "/encryption/networks/{id}/decrypt",
+            post(encryption::decrypt),
+        )
+        .route("/encryption/networks/{id}/revoke", post(encryption::revoke))
+        .route("/encryption/networks/{id}/audit", get(encryption::audit))
+        .route(
+            "/.well-known/encryption/network/{name}",
+            get(encryption::well_known),
+        )
         .route("/hooks/tickets", post(hooks::tickets))
         .route("/hooks/events", get(hooks::events))
         .route("/hooks/webhooks", post(hooks::register).get(hooks::list))
@@ -124,7 +137,7 @@ async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
     Json(json!({
         "protocol": PROTOCOL_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
-        "features": ["kv", "delegation", "sql", "hooks"],
+        "features": ["kv", "delegation", "sql", "hooks", "encryption"],
         "nodeId": state.keys.node_did().to_string(),
         "inTEE": false,
     }))

@@ -327,3 +327,61 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Delivery history of a subscription, newest first.
     async fn deliveries(&self, webhook: &str, limit: usize) -> StoreResult<Vec<DeliveryRow>>;
 }
+
+/// An encryption network as stored. The private key is sealed with a node-derived key and
+/// never leaves the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    /// `urn:tinycloud:encryption:<owner>:<name>`.
+    pub id: String,
+    /// Owner DID.
+    pub owner: String,
+    /// Name.
+    pub name: String,
+    /// `active` or `revoked`.
+    pub state: String,
+    /// X25519 public key.
+    pub public_key: Vec<u8>,
+    /// Sealed X25519 private key.
+    pub sealed_private: Vec<u8>,
+    /// Key version.
+    pub key_version: u32,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// One decrypt (or refused decrypt) for the owner's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Network id.
+    pub network: String,
+    /// Who asked.
+    pub actor: String,
+    /// `allowed` or `denied:<reason>`.
+    pub outcome: String,
+    /// Hash of the wrapped content key (identifies the envelope).
+    pub envelope_hash: Option<String>,
+    /// The delegations the request rested on.
+    pub delegations: Vec<String>,
+    /// The invocation CID.
+    pub invocation: Option<String>,
+    /// Unix ms.
+    pub at: i64,
+}
+
+/// Encryption networks and their audit trail.
+#[async_trait]
+pub trait EncryptionStore: Send + Sync + 'static {
+    /// Creates a network; false if it already exists.
+    async fn create_network(&self, n: &NetworkRow) -> StoreResult<bool>;
+    /// One network.
+    async fn network(&self, id: &str) -> StoreResult<Option<NetworkRow>>;
+    /// Marks a network revoked; false if unknown.
+    async fn revoke_network(&self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Appends an audit record.
+    async fn audit(&self, a: &AuditRow) -> StoreResult<()>;
+    /// Audit records of a network, newest first.
+    async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>>;
+}

@@ -24,9 +24,9 @@ use tokio::sync::oneshot;
 use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
-    DeliveryRow, EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut, Precondition, StoreError,
-    StoreResult, StoredDelegation, StoredEvent, ValueLocation, WebhookRow, WebhookStore,
-    WriteOutcome,
+    AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut,
+    NetworkRow, Precondition, StoreError, StoreResult, StoredDelegation, StoredEvent,
+    ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -113,6 +113,27 @@ CREATE TABLE IF NOT EXISTS webhook_delivery (
     at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS webhook_delivery_by_hook ON webhook_delivery (webhook, at);
+CREATE TABLE IF NOT EXISTS encryption_network (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    sealed_private BLOB NOT NULL,
+    key_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS encryption_audit (
+    network TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    envelope_hash TEXT,
+    delegations TEXT NOT NULL,
+    invocation TEXT
+);
+CREATE INDEX IF NOT EXISTS encryption_audit_by_network ON encryption_audit (network, at);
 CREATE TABLE IF NOT EXISTS space_usage (
     space TEXT PRIMARY KEY,
     bytes INTEGER NOT NULL
@@ -1012,6 +1033,99 @@ impl WebhookStore for SqliteIndex {
                  WHERE webhook = ?1 ORDER BY at DESC, seq DESC LIMIT ?2",
             )?;
             let rows = st.query_map(params![webhook, i64::try_from(limit).unwrap_or(i64::MAX)], read_delivery)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
+const NETWORK_COLUMNS: &str =
+    "id, owner, name, state, public_key, sealed_private, key_version, created_at, updated_at";
+
+fn read_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
+    Ok(NetworkRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        state: r.get(3)?,
+        public_key: r.get(4)?,
+        sealed_private: r.get(5)?,
+        key_version: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+#[async_trait]
+impl EncryptionStore for SqliteIndex {
+    async fn create_network(&self, n: &NetworkRow) -> StoreResult<bool> {
+        let n = n.clone();
+        self.write(move |tx| {
+            let inserted = tx.execute(
+                &format!("INSERT INTO encryption_network ({NETWORK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"),
+                params![n.id, n.owner, n.name, n.state, n.public_key, n.sealed_private, i64::from(n.key_version), n.created_at, n.updated_at],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn network(&self, id: &str) -> StoreResult<Option<NetworkRow>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {NETWORK_COLUMNS} FROM encryption_network WHERE id = ?1"),
+                params![id],
+                read_network,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn revoke_network(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE encryption_network SET state = 'revoked', updated_at = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn audit(&self, a: &AuditRow) -> StoreResult<()> {
+        let a = a.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO encryption_audit (network, at, actor, outcome, envelope_hash, delegations, invocation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![a.network, a.at, a.actor, a.outcome, a.envelope_hash, serde_json::to_string(&a.delegations).unwrap_or_default(), a.invocation],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>> {
+        let network = network.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT network, actor, outcome, envelope_hash, delegations, invocation, at FROM encryption_audit
+                 WHERE network = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![network, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let d: String = r.get(4)?;
+                Ok(AuditRow {
+                    network: r.get(0)?,
+                    actor: r.get(1)?,
+                    outcome: r.get(2)?,
+                    envelope_hash: r.get(3)?,
+                    delegations: serde_json::from_str(&d).unwrap_or_default(),
+                    invocation: r.get(5)?,
+                    at: r.get(6)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -203,6 +203,11 @@ impl Owner {
             capability(&format!("{space}/hooks"), "tinycloud.hooks/list").unwrap(),
             capability(&format!("{space}/hooks"), "tinycloud.hooks/unregister").unwrap(),
         ];
+        let network = format!("urn:tinycloud:encryption:{did}:default");
+        let mut caps = caps;
+        for a in ["decrypt", "network.create", "network.revoke", "audit"] {
+            caps.push(capability(&network, &format!("tinycloud.encryption/{a}")).unwrap());
+        }
         let header = siwe_header(
             &wallet,
             session.did().verification_method().to_string(),

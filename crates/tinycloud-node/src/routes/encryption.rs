@@ -1,0 +1,442 @@
+//! `/encryption/networks…` and the `.well-known` discovery record.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tinycloud_auth::ability::Ability;
+use tinycloud_auth::did::Did;
+use tinycloud_auth::resource::{NetworkId, Resource};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::authorization;
+use crate::auth::AuthorizedInvocation;
+use crate::encryption::{b64, canonical_hash, open_private, seal_private, unwrap, wrap, ALG};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{now, SharedState};
+use crate::store::{AuditRow, NetworkRow};
+
+const ADMIN_FACT: &str = "tinycloud.encryption.network-admin/v1";
+const DECRYPT_TYPE: &str = "tinycloud.encryption.decrypt/v1";
+const RESULT_TYPE: &str = "tinycloud.encryption.decrypt-result/v1";
+
+fn rfc3339(ms: i64) -> String {
+    tinycloud_auth::timestamp::Timestamp::from_millis(ms)
+        .to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn descriptor(state: &SharedState, n: &NetworkRow) -> Value {
+    json!({
+        "networkId": n.id,
+        "ownerDid": n.owner,
+        "name": n.name,
+        "members": [{"nodeId": state.keys.node_did().to_string(), "role": "holder"}],
+        "threshold": {"n": 1, "t": 1},
+        "state": n.state,
+        "publicEncryptionKey": STANDARD.encode(&n.public_key),
+        "alg": ALG,
+        "keyVersion": n.key_version,
+        "keyBackend": "local-one-of-one",
+        "createdAt": rfc3339(n.created_at),
+        "updatedAt": rfc3339(n.updated_at),
+    })
+}
+
+fn parse_network(id: &str) -> ApiResult<NetworkId> {
+    id.parse::<NetworkId>()
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn read_json(body: axum::body::Body) -> ApiResult<Value> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Verifies an encryption invocation: full chain check and single use, audience = this
+/// node, and `ability` on the network URN.
+async fn authorize(
+    state: &SharedState,
+    headers: &HeaderMap,
+    network: &NetworkId,
+    ability: &str,
+) -> ApiResult<AuthorizedInvocation> {
+    let header = authorization(headers, state.config.limits.max_token_bytes)?;
+    let authz = state.auth.authorize(header, now()).await?;
+    if authz.invocation.ucan().audience().did() != &state.keys.node_did() {
+        return Err(ApiError::unauthorized(
+            "encryption invocations must be addressed to this node's DID",
+        ));
+    }
+    let wanted: Ability = ability
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad ability"))?;
+    let covered = authz
+        .invocation
+        .info()
+        .capabilities
+        .iter()
+        .any(|c| c.ability.covers(&wanted) && c.resource == Resource::Network(network.clone()));
+    if !covered {
+        return Err(ApiError::unauthorized(format!(
+            "Unauthorized Action: {network} / {ability}"
+        )));
+    }
+    Ok(authz)
+}
+
+fn fact<'a>(authz: &'a AuthorizedInvocation, ty: &str) -> ApiResult<&'a Map<String, Value>> {
+    authz
+        .invocation
+        .ucan()
+        .facts()
+        .iter()
+        .find(|f| f.get("type").and_then(Value::as_str) == Some(ty))
+        .ok_or_else(|| ApiError::unauthorized(format!("the invocation carries no {ty} fact")))
+}
+
+fn check_admin_fact(
+    state: &SharedState,
+    authz: &AuthorizedInvocation,
+    network: &NetworkId,
+    body: &Value,
+    action: &str,
+) -> ApiResult<()> {
+    let f = fact(authz, ADMIN_FACT)?;
+    let expect = |k: &str, v: &str| {
+        if f.get(k).and_then(Value::as_str) == Some(v) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(format!(
+                "fact `{k}` does not match the request"
+            )))
+        }
+    };
+    expect("targetNode", &state.keys.node_did().to_string())?;
+    expect("networkId", &network.to_string())?;
+    expect("bodyHash", &canonical_hash(body))?;
+    expect("action", action)
+}
+
+/// `POST /encryption/networks`: create a network (`tinycloud.encryption/network.create`).
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Json<Value>> {
+    let body = read_json(body).await?;
+    let name = body["name"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+    let owner: Did = body["ownerDid"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("`ownerDid` is required"))?
+        .parse()
+        .map_err(|e: tinycloud_auth::did::DidError| ApiError::bad_request(e.to_string()))?;
+    if let Some(t) = body.get("threshold") {
+        if t != &json!({"n": 1, "t": 1}) {
+            return Err(ApiError::bad_request(
+                "only a 1-of-1 threshold is supported",
+            ));
+        }
+    }
+    let network =
+        NetworkId::new(owner.clone(), name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let authz = authorize(
+        &state,
+        &headers,
+        &network,
+        "tinycloud.encryption/network.create",
+    )
+    .await?;
+    check_admin_fact(&state, &authz, &network, &body, "network.create")?;
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let secret = StaticSecret::from(seed);
+    let now_ms = now().as_millis();
+    let row = NetworkRow {
+        id: network.to_string(),
+        owner: owner.to_string(),
+        name: name.to_owned(),
+        state: "active".into(),
+        public_key: PublicKey::from(&secret).as_bytes().to_vec(),
+        sealed_private: seal_private(&state.network_key, &secret),
+        key_version: 1,
+        created_at: now_ms,
+        updated_at: now_ms,
+    };
+    if !state.networks.create_network(&row).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "network already exists",
+        ));
+    }
+    Ok(Json(json!({ "descriptor": descriptor(&state, &row) })))
+}
+
+/// `GET /encryption/networks/<id>`.
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let network = parse_network(&id)?;
+    let row = state
+        .networks
+        .network(&network.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("network not found"))?;
+    Ok(Json(json!({ "descriptor": descriptor(&state, &row) })))
+}
+
+#[derive(Deserialize)]
+pub struct WellKnownQuery {
+    #[serde(rename = "ownerDid")]
+    owner_did: String,
+}
+
+/// `GET /.well-known/encryption/network/<name>?ownerDid=`.
+pub async fn well_known(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    Query(q): Query<WellKnownQuery>,
+) -> ApiResult<Json<Value>> {
+    let owner: Did = q
+        .owner_did
+        .parse()
+        .map_err(|e: tinycloud_auth::did::DidError| ApiError::bad_request(e.to_string()))?;
+    let network = NetworkId::new(owner, &name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let row = state
+        .networks
+        .network(&network.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("network not found"))?;
+    let d = descriptor(&state, &row);
+    Ok(Json(json!({
+        "networkId": d["networkId"], "ownerDid": d["ownerDid"], "name": d["name"], "alg": d["alg"],
+        "keyVersion": d["keyVersion"], "publicEncryptionKey": d["publicEncryptionKey"],
+        "state": d["state"], "keyBackend": d["keyBackend"],
+    })))
+}
+
+/// `POST /encryption/networks/<id>/revoke` (`tinycloud.encryption/network.revoke`) → 204.
+pub async fn revoke(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let network = parse_network(&id)?;
+    let authz = authorize(
+        &state,
+        &headers,
+        &network,
+        "tinycloud.encryption/network.revoke",
+    )
+    .await?;
+    check_admin_fact(&state, &authz, &network, &json!({}), "network.revoke")?;
+    if !state
+        .networks
+        .revoke_network(&network.to_string(), now().as_millis())
+        .await?
+    {
+        return Err(ApiError::not_found("network not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fields of a decrypt request; unknown fields are refused.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DecryptRequest {
+    #[serde(rename = "type")]
+    ty: String,
+    target_node: String,
+    network_id: String,
+    alg: String,
+    key_version: u32,
+    encrypted_symmetric_key: String,
+    encrypted_symmetric_key_hash: String,
+    receiver_public_key: String,
+    receiver_public_key_hash: String,
+}
+
+/// `POST /encryption/networks/<id>/decrypt`: re-wrap a content key to the requester's key.
+pub async fn decrypt(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> ApiResult<Json<Value>> {
+    let network = parse_network(&id)?;
+    let raw = read_json(body).await?;
+    let req: DecryptRequest = serde_json::from_value(raw.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid decrypt request: {e}")))?;
+    let row = state
+        .networks
+        .network(&network.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("network not found"))?;
+    let mut audit = AuditRow {
+        network: row.id.clone(),
+        actor: String::new(),
+        outcome: String::new(),
+        envelope_hash: Some(req.encrypted_symmetric_key_hash.clone()),
+        delegations: vec![],
+        invocation: None,
+        at: now().as_millis(),
+    };
+    let authz = match authorize(&state, &headers, &network, "tinycloud.encryption/decrypt").await {
+        Ok(a) => a,
+        Err(e) => {
+            audit.outcome = format!("denied:{}", e.status.as_u16());
+            let _ = state.networks.audit(&audit).await;
+            return Err(e);
+        }
+    };
+    audit.actor = authz.invocation.invoker().to_string();
+    audit.delegations = authz
+        .invocation
+        .info()
+        .parents
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    audit.invocation = Some(authz.invocation.cid().to_string());
+    let result = rewrap(&state, &authz, &network, &row, &req, &raw);
+    audit.outcome = match &result {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied:{}", e.message.split(':').next().unwrap_or("error")),
+    };
+    state.networks.audit(&audit).await?;
+    result.map(Json)
+}
+
+fn rewrap(
+    state: &SharedState,
+    authz: &AuthorizedInvocation,
+    network: &NetworkId,
+    row: &NetworkRow,
+    req: &DecryptRequest,
+    raw: &Value,
+) -> ApiResult<Value> {
+    let node = state.keys.node_did().to_string();
+    let mismatch =
+        |what: &str| ApiError::unauthorized(format!("{what}: does not match the request"));
+    if req.ty != DECRYPT_TYPE {
+        return Err(ApiError::bad_request(format!(
+            "type must be {DECRYPT_TYPE}"
+        )));
+    }
+    if req.target_node != node {
+        return Err(mismatch("targetNode"));
+    }
+    if req.network_id != network.to_string() {
+        return Err(mismatch("networkId"));
+    }
+    if row.state != "active" {
+        return Err(ApiError::new(StatusCode::CONFLICT, "network is not active"));
+    }
+    if req.alg != ALG || req.key_version != row.key_version {
+        return Err(ApiError::bad_request(
+            "alg or keyVersion does not match the network",
+        ));
+    }
+    if canonical_hash(&Value::String(req.encrypted_symmetric_key.clone()))
+        != req.encrypted_symmetric_key_hash
+    {
+        return Err(mismatch("encryptedSymmetricKeyHash"));
+    }
+    if canonical_hash(&Value::String(req.receiver_public_key.clone()))
+        != req.receiver_public_key_hash
+    {
+        return Err(mismatch("receiverPublicKeyHash"));
+    }
+    let body_hash = canonical_hash(raw);
+    let f = fact(authz, DECRYPT_TYPE)?;
+    for (k, v) in [
+        ("targetNode", node.as_str()),
+        ("networkId", req.network_id.as_str()),
+        ("bodyHash", body_hash.as_str()),
+        (
+            "encryptedSymmetricKeyHash",
+            req.encrypted_symmetric_key_hash.as_str(),
+        ),
+        (
+            "receiverPublicKeyHash",
+            req.receiver_public_key_hash.as_str(),
+        ),
+        ("alg", req.alg.as_str()),
+    ] {
+        if f.get(k).and_then(Value::as_str) != Some(v) {
+            return Err(mismatch(&format!("fact {k}")));
+        }
+    }
+    if f.get("keyVersion").and_then(Value::as_u64) != Some(u64::from(req.key_version)) {
+        return Err(mismatch("fact keyVersion"));
+    }
+    let wrapped = b64(&req.encrypted_symmetric_key)
+        .ok_or_else(|| ApiError::bad_request("encryptedSymmetricKey is not base64"))?;
+    let receiver: [u8; 32] = b64(&req.receiver_public_key)
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("receiverPublicKey must be 32 bytes of base64"))?;
+    let secret = open_private(&state.network_key, &row.sealed_private).ok_or_else(|| {
+        tracing::error!(network = %row.id, "sealed network key cannot be opened");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "network key unavailable")
+    })?;
+    let content_key =
+        unwrap(&secret, &wrapped).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let rewrapped = wrap(&PublicKey::from(receiver), &content_key);
+    let invocation_cid = authz.invocation.cid().to_string();
+    let request_hash = hex::encode(sha2::Sha256::digest(
+        format!("{invocation_cid}{body_hash}").as_bytes(),
+    ));
+    let mut resp = json!({
+        "type": RESULT_TYPE,
+        "targetNode": node,
+        "networkId": req.network_id,
+        "invocationCid": invocation_cid,
+        "encryptedSymmetricKeyHash": req.encrypted_symmetric_key_hash,
+        "receiverPublicKeyHash": req.receiver_public_key_hash,
+        "wrappedKey": STANDARD.encode(rewrapped),
+        "alg": ALG,
+        "keyVersion": req.key_version,
+        "requestHash": request_hash,
+        "nodeId": state.keys.node_did().to_string(),
+    });
+    let canonical = serde_json_canonicalizer::to_vec(&resp).unwrap_or_default();
+    let sig = state.keys.identity().sign(&canonical);
+    resp["nodeSignature"] = Value::String(STANDARD.encode(sig));
+    Ok(resp)
+}
+
+use sha2::Digest as _;
+
+/// `GET /encryption/networks/<id>/audit`: the decrypt audit trail, for the network's owner (or
+/// anyone delegated `tinycloud.encryption/audit` on it).
+pub async fn audit(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let network = parse_network(&id)?;
+    authorize(&state, &headers, &network, "tinycloud.encryption/audit").await?;
+    let rows = state.networks.audit_log(&network.to_string(), 500).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({
+                "actor": a.actor, "outcome": a.outcome, "envelopeHash": a.envelope_hash,
+                "delegations": a.delegations, "invocationCid": a.invocation, "at": rfc3339(a.at),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "networkId": network.to_string(), "records": items }),
+    ))
+}
