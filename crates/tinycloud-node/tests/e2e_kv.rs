@@ -159,6 +159,7 @@ async fn session_reads_and_writes_kv() {
     assert!(m.body.is_empty());
     assert_eq!(m.headers["etag"], etag.as_str());
     assert_eq!(m.headers["content-type"], "text/markdown");
+    assert_eq!(m.headers["x-tinycloud-content-length"], "7");
 
     let nm = kv(
         &node,

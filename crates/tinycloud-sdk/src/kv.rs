@@ -75,7 +75,9 @@ fn meta_of(h: &HeaderMap) -> Meta {
     Meta {
         etag: get("etag"),
         content_type: get("content-type"),
-        size: get("content-length").and_then(|v| v.parse().ok()),
+        size: get("x-tinycloud-content-length")
+            .or_else(|| get("content-length"))
+            .and_then(|v| v.parse().ok()),
         headers: h
             .iter()
             .filter(|(n, _)| {

@@ -310,6 +310,8 @@ pub fn object_headers(entry: &KvEntry, only_public: bool) -> HeaderMap {
         h.insert(header::ETAG, v);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.size));
+    // Survives responses without a body (metadata, 304), where Content-Length must be 0.
+    h.insert("x-tinycloud-content-length", HeaderValue::from(entry.size));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),

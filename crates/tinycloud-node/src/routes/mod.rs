@@ -103,6 +103,7 @@ fn cors_layer() -> tower_http::cors::CorsLayer {
             LAST_MODIFIED,
             HeaderName::from_static("x-tinycloud-truncated"),
             HeaderName::from_static("x-tinycloud-next-cursor"),
+            HeaderName::from_static("x-tinycloud-content-length"),
         ])
 }
 
