@@ -19,6 +19,10 @@ Examples:
   tc -p agent delegate use deleg.json
   tc -p agent kv get notes/today.md
 
+  # SQL, and a live feed of writes
+  tc sql notes \"SELECT * FROM note\"
+  tc watch kv/notes
+
   # Scripts and agents: machine-readable output and exit codes
   tc --json auth status
 
@@ -98,6 +102,42 @@ Examples:
   tc kv rm notes/today.md"
     )]
     Kv(KvCommand),
+    /// Run SQL on a database in the space, or export it
+    #[command(
+        override_usage = "tc sql [OPTIONS] <DB> <STATEMENT>\n       tc sql [OPTIONS] <DB> --export <FILE>",
+        after_help = "\
+Statements whose first keyword is SELECT, WITH, VALUES or EXPLAIN run as queries (they need
+sql/read); anything else, or any statement with --write, runs as a write (sql/write;
+CREATE/DROP/ALTER need sql/schema, PRAGMA sql/admin). The database is created by its first
+write. Parameters bind to ? placeholders in order; blobs are arrays of byte values.
+Human output is a table, or \"N rows changed\" for writes; --json prints the node's
+{columns, rows, rowCount} or {changes, lastInsertRowId}. Invalid SQL exits 1 (SQL_ERROR).
+
+Examples:
+  tc sql notes \"CREATE TABLE note (id INTEGER PRIMARY KEY, title TEXT NOT NULL)\"
+  tc sql notes \"INSERT INTO note (title) VALUES (?)\" --params '[\"hello\"]'
+  tc sql notes \"SELECT id, title FROM note ORDER BY id\"
+  tc --json sql notes \"SELECT * FROM note WHERE id = ?\" --params '[1]'
+  tc sql notes \"WITH t AS (SELECT 1) INSERT INTO note (title) SELECT 'x' FROM t\" --write
+  tc sql notes --export notes.db"
+    )]
+    Sql(SqlArgs),
+    /// Print writes in the space as they happen
+    #[command(after_help = "\
+TARGET is <service>[/<prefix>] in the profile's space (for delegates: the delegation's
+space) — kv, kv/notes, sql/<db>, sql/<db>/<table> — or <space>/<service>[/<prefix>], or a
+bare <space> for both kv and sql. Needs tinycloud.hooks/subscribe on
+<space>/hooks/<service>[/<prefix>]. A dropped connection is resumed without losing events.
+Each event prints as `SEQ TIME ACTOR ABILITY PATH`, or as one JSON object per line with
+--json. Runs until Ctrl-C; exits 5 if the subscription is revoked or expires.
+
+Examples:
+  tc watch kv/notes
+  tc --json watch kv --count 10
+  tc watch sql/notes
+  tc watch kv/notes --since 41        # resume after the event with seq 41
+  tc -p agent watch kv/notes          # as a delegate holding hooks:kv/notes:subscribe")]
+    Watch(WatchArgs),
     /// Delegate capabilities to other keys (apps, agents, devices), list and revoke them
     #[command(
         subcommand,
@@ -330,6 +370,39 @@ pub struct PutArgs {
     /// Only write if the key does not exist yet
     #[arg(long)]
     pub if_absent: bool,
+}
+
+/// `tc sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Database name (letters, digits, '.', '_' or '-')
+    pub db: String,
+    /// The SQL statement
+    #[arg(required_unless_present = "export")]
+    pub statement: Option<String>,
+    /// Parameters: a JSON array bound to the ? placeholders in order
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// Run as a write even if the statement starts like a query
+    #[arg(long)]
+    pub write: bool,
+    /// Write a consistent snapshot of the database (an SQLite file) to FILE
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["statement", "params", "write"])]
+    pub export: Option<PathBuf>,
+}
+
+/// `tc watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// What to watch: <service>[/<prefix>], <space>/<service>[/<prefix>] or <space>
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// Exit after this many write events
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Start after this sequence number (the seq of the last event handled; 0 replays the log)
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
 }
 
 /// `tc delegate …`.

@@ -10,6 +10,7 @@ mod duration;
 mod error;
 mod output;
 mod profile;
+mod table;
 
 use std::process::ExitCode;
 

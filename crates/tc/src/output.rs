@@ -65,6 +65,17 @@ impl Output {
         write_stdout(to_json_text(value).as_bytes())
     }
 
+    /// One line of a stream on stdout, flushed at once. `Ok(false)` when stdout has been
+    /// closed (`tc watch | head -3`): the caller should stop.
+    pub fn line(&self, text: &str) -> Result<bool, CliError> {
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(CliError::general(format!("cannot write to stdout: {e}"))),
+        }
+    }
+
     /// Raw bytes on stdout.
     pub fn raw(&self, bytes: &[u8]) -> Result<(), CliError> {
         write_stdout(bytes)

@@ -98,6 +98,21 @@ impl Persona {
         c
     }
 
+    /// `tc …` started in the background (stdout and stderr piped).
+    fn spawn(&self, args: &[&str]) -> Child {
+        StdCommand::new(TC)
+            .env_clear()
+            .env("TC_HOME", self.dir().join("state"))
+            .env("HOME", self.dir())
+            .current_dir(self.dir())
+            .args(["--host", &self.host])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tc")
+    }
+
     fn ok(&self, args: &[&str]) -> Vec<u8> {
         self.tc(args).assert().success().get_output().stdout.clone()
     }
@@ -112,6 +127,67 @@ impl Persona {
 fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Waits for a background `tc` to exit (killing it after `secs`); returns its exit code,
+/// stdout and stderr.
+fn finish(mut child: Child, secs: u64) -> (Option<i32>, String, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("tc did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |r: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(r) = r {
+            r.read_to_string(&mut text).unwrap();
+        }
+        text
+    };
+    let out = read(child.stdout.as_mut().map(|s| s as &mut dyn std::io::Read));
+    let err = read(child.stderr.as_mut().map(|s| s as &mut dyn std::io::Read));
+    (status.code(), out, err)
+}
+
+/// A session-only persona holding a delegation from `owner` for `--service/--path/--actions`;
+/// returns it and the delegation's CID.
+fn delegate(
+    node: &Node,
+    owner: &Persona,
+    service: &str,
+    path: &str,
+    actions: &str,
+) -> (Persona, String) {
+    let agent = Persona::new(node);
+    let did = String::from_utf8(agent.ok(&["init", "--session-only"])).unwrap();
+    let file = owner.file(&format!("deleg-{service}.json"));
+    owner
+        .tc(&[
+            "delegate",
+            "create",
+            "--to",
+            did.trim(),
+            "--service",
+            service,
+            "--path",
+            path,
+        ])
+        .args(["--actions", actions, "--yes", "-o"])
+        .arg(&file)
+        .assert()
+        .success();
+    agent.tc(&["delegate", "use"]).arg(&file).assert().success();
+    let cid = parse(&std::fs::read(&file).unwrap())["cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (agent, cid)
 }
 
 fn owner(node: &Node) -> Persona {
@@ -535,4 +611,196 @@ fn status_exit_codes_completion_and_help() {
             .success()
             .stdout(predicate::str::contains("Examples:"));
     }
+}
+
+#[test]
+fn sql_statements_tables_json_export_and_permissions() {
+    let node = Node::start();
+    let o = owner(&node);
+    o.tc(&[
+        "sql",
+        "notes",
+        "CREATE TABLE note (id INTEGER PRIMARY KEY, title TEXT NOT NULL, stars REAL)",
+    ])
+    .assert()
+    .success()
+    .stdout("0 rows changed\n");
+    o.tc(&[
+        "sql",
+        "notes",
+        "INSERT INTO note (title, stars) VALUES (?, ?)",
+    ])
+    .args(["--params", r#"["hello", 4.5]"#])
+    .assert()
+    .success()
+    .stdout("1 row changed, last insert id 1\n");
+    let inserted = o.json(&[
+        "sql",
+        "notes",
+        "insert into note (title) values (?)",
+        "--params",
+        r#"["two\nlines"]"#,
+    ]);
+    assert_eq!(
+        inserted,
+        serde_json::json!({"changes": 1, "lastInsertRowId": 2})
+    );
+
+    o.tc(&[
+        "sql",
+        "notes",
+        "SELECT id, title, stars FROM note ORDER BY id",
+    ])
+    .assert()
+    .success()
+    .stdout(
+        "id | title      | stars\n\
+             ---+------------+------\n\
+             \x201 | hello      |   4.5\n\
+             \x202 | two\\nlines | NULL\n\
+             (2 rows)\n",
+    );
+    let rows = o.json(&[
+        "sql",
+        "notes",
+        "SELECT id, title FROM note WHERE id = ?",
+        "--params",
+        "[1]",
+    ]);
+    assert_eq!(
+        rows,
+        serde_json::json!({"columns": ["id", "title"], "rows": [[1, "hello"]], "rowCount": 1})
+    );
+    // A reporting PRAGMA runs as an admin statement and still prints its rows.
+    let info = o.json(&["sql", "notes", "PRAGMA table_info(note)"]);
+    assert_eq!(info["rowCount"], 3);
+
+    // Bad SQL is exit 1 (SQL_ERROR); bad command lines are exit 2; a missing database 4.
+    o.tc(&["sql", "notes", "SELECT * FROM nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no such table"));
+    let err = o
+        .tc(&["--json", "sql", "notes", "SELEC 1"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    assert_eq!(parse(&err)["error"]["code"], "SQL_ERROR");
+    o.tc(&["sql", "notes", "SELECT ?", "--params", "{\"a\":1}"])
+        .assert()
+        .code(2);
+    o.tc(&["sql", "../x", "SELECT 1"]).assert().code(2);
+    o.tc(&["sql", "notes"]).assert().code(2);
+    o.tc(&["sql", "notes", "SELECT 1", "--export", "x.db"])
+        .assert()
+        .code(2);
+    o.tc(&["sql", "missing", "SELECT 1"]).assert().code(4);
+
+    // Export: a binary SQLite file.
+    o.tc(&["sql", "notes", "--export", "notes.db"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("notes.db"));
+    let file = std::fs::read(o.file("notes.db")).unwrap();
+    assert!(file.starts_with(b"SQLite format 3\0"));
+
+    // A delegate acts in the delegation's space, and only with what it was granted.
+    let (kv_only, _) = delegate(&node, &o, "kv", "notes/", "get");
+    kv_only
+        .tc(&["sql", "notes", "SELECT * FROM note"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("tinycloud.sql/read"));
+    let (reader, _) = delegate(&node, &o, "sql", "notes", "read");
+    assert_eq!(
+        reader.json(&["sql", "notes", "SELECT count(*) AS n FROM note"])["rows"],
+        serde_json::json!([[2]])
+    );
+    reader
+        .tc(&["sql", "notes", "DELETE FROM note"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("tinycloud.sql/write"));
+
+    o.tc(&["sql", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:").and(predicate::str::contains("--export")));
+}
+
+#[test]
+fn watch_prints_writes_as_they_happen() {
+    let node = Node::start();
+    let o = owner(&node);
+
+    // JSON lines, from the start of the log (so nothing depends on when it connects).
+    let watch = o.spawn(&[
+        "--json", "watch", "kv/notes", "--count", "2", "--since", "0",
+    ]);
+    o.ok(&["kv", "put", "notes/a", "1"]);
+    o.ok(&["kv", "put", "other/x", "1"]);
+    o.ok(&["kv", "put", "notes/b", "2"]);
+    let (code, out, err) = finish(watch, 20);
+    assert_eq!(code, Some(0), "{err}");
+    let events: Vec<Value> = out.lines().map(|l| parse(l.as_bytes())).collect();
+    assert_eq!(events.len(), 2, "{out}");
+    assert_eq!(events[0]["type"], "write");
+    assert_eq!(events[0]["path"], "notes/a");
+    assert_eq!(events[0]["ability"], "tinycloud.kv/put");
+    assert_eq!(events[1]["path"], "notes/b");
+    assert_eq!(
+        events[1]["seq"].as_u64().unwrap(),
+        events[0]["seq"].as_u64().unwrap() + 2
+    );
+
+    // Live, human lines: write once the watcher says it is watching.
+    let mut watch = o.spawn(&["watch", "kv/notes", "--count", "1"]);
+    let mut stderr = BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Watching") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "tc watch exited");
+    }
+    o.ok(&["kv", "put", "notes/c", "3"]);
+    let (code, out, _) = finish(watch, 20);
+    assert_eq!(code, Some(0));
+    let fields: Vec<&str> = out.trim().split(' ').collect();
+    assert_eq!(fields.len(), 5, "{out}");
+    assert!(fields[0].parse::<u64>().is_ok(), "{out}");
+    assert!(fields[2].starts_with("did:"), "{out}");
+    assert_eq!(&fields[3..], ["tinycloud.kv/put", "notes/c"]);
+
+    // A delegate without a hooks grant is refused; one with it is cut off on revocation.
+    let (kv_only, _) = delegate(&node, &o, "kv", "notes/", "get");
+    kv_only
+        .tc(&["watch", "kv/notes"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("tinycloud.hooks/subscribe"));
+    let (watcher, cid) = delegate(&node, &o, "hooks", "kv/notes", "subscribe");
+    watcher.tc(&["watch", "kv"]).assert().code(5);
+    let mut watch = watcher.spawn(&["watch", "kv/notes"]);
+    let mut stderr = BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Watching") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "tc watch exited");
+    }
+    o.ok(&["delegate", "revoke", &cid]);
+    let (code, _, _) = finish(watch, 20);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("revoked"),
+        "{err}"
+    );
+
+    o.tc(&["watch", "files/x"]).assert().code(2);
+    o.tc(&["watch", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"));
 }

@@ -113,6 +113,7 @@ pub fn default_capabilities(owner: &Did, space_name: &str) -> Result<Vec<Capabil
     }
     add(network.to_string(), "tinycloud.encryption/decrypt")?;
     add(network.to_string(), "tinycloud.encryption/network.create")?;
+    add(network.to_string(), "tinycloud.encryption/audit")?;
     Ok(caps)
 }
 

@@ -6,8 +6,8 @@
 //!   external signer).
 //! - [`session`]: sessions and their storage (files compatible in shape with the reference,
 //!   memory).
-//! - [`kv`]: the KV service. [`delegation`]: delegating to other keys, portable delegations,
-//!   revocation.
+//! - [`kv`]: the KV service. [`sql`]: SQL databases. [`hooks`]: live write events.
+//!   [`delegation`]: delegating to other keys, portable delegations, revocation.
 //!
 //! Every call builds a fresh single-use invocation; every failure is a typed [`Error`].
 
@@ -15,8 +15,12 @@
 
 pub mod client;
 pub mod delegation;
+pub mod encryption;
 pub mod error;
+pub mod hooks;
 pub mod kv;
+pub mod manifest;
+pub mod secrets;
 pub mod session;
 pub mod signer;
 pub mod sql;

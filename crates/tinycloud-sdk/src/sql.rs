@@ -55,6 +55,37 @@ pub struct Changes {
     pub last_insert_row_id: Option<i64>,
 }
 
+/// What a statement produced: rows (queries, `PRAGMA`s that report, `… RETURNING`) or a
+/// change count.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Rows.
+    Rows(Rows),
+    /// A write's effect.
+    Changes(Changes),
+}
+
+fn rows(v: &Value) -> Rows {
+    Rows {
+        columns: v["columns"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        rows: v["rows"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 fn changes(v: &Value) -> Changes {
     Changes {
         changes: v["changes"].as_u64().unwrap_or(0),
@@ -84,18 +115,28 @@ pub struct Sql<'a> {
 /// Which SQL ability a statement needs, from its first keyword: the node enforces the real
 /// rule with SQLite's authorizer; this only picks what to ask for.
 pub fn ability_for(sql: &str, write: bool) -> &'static str {
-    let first = sql
-        .trim_start()
-        .split(|c: char| c.is_whitespace() || c == '(')
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    match first.as_str() {
+    match first_keyword(sql).as_str() {
         "PRAGMA" => "admin",
         "CREATE" | "DROP" | "ALTER" => "schema",
         _ if write => "write",
         _ => "read",
     }
+}
+
+/// Whether a statement only reads, judged by its first keyword (`SELECT`, `WITH`, `VALUES`,
+/// `EXPLAIN`). A heuristic for choosing between [`Sql::query`] and [`Sql::execute`]; the node
+/// decides with SQLite itself.
+pub fn is_query(sql: &str) -> bool {
+    let first = first_keyword(sql);
+    matches!(first.as_str(), "SELECT" | "WITH" | "VALUES" | "EXPLAIN")
+}
+
+fn first_keyword(sql: &str) -> String {
+    sql.trim_start()
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
 }
 
 impl<'a> Sql<'a> {
@@ -150,23 +191,24 @@ impl<'a> Sql<'a> {
                 json!({"action": "query", "sql": sql, "params": params}),
             )
             .await?;
-        Ok(Rows {
-            columns: v["columns"]
-                .as_array()
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            rows: v["rows"]
-                .as_array()
-                .map(|rs| {
-                    rs.iter()
-                        .map(|r| r.as_array().cloned().unwrap_or_default())
-                        .collect()
-                })
-                .unwrap_or_default(),
+        Ok(rows(&v))
+    }
+
+    /// Runs one statement as a query (`write == false`) or as a write, and returns whatever
+    /// it produced: rows for statements that return them (including `… RETURNING` and
+    /// reporting `PRAGMA`s), else the change count.
+    pub async fn run(&self, sql: &str, params: &[Value], write: bool) -> Result<Outcome> {
+        let action = if write { "execute" } else { "query" };
+        let v = self
+            .json(
+                ability_for(sql, write),
+                json!({"action": action, "sql": sql, "params": params}),
+            )
+            .await?;
+        Ok(if v.get("columns").is_some() {
+            Outcome::Rows(rows(&v))
+        } else {
+            Outcome::Changes(changes(&v))
         })
     }
 
@@ -261,5 +303,38 @@ impl TinyCloud {
     /// A database in another space.
     pub fn sql_in(&self, space: SpaceId, db: &str) -> Sql<'_> {
         Sql::new(self, Some(space), db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_classified_by_their_first_keyword() {
+        for q in [
+            "SELECT 1",
+            "  select * from t",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "values(1)",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(is_query(q), "{q}");
+        }
+        for w in [
+            "INSERT INTO t VALUES (1)",
+            "update t set a=1",
+            "DELETE FROM t",
+            "REPLACE INTO t VALUES (1)",
+            "CREATE TABLE t (a)",
+            "PRAGMA user_version",
+            "",
+        ] {
+            assert!(!is_query(w), "{w}");
+        }
+        assert_eq!(ability_for("pragma x", true), "admin");
+        assert_eq!(ability_for("drop table t", true), "schema");
+        assert_eq!(ability_for("insert into t values (1)", true), "write");
+        assert_eq!(ability_for("SELECT 1", false), "read");
     }
 }

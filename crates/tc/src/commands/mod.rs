@@ -4,6 +4,8 @@ pub mod auth;
 pub mod delegate;
 pub mod kv;
 pub mod node;
+pub mod sql;
+pub mod watch;
 
 use std::io::Read as _;
 use std::path::Path;
@@ -153,6 +155,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             KvCommand::Rm { key, if_match } => kv::rm(ctx, &key, if_match.as_deref()).await,
             KvCommand::Head { key } => kv::head(ctx, &key).await,
         },
+        Command::Sql(args) => sql::run(ctx, args).await,
+        Command::Watch(args) => watch::run(ctx, &args).await,
         Command::Delegate(cmd) => match cmd {
             DelegateCommand::Create(args) => delegate::create(ctx, &args).await,
             DelegateCommand::Use { source } => auth::import(ctx, Some(&source)),

@@ -170,9 +170,10 @@ async fn pump(
     ticket: Ticket,
     proofs: Vec<Cid>,
     resume: Option<u64>,
+    mut bus: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
+    live_from: u64,
     tx: mpsc::Sender<Event>,
 ) {
-    let mut bus = state.index.subscribe();
     let mut last = match resume {
         Some(from) => match replay(&state, &ticket, from, &tx).await {
             Ok(Some(l)) => l,
@@ -189,7 +190,7 @@ async fn pump(
             }
             Err(()) => return,
         },
-        None => latest_seq(&state, &ticket.space).await,
+        None => live_from,
     };
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -257,8 +258,25 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribe and fix the starting point before answering, so no write committed after the
+    // response can be missed; tell the client where the stream starts.
+    let bus = state.index.subscribe();
+    let live_from = latest_seq(&state, &ticket.space).await;
     let (tx, rx) = mpsc::channel::<Event>(256);
-    tokio::spawn(pump(state.clone(), ticket, proofs, resume, tx));
+    let ready = Event::default()
+        .event("ready")
+        .id(resume.unwrap_or(live_from).to_string())
+        .data(json!({"type": "ready", "seq": live_from}).to_string());
+    let _ = tx.send(ready).await;
+    tokio::spawn(pump(
+        state.clone(),
+        ticket,
+        proofs,
+        resume,
+        bus,
+        live_from,
+        tx,
+    ));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
     });

@@ -159,9 +159,8 @@ pub async fn handle(
             CaveatOk::Unchanged => {}
         }
     }
-    let writes = level != Level::Read
-        && !c.read_only
-        && !matches!(req, SqlRequest::Export | SqlRequest::Query { .. });
+    // Any request signed with a write-class ability may write (even as a `query`): check quota.
+    let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
     if writes {
         if let Some(limit) = state.limit_for(r.space().is_public()) {
             let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space);

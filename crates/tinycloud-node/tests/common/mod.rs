@@ -485,7 +485,8 @@ impl SseReader {
                         any = true;
                     }
                 }
-                if any {
+                // `ready` only says where the stream starts.
+                if any && ev.event != "ready" {
                     return Some(ev);
                 }
                 continue;

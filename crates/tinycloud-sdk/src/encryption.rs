@@ -1,0 +1,379 @@
+//! Client side of encryption networks: encrypt to a network's public key (the node never sees
+//! content), and decrypt through the node's re-wrap with a fresh receiver key, verifying the
+//! node's signed, bound answer. The network key never reaches the client.
+//!
+//! Envelopes: `v: 2` binds the envelope's `aad` into AES-GCM; `v: 1` envelopes (written by
+//! reference clients, which record `aad` without binding it) are still read.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tinycloud_auth::did::Did;
+use tinycloud_auth::resource::NetworkId;
+use tinycloud_auth::session::{capability, invocation};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::client::TinyCloud;
+use crate::error::{from_status, Error, Result};
+use crate::session::now;
+
+/// The algorithm identifier.
+pub const ALG: &str = "x25519-aes256gcm/v1";
+
+/// Hex SHA-256 of canonical JSON (for a string: of its quoted form).
+pub fn canonical_hash(v: &Value) -> String {
+    hex::encode(Sha256::digest(
+        serde_json_canonicalizer::to_vec(v).unwrap_or_default(),
+    ))
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// `ephemeral pub ‖ 0x01 ‖ nonce ‖ AES-256-GCM(key)` with the raw X25519 secret as AES key.
+fn wrap(to: &PublicKey, key: &[u8; 32]) -> Vec<u8> {
+    let eph = StaticSecret::from(random::<32>());
+    let shared = eph.diffie_hellman(to);
+    let nonce = random::<12>();
+    let ct = Aes256Gcm::new(shared.as_bytes().into())
+        .encrypt(&Nonce::from(nonce), key.as_slice())
+        .unwrap_or_default();
+    let mut out = PublicKey::from(&eph).as_bytes().to_vec();
+    out.push(0x01);
+    out.extend_from_slice(&nonce);
+    out.extend(ct);
+    out
+}
+
+fn unwrap(secret: &StaticSecret, wrapped: &[u8]) -> Result<[u8; 32]> {
+    let bad = || Error::Token("the node returned a malformed wrapped key".into());
+    if wrapped.len() < 32 + 1 + 12 + 16 || wrapped[32] != 0x01 {
+        return Err(bad());
+    }
+    let eph: [u8; 32] = wrapped[..32].try_into().map_err(|_| bad())?;
+    let nonce: [u8; 12] = wrapped[33..45].try_into().map_err(|_| bad())?;
+    let shared = secret.diffie_hellman(&PublicKey::from(eph));
+    let key = Aes256Gcm::new(shared.as_bytes().into())
+        .decrypt(&Nonce::from(nonce), &wrapped[45..])
+        .map_err(|_| bad())?;
+    key.try_into().map_err(|_| bad())
+}
+
+/// An encrypted value as stored (compatible in shape with the reference's inline envelope).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    /// 2 = `aad` bound into AES-GCM; 1 = legacy (recorded, not bound).
+    pub v: u32,
+    /// The network.
+    pub network_id: String,
+    /// Algorithm.
+    pub alg: String,
+    /// Network key version.
+    pub key_version: u32,
+    /// The content key wrapped to the network (base64).
+    pub encrypted_symmetric_key: String,
+    /// Canonical hash of `encryptedSymmetricKey`.
+    pub encrypted_symmetric_key_hash: String,
+    /// `nonce(12) ‖ AES-256-GCM(plaintext ‖ tag)` (base64).
+    pub ciphertext: String,
+    /// Associated data (base64).
+    pub aad: String,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// A network's public description.
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Id.
+    pub id: NetworkId,
+    /// X25519 public key.
+    pub public_key: [u8; 32],
+    /// Key version.
+    pub key_version: u32,
+    /// `active` or `revoked`.
+    pub state: String,
+}
+
+impl Envelope {
+    /// Encrypts `plaintext` to `network`, binding `aad`.
+    pub fn seal(
+        network: &Network,
+        plaintext: &[u8],
+        aad: &[u8],
+        metadata: Map<String, Value>,
+    ) -> Envelope {
+        let key = random::<32>();
+        let nonce = random::<12>();
+        let ct = Aes256Gcm::new((&key).into())
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut blob = nonce.to_vec();
+        blob.extend(ct);
+        let esk = STANDARD.encode(wrap(&PublicKey::from(network.public_key), &key));
+        Envelope {
+            v: 2,
+            network_id: network.id.to_string(),
+            alg: ALG.into(),
+            key_version: network.key_version,
+            encrypted_symmetric_key_hash: canonical_hash(&Value::String(esk.clone())),
+            encrypted_symmetric_key: esk,
+            ciphertext: STANDARD.encode(blob),
+            aad: STANDARD.encode(aad),
+            metadata,
+        }
+    }
+
+    /// Decrypts with the content key; `expected_aad` must match the envelope's.
+    pub fn open_with(&self, key: &[u8; 32], expected_aad: &[u8]) -> Result<Vec<u8>> {
+        let invalid = |m: &str| Error::Token(format!("envelope: {m}"));
+        let aad = STANDARD
+            .decode(&self.aad)
+            .map_err(|_| invalid("aad is not base64"))?;
+        if aad != expected_aad {
+            return Err(invalid("aad does not match this value's location"));
+        }
+        let blob = STANDARD
+            .decode(&self.ciphertext)
+            .map_err(|_| invalid("ciphertext is not base64"))?;
+        let (nonce, ct) = blob
+            .split_at_checked(12)
+            .ok_or_else(|| invalid("ciphertext too short"))?;
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| invalid("bad nonce"))?;
+        let cipher = Aes256Gcm::new(key.into());
+        let out = match self.v {
+            2 => cipher.decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad }),
+            1 => cipher.decrypt(&Nonce::from(nonce), ct),
+            v => return Err(invalid(&format!("unsupported envelope version {v}"))),
+        };
+        out.map_err(|_| invalid("does not decrypt (tampered or wrong key)"))
+    }
+}
+
+impl TinyCloud {
+    /// The node's DID (from `/info`).
+    pub async fn node_did(&self) -> Result<Did> {
+        self.info()
+            .await?
+            .node_id
+            .parse()
+            .map_err(|e: tinycloud_auth::did::DidError| Error::Node {
+                status: 200,
+                message: format!("invalid nodeId: {e}"),
+            })
+    }
+
+    /// A network's descriptor, or `None`.
+    pub async fn network(&self, id: &NetworkId) -> Result<Option<Network>> {
+        let url = self.url(&format!(
+            "/encryption/networks/{}",
+            id.to_string().replace(':', "%3A")
+        ));
+        let r = self.http().get(url).send().await?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            let s = r.status().as_u16();
+            return Err(from_status(s, r.text().await.unwrap_or_default()));
+        }
+        let v: Value = r.json().await?;
+        let d = &v["descriptor"];
+        let public_key: [u8; 32] = d["publicEncryptionKey"]
+            .as_str()
+            .and_then(|k| STANDARD.decode(k).ok())
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| Error::Node {
+                status: 200,
+                message: "network descriptor without a valid public key".into(),
+            })?;
+        Ok(Some(Network {
+            id: id.clone(),
+            public_key,
+            key_version: u32::try_from(d["keyVersion"].as_u64().unwrap_or(1)).unwrap_or(1),
+            state: d["state"].as_str().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    /// Creates the owner's network if needed (an existing one is fine) and returns it.
+    pub async fn ensure_network(&self, id: &NetworkId) -> Result<Network> {
+        if let Some(n) = self.network(id).await? {
+            return Ok(n);
+        }
+        let node = self.node_did().await?;
+        let body = json!({"name": id.name(), "ownerDid": id.owner().to_string(), "threshold": {"n": 1, "t": 1}});
+        let fact = json!({
+            "type": "tinycloud.encryption.network-admin/v1", "targetNode": node.to_string(),
+            "networkId": id.to_string(), "bodyHash": canonical_hash(&body), "action": "network.create",
+        });
+        let token = self.node_invocation(&node, id, "tinycloud.encryption/network.create", fact)?;
+        let r = self
+            .http()
+            .post(self.url("/encryption/networks"))
+            .header("authorization", token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        if status != 200 && status != 409 {
+            return Err(from_status(status, r.text().await.unwrap_or_default()));
+        }
+        self.network(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    fn node_invocation(
+        &self,
+        node: &Did,
+        network: &NetworkId,
+        ability: &str,
+        fact: Value,
+    ) -> Result<String> {
+        let s = self.active_session()?;
+        let cap = capability(&network.to_string(), ability).map_err(Error::InvalidInput)?;
+        let facts: Vec<Map<String, Value>> = fact
+            .as_object()
+            .filter(|f| !f.is_empty())
+            .cloned()
+            .into_iter()
+            .collect();
+        Ok(invocation(
+            &s.key()?,
+            Some(node.clone()),
+            &[s.delegation_cid()?],
+            vec![cap],
+            now(),
+            self.config().invocation_ttl_secs.clamp(30, 300),
+            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            facts,
+        )
+        .map_err(|e| Error::Token(e.to_string()))?
+        .as_str()
+        .to_owned())
+    }
+
+    /// The network's decrypt audit trail (owner, or holders of `tinycloud.encryption/audit`).
+    pub async fn network_audit(&self, id: &NetworkId) -> Result<Value> {
+        let node = self.node_did().await?;
+        let token = self.node_invocation(&node, id, "tinycloud.encryption/audit", json!({}))?;
+        let r = self
+            .http()
+            .get(self.url(&format!(
+                "/encryption/networks/{}/audit",
+                id.to_string().replace(':', "%3A")
+            )))
+            .header("authorization", token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, text));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Token(e.to_string()))
+    }
+
+    /// Decrypts an envelope through the node: a fresh receiver key, a single-use invocation
+    /// bound to the request by hashes, and a check of every binding and of the node's
+    /// signature before the re-wrapped key is used.
+    pub async fn decrypt(&self, env: &Envelope, expected_aad: &[u8]) -> Result<Vec<u8>> {
+        let network: NetworkId = env
+            .network_id
+            .parse()
+            .map_err(|e: tinycloud_auth::resource::ResourceError| Error::Token(e.to_string()))?;
+        let node = self.node_did().await?;
+        let receiver = StaticSecret::from(random::<32>());
+        let rpk = STANDARD.encode(PublicKey::from(&receiver).as_bytes());
+        let body = json!({
+            "type": "tinycloud.encryption.decrypt/v1",
+            "targetNode": node.to_string(),
+            "networkId": env.network_id,
+            "alg": env.alg,
+            "keyVersion": env.key_version,
+            "encryptedSymmetricKey": env.encrypted_symmetric_key,
+            "encryptedSymmetricKeyHash": env.encrypted_symmetric_key_hash,
+            "receiverPublicKey": rpk,
+            "receiverPublicKeyHash": canonical_hash(&Value::String(rpk.clone())),
+        });
+        let body_hash = canonical_hash(&body);
+        let fact = json!({
+            "type": "tinycloud.encryption.decrypt/v1", "targetNode": node.to_string(),
+            "networkId": env.network_id, "bodyHash": body_hash,
+            "encryptedSymmetricKeyHash": env.encrypted_symmetric_key_hash,
+            "receiverPublicKeyHash": body["receiverPublicKeyHash"], "alg": env.alg, "keyVersion": env.key_version,
+        });
+        let token = self.node_invocation(&node, &network, "tinycloud.encryption/decrypt", fact)?;
+        let invocation_cid = tinycloud_auth::cid::blake3_cid(token.as_bytes()).to_string();
+        let r = self
+            .http()
+            .post(self.url(&format!(
+                "/encryption/networks/{}/decrypt",
+                env.network_id.replace(':', "%3A")
+            )))
+            .header("authorization", &token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(from_status(status, text));
+        }
+        let mut resp: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Token(format!("invalid decrypt response: {e}")))?;
+        let sig = resp
+            .as_object_mut()
+            .and_then(|o| o.remove("nodeSignature"))
+            .and_then(|s| s.as_str().and_then(|s| STANDARD.decode(s).ok()))
+            .ok_or_else(|| Error::Token("decrypt response is not signed".into()))?;
+        let canonical = serde_json_canonicalizer::to_vec(&resp).unwrap_or_default();
+        node.public_key()
+            .ok_or_else(|| Error::Token("node DID has no key".into()))?
+            .verify(&canonical, &sig)
+            .map_err(|_| Error::Token("decrypt response signature is invalid".into()))?;
+        let expect_request = hex::encode(Sha256::digest(
+            format!("{invocation_cid}{body_hash}").as_bytes(),
+        ));
+        for (field, want) in [
+            ("invocationCid", invocation_cid.as_str()),
+            ("requestHash", expect_request.as_str()),
+            ("networkId", env.network_id.as_str()),
+            (
+                "encryptedSymmetricKeyHash",
+                env.encrypted_symmetric_key_hash.as_str(),
+            ),
+            ("targetNode", &node.to_string()),
+        ] {
+            if resp[field].as_str() != Some(want) {
+                return Err(Error::Token(format!(
+                    "decrypt response binding mismatch: {field}"
+                )));
+            }
+        }
+        let wrapped = resp["wrappedKey"]
+            .as_str()
+            .and_then(|w| STANDARD.decode(w).ok())
+            .ok_or_else(|| Error::Token("decrypt response has no wrapped key".into()))?;
+        let key = unwrap(&receiver, &wrapped)?;
+        env.open_with(&key, expected_aad)
+    }
+}
