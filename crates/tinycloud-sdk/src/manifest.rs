@@ -418,6 +418,40 @@ pub fn consent(manifest: &Manifest, owner: &Did, expires: Timestamp) -> Result<S
     ))
 }
 
+impl crate::client::TinyCloud {
+    /// Signs in with exactly what `manifest` asks for (its consent text should have been shown
+    /// first, see [`consent`]); afterwards creates the owner's encryption networks the
+    /// manifest decrypts on.
+    pub async fn sign_in_with_manifest(
+        &self,
+        signer: &dyn crate::signer::Signer,
+        manifest: &Manifest,
+    ) -> Result<crate::session::Session> {
+        let owner = Did::pkh(signer.chain_id().await?, signer.address().await?)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let caps = manifest.capabilities(&owner)?;
+        let client = crate::client::TinyCloud::new(crate::client::Config {
+            capabilities: Some(caps.clone()),
+            space_name: manifest
+                .space
+                .clone()
+                .unwrap_or_else(|| "applications".into()),
+            session_secs: manifest.expiry_ms()? / 1000,
+            ..self.config().clone()
+        })?;
+        let session = client.sign_in(signer).await?;
+        self.set_session(Some(session.clone()));
+        for cap in &caps {
+            if let tinycloud_auth::resource::Resource::Network(n) = &cap.resource {
+                if n.owner() == &owner && cap.ability.name() == "network.create" {
+                    self.ensure_network(n).await?;
+                }
+            }
+        }
+        Ok(session)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,3 +194,47 @@ async fn secrets_share_revoke_and_audit() {
         .any(|r| r["outcome"].as_str().unwrap().starts_with("denied")));
     node.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tinycloud_node::config::Config {
+        port: 0,
+        storage: tinycloud_node::config::StorageConfig {
+            datadir: dir.path().to_path_buf(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let node = tinycloud_node::server::start(cfg).await.unwrap();
+    let signer = LocalSigner::generate(1);
+    let owner_did = Did::pkh(1, signer.eth_address()).unwrap();
+    let manifest = tinycloud_sdk::manifest::Manifest::from_json(&format!(
+        r#"{{"app_id":"com.example.notes","name":"Notes","expiry":"1d",
+            "permissions":[{{"service":"tinycloud.encryption","path":"urn:tinycloud:encryption:{owner_did}:default","actions":["decrypt"]}}],
+            "secrets":{{"OPENAI_API_KEY":true}}}}"#
+    ))
+    .unwrap();
+    let text = tinycloud_sdk::manifest::consent(
+        &manifest,
+        &owner_did,
+        tinycloud_sdk::session::now().plus_secs(86_400),
+    )
+    .unwrap();
+    assert!(text.contains("Notes (com.example.notes)"), "{text}");
+    let app = TinyCloud::new(Config::new(node.url())).unwrap();
+    app.sign_in_with_manifest(&signer, &manifest).await.unwrap();
+    // the network exists after sign-in
+    let network = NetworkId::new(owner_did.clone(), "default").unwrap();
+    assert!(app.network(&network).await.unwrap().is_some());
+    // inside the app's prefix: allowed; outside: refused
+    app.kv()
+        .put("com.example.notes/a", "x", &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        app.kv().put("elsewhere", "x", &PutOptions::default()).await,
+        Err(Error::PermissionDenied { .. })
+    ));
+    node.stop().await.unwrap();
+}

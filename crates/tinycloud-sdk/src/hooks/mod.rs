@@ -10,6 +10,7 @@
 
 mod sse;
 mod stream;
+mod webhooks;
 
 use std::time::Duration;
 
