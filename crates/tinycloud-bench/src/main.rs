@@ -34,6 +34,8 @@ struct Args {
     seconds: u64,
     /// Run the hooks fan-out scenario with this many SSE subscribers instead.
     hooks: Option<usize>,
+    /// Run the secrets decrypt round-trip scenario instead.
+    decrypt: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -42,6 +44,7 @@ fn parse_args() -> anyhow::Result<Args> {
         connections: 64,
         seconds: 10,
         hooks: None,
+        decrypt: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -51,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--connections" => args.connections = val()?.parse()?,
             "--seconds" => args.seconds = val()?.parse()?,
             "--hooks" => args.hooks = Some(val()?.parse()?),
+            "--decrypt" => args.decrypt = true,
             _ => bail!("usage: tinycloud-bench [--node PATH] [--connections N] [--seconds S]"),
         }
     }
@@ -376,6 +380,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
 
+    if args.decrypt {
+        decrypt_bench(
+            &format!("http://{addr}"),
+            pid,
+            args.seconds,
+            args.connections.min(32),
+        )
+        .await?;
+        let _ = child.kill().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let s = sign_in(&addr).await?;
     if let Some(n) = args.hooks {
         hooks_fanout(&addr, pid, &s, n, 200).await?;
@@ -675,5 +691,88 @@ async fn hooks_fanout(
     for t in tasks {
         t.abort();
     }
+    Ok(())
+}
+
+/// Secret reads through the SDK, end to end: KV get of the envelope, decrypt invocation, the
+/// node's re-wrap, verification of its signed answer, unwrap and AES-GCM decryption.
+async fn decrypt_bench(
+    url: &str,
+    pid: u32,
+    seconds: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use tinycloud_sdk::{Config, LocalSigner, TinyCloud};
+    let tc = Arc::new(TinyCloud::new(Config::new(url))?);
+    let signer = LocalSigner::generate(1);
+    tc.sign_in(&signer).await?;
+    let owner = Did::pkh(1, signer.eth_address())?;
+    tc.host_space(&signer, &SpaceId::new(owner, "secrets")?)
+        .await?;
+    tc.secrets()?.put("API_KEY", "sk-bench-value", None).await?;
+    assert_eq!(tc.secrets()?.get("API_KEY", None).await?, "sk-bench-value");
+    let space = SpaceId::new(Did::pkh(1, signer.eth_address())?, "secrets")?;
+    let raw = tc.kv_in(space.clone()).get("vault/secrets/API_KEY").await?;
+    let env: Arc<tinycloud_sdk::encryption::Envelope> =
+        Arc::new(serde_json::from_slice(&raw.data)?);
+    let aad = Arc::new(tinycloud_sdk::secrets::aad(&space, "vault/secrets/API_KEY"));
+    for (label, full) in [
+        ("decrypt round trip (node re-wrap, verify, AES-GCM)", false),
+        ("secret read (KV get + decrypt)", true),
+    ] {
+        let done = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (tc, done, env, aad) = (tc.clone(), done.clone(), env.clone(), aad.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    if full {
+                        let v = tc.secrets()?.get("API_KEY", None).await?;
+                        anyhow::ensure!(v == "sk-bench-value", "wrong plaintext");
+                    } else {
+                        let p = tc.decrypt(&env, &aad).await?;
+                        anyhow::ensure!(!p.is_empty(), "empty plaintext");
+                    }
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(lat)
+            }));
+        }
+        report(label, concurrency, pid, &done, start, tasks).await?;
+    }
+    Ok(())
+}
+
+async fn report(
+    label: &str,
+    concurrency: usize,
+    pid: u32,
+    done: &AtomicUsize,
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<f64>>>>,
+) -> anyhow::Result<()> {
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{label}, SDK, {concurrency} concurrent: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, node peak RSS {:.1} MiB",
+        done.load(Ordering::Relaxed) as f64 / secs,
+        pct(0.5),
+        pct(0.99),
+        rss_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0
+    );
     Ok(())
 }

@@ -74,6 +74,8 @@ pub struct TinyCloud {
     config: Config,
     http: reqwest::Client,
     session: RwLock<Option<Session>>,
+    /// The node's DID, learned once from `/info`.
+    pub(crate) node_did: std::sync::OnceLock<Did>,
 }
 
 /// The default capability set of an owner sign-in: KV, SQL, capabilities/read, hooks and
@@ -132,6 +134,7 @@ impl TinyCloud {
             config,
             http,
             session: RwLock::new(None),
+            node_did: std::sync::OnceLock::new(),
         })
     }
 

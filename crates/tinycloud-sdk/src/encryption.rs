@@ -167,16 +167,21 @@ impl Envelope {
 }
 
 impl TinyCloud {
-    /// The node's DID (from `/info`).
+    /// The node's DID (from `/info`, fetched once per client).
     pub async fn node_did(&self) -> Result<Did> {
-        self.info()
-            .await?
-            .node_id
-            .parse()
-            .map_err(|e: tinycloud_auth::did::DidError| Error::Node {
-                status: 200,
-                message: format!("invalid nodeId: {e}"),
-            })
+        if let Some(d) = self.node_did.get() {
+            return Ok(d.clone());
+        }
+        let did: Did =
+            self.info()
+                .await?
+                .node_id
+                .parse()
+                .map_err(|e: tinycloud_auth::did::DidError| Error::Node {
+                    status: 200,
+                    message: format!("invalid nodeId: {e}"),
+                })?;
+        Ok(self.node_did.get_or_init(|| did).clone())
     }
 
     /// A network's descriptor, or `None`.

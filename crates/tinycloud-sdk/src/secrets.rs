@@ -128,7 +128,8 @@ fn rfc3339_now() -> String {
         .unwrap_or_default()
 }
 
-fn aad(space: &SpaceId, path: &str) -> Vec<u8> {
+/// The associated data binding a vault value to where it is stored.
+pub fn aad(space: &SpaceId, path: &str) -> Vec<u8> {
     // Binds the ciphertext to where it is stored: moving it elsewhere makes it undecryptable.
     format!(
         "tinycloud.vault:{space}:{}",
