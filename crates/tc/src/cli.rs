@@ -19,6 +19,10 @@ Examples:
   tc -p agent delegate use deleg.json
   tc -p agent kv get notes/today.md
 
+  # Secrets: encrypted before they leave this machine; shared as read + decrypt
+  printf '%s' \"$OPENAI_API_KEY\" | tc secrets put OPENAI_API_KEY --stdin
+  tc secrets run -- ./my-script.sh
+
   # SQL, and a live feed of writes
   tc sql notes \"SELECT * FROM note\"
   tc watch kv/notes
@@ -149,6 +153,26 @@ Examples:
   tc delegate revoke bafkr4i…"
     )]
     Delegate(DelegateCommand),
+    /// Store secrets encrypted to your network, share them, run commands with them
+    #[command(
+        subcommand,
+        after_help = "\
+Secrets live in your `secrets` space at vault/secrets/<NAME> (or vault/secrets/scoped/<scope>/<NAME>),
+encrypted to your `default` encryption network before they leave this machine. Values are read
+from stdin or a hidden prompt, never from the command line. Names: A-Z, 0-9 and _, starting
+with a letter. Reading a secret needs two grants: tinycloud.kv/get on its path and
+tinycloud.encryption/decrypt on the network; `tc secrets grant` gives both in one delegation.
+
+Examples:
+  printf '%s' \"$KEY\" | tc secrets put OPENAI_API_KEY --stdin
+  tc secrets put DB_URL --scope prod          # prompts for the value (hidden)
+  tc secrets ls
+  tc secrets run -- ./deploy.sh               # secrets as environment variables
+  tc secrets grant OPENAI_API_KEY --to did:key:z6Mk… --for 1h -o grant.json
+  tc -p agent delegate use grant.json && tc -p agent secrets get OPENAI_API_KEY
+  tc secrets audit"
+    )]
+    Secrets(SecretsCommand),
     /// Run or inspect a node
     #[command(
         subcommand,
@@ -412,7 +436,8 @@ pub enum DelegateCommand {
     #[command(after_help = "\
 Examples:
   tc delegate create --to did:key:z6Mk… --path notes/ --actions get,list --expiry 1h -o deleg.json
-  tc delegate create --to did:key:z6Mk… --path drafts/ --actions get,put,del --yes > deleg.json")]
+  tc delegate create --to did:key:z6Mk… --path drafts/ --actions get,put,del --yes > deleg.json
+  tc delegate create --to did:key:z6Mk… --space secrets --path vault/secrets/API_KEY --actions get")]
     Create(CreateArgs),
     /// Use a received portable delegation as this (session-only) profile's session
     #[command(after_help = "\
@@ -455,6 +480,9 @@ pub struct CreateArgs {
     /// Service
     #[arg(long, default_value = "kv")]
     pub service: String,
+    /// Another space of the same owner, by name (e.g. secrets) or id [default: the session's]
+    #[arg(long, value_name = "SPACE")]
+    pub space: Option<String>,
     /// How long it lasts (capped at this session's expiry)
     #[arg(long, default_value = "1h", value_parser = duration::parse_secs)]
     pub expiry: i64,
@@ -464,6 +492,202 @@ pub struct CreateArgs {
     /// Sign without asking
     #[arg(short, long)]
     pub yes: bool,
+}
+
+/// `tc secrets …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// (owner) Store a secret; the value comes from stdin or a hidden prompt, never argv
+    #[command(
+        override_usage = "tc secrets put [OPTIONS] <NAME>    (value on stdin, or typed at the hidden prompt)",
+        after_help = "\
+The value is read from stdin when it is piped (or with --stdin), else typed at a hidden prompt
+(twice). One trailing newline is removed. Creates the `secrets` space and the `default`
+encryption network on first use. Replacing a secret bumps its version (see `rotate` to keep
+the previous value).
+
+Examples:
+  printf '%s' \"$OPENAI_API_KEY\" | tc secrets put OPENAI_API_KEY --stdin
+  tc secrets put STRIPE_KEY                     # prompts
+  tc secrets put DB_URL --scope prod --stdin < db-url.txt
+  tc --json secrets put API_KEY --stdin <<< \"$KEY\""
+    )]
+    Put(SecretValueArgs),
+    /// Print a secret's value (owner, or a delegate holding a grant)
+    #[command(after_help = "\
+Prints the value and a newline (--raw: no newline). --json prints {name, value}.
+Exit 4 if the secret does not exist; exit 5 (naming the missing capability) if this profile
+may not read or decrypt it.
+
+Examples:
+  tc secrets get OPENAI_API_KEY
+  curl -H \"Authorization: Bearer $(tc secrets get API_KEY --raw)\" https://api.example
+  tc --json secrets get DB_URL --scope prod
+  tc -p agent secrets get OPENAI_API_KEY      # as a delegate after `tc delegate use grant.json`")]
+    Get {
+        /// Secret name (A-Z, 0-9, _)
+        name: String,
+        /// Scope (e.g. an app or environment name)
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+        /// No trailing newline (and the bare value even with --json)
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List secret names (never values)
+    #[command(
+        visible_alias = "list",
+        after_help = "\
+For delegates: the secrets the delegation lets this profile read.
+
+Examples:
+  tc secrets ls
+  tc secrets ls --scope prod
+  tc --json secrets ls | jq -r '.secrets[]'"
+    )]
+    Ls {
+        /// Scope
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+    },
+    /// Delete a secret (its previous versions stay)
+    #[command(visible_aliases = ["delete", "del"], after_help = "\
+Examples:
+  tc secrets rm OLD_TOKEN
+  tc secrets rm DB_URL --scope staging")]
+    Rm {
+        /// Secret name
+        name: String,
+        /// Scope
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+    },
+    /// (owner) Replace a secret's value, keeping the previous version
+    #[command(
+        override_usage = "tc secrets rotate [OPTIONS] <NAME>    (new value on stdin, or typed at the hidden prompt)",
+        after_help = "\
+Like `put`, but the secret must exist; the previous value is kept as a numbered version.
+Prints the new version.
+
+Examples:
+  printf '%s' \"$NEW_KEY\" | tc secrets rotate OPENAI_API_KEY --stdin
+  tc secrets rotate DB_PASSWORD --scope prod"
+    )]
+    Rotate(SecretValueArgs),
+    /// Show a secret's version and dates (not its value)
+    #[command(after_help = "\
+Examples:
+  tc secrets info OPENAI_API_KEY
+  tc --json secrets info DB_URL --scope prod")]
+    Info {
+        /// Secret name
+        name: String,
+        /// Scope
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+    },
+    /// Share secrets with another key: read + decrypt, one delegation for all names
+    #[command(after_help = "\
+Shows what the delegation allows and asks before signing (pass --yes without a terminal).
+The recipient imports the printed (or -o) delegation with `tc delegate use FILE` or
+`tc auth import FILE`; revoke it with `tc secrets revoke CID`.
+
+Examples:
+  tc secrets grant OPENAI_API_KEY --to did:key:z6Mk… --for 1h -o grant.json
+  tc secrets grant DB_URL DB_PASSWORD --scope prod --to did:key:z6Mk… --for 1d --yes > grant.json")]
+    Grant(SecretGrantArgs),
+    /// Revoke a secrets grant (same as `tc delegate revoke`)
+    #[command(after_help = "Examples:\n  tc secrets revoke bafkr4i…")]
+    Revoke {
+        /// CID of the delegation
+        cid: String,
+    },
+    /// Show who decrypted with your network, when, and whether it was allowed
+    #[command(after_help = "\
+Each record prints as `TIME OUTCOME ACTOR`; --json prints the node's audit document.
+
+Examples:
+  tc secrets audit
+  tc --json secrets audit | jq '.records[] | select(.outcome == \"allowed\")'")]
+    Audit {
+        /// Network name or id
+        #[arg(long, value_name = "NETWORK", default_value = "default")]
+        network: String,
+    },
+    /// Run a command with the secrets this profile can read as environment variables
+    #[command(
+        override_usage = "tc secrets run [OPTIONS] -- <COMMAND> [ARGS]...",
+        after_help = "\
+Reads every secret of the scope this profile can read (owner: all of them; delegate: the ones
+its delegation grants), adds each as NAME=value to the command's environment, and runs it
+with this terminal's stdin/stdout/stderr. Exits with the command's exit code. Values are never
+written to disk, put on a command line, or printed.
+
+Examples:
+  tc secrets run -- ./deploy.sh
+  tc secrets run --scope prod --only DB_URL,DB_PASSWORD -- python manage.py migrate
+  tc -p agent secrets run -- sh -c 'curl -H \"Authorization: Bearer $API_KEY\" https://api.example'"
+    )]
+    Run(SecretRunArgs),
+}
+
+/// `tc secrets put` / `rotate`.
+#[derive(Debug, Args)]
+pub struct SecretValueArgs {
+    /// Secret name (A-Z, 0-9, _)
+    pub name: String,
+    /// Scope (e.g. an app or environment name)
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Read the value from stdin (the default when stdin is not a terminal)
+    #[arg(long)]
+    pub stdin: bool,
+    /// Refused: values on the command line leak into shell history and the process list
+    #[arg(
+        hide = true,
+        value_name = "VALUE",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub value_in_argv: Vec<String>,
+}
+
+/// `tc secrets grant`.
+#[derive(Debug, Args)]
+pub struct SecretGrantArgs {
+    /// Secret names
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+    /// Who receives it: a DID (e.g. the agent's did:key from `tc init --session-only`)
+    #[arg(long, value_name = "DID")]
+    pub to: String,
+    /// How long it lasts (capped at this session's expiry)
+    #[arg(long = "for", visible_alias = "expiry", value_name = "DURATION", default_value = "1h", value_parser = duration::parse_secs)]
+    pub duration: i64,
+    /// Scope of the secrets
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Write the portable delegation to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Sign without asking
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// `tc secrets run`.
+#[derive(Debug, Args)]
+pub struct SecretRunArgs {
+    /// Scope
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
+    /// Only these secrets (comma-separated); each must be readable
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The command and its arguments (after `--`)
+    #[arg(value_name = "COMMAND", required = true, last = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `tc node …`.

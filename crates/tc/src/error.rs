@@ -72,6 +72,12 @@ impl CliError {
     }
 }
 
+/// Not a failure of `tc`: a command run by `tc secrets run` exited with this code, which `tc`
+/// exits with too (nothing is printed).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the command exited with code {0}")]
+pub struct ChildExit(pub u8);
+
 /// What the hints may assume about the profile in use.
 #[derive(Clone, Debug, Default)]
 pub struct HintContext {

@@ -19,7 +19,7 @@ use clap::Parser as _;
 
 use crate::cli::Cli;
 use crate::commands::Ctx;
-use crate::error::{classify, CliError, Exit};
+use crate::error::{classify, ChildExit, CliError, Exit};
 use crate::output::Output;
 
 fn exit(code: Exit) -> ExitCode {
@@ -76,6 +76,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(ChildExit(code)) = e.downcast_ref::<ChildExit>() {
+                return ExitCode::from(*code);
+            }
             let failure = classify(&e, &ctx.hint_context());
             ctx.out.error(&failure);
             exit(failure.exit)

@@ -125,6 +125,44 @@ fn owner_signer(
     .hint("pass --generate to create one, --key-file <file>, or set TINYCLOUD_PRIVATE_KEY=0x…"))
 }
 
+/// The owner key of a signed-in owner profile, for signing what a session key cannot (hosting a
+/// new space): the environment's key, else `owner.json`. It must be the profile's owner.
+pub fn profile_owner_signer(profile: &Profile) -> Result<LocalSigner, CliError> {
+    let chain_id = profile.config.chain_id;
+    let signer = match env_key() {
+        Some((hex, name)) => signer_from_hex(&hex, chain_id, name)?,
+        None => match profile.owner_key()? {
+            Some(stored) => {
+                let origin = profile.dir().join("owner.json").display().to_string();
+                signer_from_hex(&stored.private_key, chain_id, &origin)?
+            }
+            None => {
+                return Err(CliError::usage(format!(
+                    "profile {:?} holds no owner key to sign with",
+                    profile.config.name
+                ))
+                .hint("set TINYCLOUD_PRIVATE_KEY=0x… to the owner's key and retry"))
+            }
+        },
+    };
+    let did = Did::pkh(chain_id, signer.eth_address())
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .to_string();
+    if profile
+        .config
+        .owner_did
+        .as_deref()
+        .is_some_and(|o| o != did)
+    {
+        return Err(CliError::usage(format!(
+            "the available owner key ({did}) is not the owner of profile {:?}",
+            profile.config.name
+        ))
+        .hint("use the key this profile signed in with (TINYCLOUD_PRIVATE_KEY or owner.json)"));
+    }
+    Ok(signer)
+}
+
 fn delegate_profile_error(name: &str) -> CliError {
     CliError::usage(format!(
         "profile {name:?} is a session-only (delegate) profile and has no owner key"

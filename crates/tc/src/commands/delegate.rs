@@ -4,6 +4,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 use tinycloud_auth::cid::parse_cid;
+use tinycloud_auth::resource::SpaceId;
 use tinycloud_auth::session::capability;
 use tinycloud_auth::text::{describe, RenderContext};
 use tinycloud_sdk::delegation::{missing_capabilities, Grant};
@@ -33,11 +34,25 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
         .map_err(CliError::usage)?;
     let (profile, client) = ctx.session_client()?;
     let session = client.active_session()?;
-    let caps = client.grant_capabilities(&[Grant {
-        service: args.service.clone(),
-        path: args.path.clone(),
-        actions,
-    }])?;
+    let caps = match &args.space {
+        None => client.grant_capabilities(&[Grant {
+            service: args.service.clone(),
+            path: args.path.clone(),
+            actions,
+        }])?,
+        Some(name) => {
+            let space = other_space(name, &client.space()?)?;
+            let resource = if args.path.is_empty() {
+                format!("{space}/{}", args.service)
+            } else {
+                format!("{space}/{}/{}", args.service, args.path)
+            };
+            actions
+                .iter()
+                .map(|a| capability(&resource, a).map_err(CliError::usage))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
     let missing = missing_capabilities(&caps, &session.capabilities()?);
     if !missing.is_empty() {
         return Err(SdkError::MissingCapabilities(missing).into());
@@ -77,6 +92,16 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
         None => ctx.out.document(&value)?,
     }
     Ok(())
+}
+
+/// `--space`: a space id, or the name of another space of the session space's owner.
+fn other_space(name: &str, session_space: &SpaceId) -> Result<SpaceId, CliError> {
+    let parsed = if name.contains(':') {
+        name.parse::<SpaceId>()
+    } else {
+        SpaceId::new(session_space.owner().clone(), name)
+    };
+    parsed.map_err(|e| CliError::usage(format!("invalid space {name:?}: {e}")))
 }
 
 /// One plain-language line per resource of a delegation listed by the node.

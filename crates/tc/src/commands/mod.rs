@@ -4,6 +4,7 @@ pub mod auth;
 pub mod delegate;
 pub mod kv;
 pub mod node;
+pub mod secrets;
 pub mod sql;
 pub mod watch;
 
@@ -13,7 +14,9 @@ use std::path::Path;
 use anyhow::Result;
 use tinycloud_sdk::{Config, Error as SdkError, TinyCloud};
 
-use crate::cli::{AuthCommand, Cli, Command, DelegateCommand, KvCommand, NodeCommand};
+use crate::cli::{
+    AuthCommand, Cli, Command, DelegateCommand, KvCommand, NodeCommand, SecretsCommand,
+};
 use crate::error::{CliError, HintContext};
 use crate::output::Output;
 use crate::profile::{Home, Posture, Profile};
@@ -162,6 +165,22 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             DelegateCommand::Use { source } => auth::import(ctx, Some(&source)),
             DelegateCommand::Ls => delegate::ls(ctx).await,
             DelegateCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
+        },
+        Command::Secrets(cmd) => match cmd {
+            SecretsCommand::Put(args) => secrets::put(ctx, &args).await,
+            SecretsCommand::Get { name, scope, raw } => {
+                secrets::get(ctx, &name, scope.as_deref(), raw).await
+            }
+            SecretsCommand::Ls { scope } => secrets::ls(ctx, scope.as_deref()).await,
+            SecretsCommand::Rm { name, scope } => secrets::rm(ctx, &name, scope.as_deref()).await,
+            SecretsCommand::Rotate(args) => secrets::rotate(ctx, &args).await,
+            SecretsCommand::Info { name, scope } => {
+                secrets::info(ctx, &name, scope.as_deref()).await
+            }
+            SecretsCommand::Grant(args) => secrets::grant(ctx, &args).await,
+            SecretsCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
+            SecretsCommand::Audit { network } => secrets::audit(ctx, &network).await,
+            SecretsCommand::Run(args) => secrets::run(ctx, &args).await,
         },
         Command::Node(cmd) => match cmd {
             NodeCommand::Serve { config } => node::serve(config.as_deref()).await,
