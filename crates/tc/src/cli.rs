@@ -602,14 +602,22 @@ Examples:
         /// CID of the delegation
         cid: String,
     },
-    /// Show who decrypted with your network, when, and whether it was allowed
+    /// Show who decrypted a secret (or anything on your network), when, and whether it was allowed
     #[command(after_help = "\
-Each record prints as `TIME OUTCOME ACTOR`; --json prints the node's audit document.
+With NAME, only the decrypt requests for that secret (its current value and every kept
+version) are shown; without, every request on the network. Each record prints as
+`TIME OUTCOME ACTOR`; --json prints the node's audit document (filtered the same way).
 
 Examples:
-  tc secrets audit
+  tc secrets audit OPENAI_API_KEY
+  tc secrets audit DB_PASSWORD --scope prod
   tc --json secrets audit | jq '.records[] | select(.outcome == \"allowed\")'")]
     Audit {
+        /// Secret name (omit for the whole network)
+        name: Option<String>,
+        /// Scope of the secret
+        #[arg(long, value_name = "SCOPE", requires = "name")]
+        scope: Option<String>,
         /// Network name or id
         #[arg(long, value_name = "NETWORK", default_value = "default")]
         network: String,

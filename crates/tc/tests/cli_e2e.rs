@@ -1063,6 +1063,25 @@ fn secrets_shared_with_agents_audited_and_revoked() {
         .stdout("OK\n")
         .stderr(predicate::str::contains("sk-shared-9").not());
     assert!(files_containing(&agent.dir().join("state"), "sk-shared-9").is_empty());
+    // While the child runs, no command line in the process table (its own, its `tc` parent's,
+    // anyone's) carries the value.
+    let table = agent.file("process-table.bin");
+    agent
+        .tc(&["secrets", "run", "--", "sh", "-c"])
+        .arg(r#"cat /proc/[0-9]*/cmdline > "$0" 2>/dev/null; test -s "$0""#)
+        .arg(&table)
+        .assert()
+        .success();
+    let dump = std::fs::read(&table).unwrap();
+    let has = |needle: &[u8]| dump.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"secrets\0run\0"),
+        "the dump must include tc's own command line"
+    );
+    assert!(
+        !has(b"sk-shared-9"),
+        "secret value found in the process table"
+    );
 
     // The owner sees the agent's decrypt in the audit trail.
     let audit = o.json(&["secrets", "audit"]);
@@ -1074,6 +1093,25 @@ fn secrets_shared_with_agents_audited_and_revoked() {
             .any(|r| r["actor"] == did.as_str() && r["outcome"] == "allowed"),
         "{audit}"
     );
+    // Per secret: only that secret's decrypts; the agent never touched OTHER.
+    let of_key = o.json(&["secrets", "audit", "API_KEY"]);
+    let of_key = of_key["records"].as_array().unwrap();
+    assert!(of_key
+        .iter()
+        .any(|r| r["actor"] == did.as_str() && r["outcome"] == "allowed"));
+    assert!(of_key.len() <= audit["records"].as_array().unwrap().len());
+    let of_other = o.json(&["secrets", "audit", "OTHER"]);
+    assert!(
+        !of_other["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["actor"] == did.as_str()),
+        "{of_other}"
+    );
+    o.tc(&["secrets", "audit", "NO_SUCH_SECRET"])
+        .assert()
+        .code(4);
 
     // A delegate holding only the KV read grant gets exit 5 naming the missing decrypt.
     let reader = Persona::new(&node);

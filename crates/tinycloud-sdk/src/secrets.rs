@@ -146,9 +146,14 @@ impl<'a> Secrets<'a> {
     /// Where a previous version is kept: beside the secret, under `.history/`, so the owner's
     /// vault grant covers it while a grant on one secret's path does not.
     fn history_path(path: &str, version: u64) -> String {
+        format!("{}{version}", Self::history_dir(path))
+    }
+
+    /// The folder holding a secret's previous versions (ends with `/`).
+    fn history_dir(path: &str) -> String {
         match path.rsplit_once('/') {
-            Some((dir, name)) => format!("{dir}/.history/{name}/{version}"),
-            None => format!(".history/{path}/{version}"),
+            Some((dir, name)) => format!("{dir}/.history/{name}/"),
+            None => format!(".history/{path}/"),
         }
     }
 
@@ -250,6 +255,36 @@ impl<'a> Secrets<'a> {
         self.read_payload(&Self::history_path(&path, version))
             .await
             .map(|p| p.value)
+    }
+
+    /// The hashes that identify a secret's envelopes (the current value and every kept
+    /// version) in its network's audit trail: the node records, per decrypt request, the
+    /// canonical hash of the wrapped content key. Recomputed here rather than trusting the
+    /// stored field. Needs only KV read access (no decrypt).
+    pub async fn envelope_hashes(&self, name: &str, scope: Option<&str>) -> Result<Vec<String>> {
+        let path = resolve_secret_path(name, scope)?;
+        let mut paths = vec![path.clone()];
+        paths.extend(self.kv().list(&Self::history_dir(&path)).await?);
+        let mut hashes = Vec::new();
+        for p in paths {
+            let obj = match self.kv().get(&p).await {
+                Ok(obj) => obj,
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok(env) = serde_json::from_slice::<Envelope>(&obj.data) {
+                hashes.push(crate::encryption::canonical_hash(&Value::String(
+                    env.encrypted_symmetric_key,
+                )));
+            }
+        }
+        if hashes.is_empty() {
+            return Err(Error::NotFound(format!(
+                "Secret \"{}\" not found",
+                name.trim()
+            )));
+        }
+        Ok(hashes)
     }
 
     /// Secret names in a scope.

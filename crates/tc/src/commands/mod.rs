@@ -179,7 +179,11 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             }
             SecretsCommand::Grant(args) => secrets::grant(ctx, &args).await,
             SecretsCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
-            SecretsCommand::Audit { network } => secrets::audit(ctx, &network).await,
+            SecretsCommand::Audit {
+                name,
+                scope,
+                network,
+            } => secrets::audit(ctx, name.as_deref(), scope.as_deref(), &network).await,
             SecretsCommand::Run(args) => secrets::run(ctx, &args).await,
         },
         Command::Node(cmd) => match cmd {

@@ -619,10 +619,29 @@ pub async fn grant(ctx: &Ctx, args: &SecretGrantArgs) -> Result<()> {
 }
 
 /// `tc secrets audit`.
-pub async fn audit(ctx: &Ctx, network: &str) -> Result<()> {
+pub async fn audit(
+    ctx: &Ctx,
+    name: Option<&str>,
+    scope: Option<&str>,
+    network: &str,
+) -> Result<()> {
     let vault = Vault::open(ctx)?;
     let network = vault.network(network)?;
-    let doc = match vault.client.network_audit(&network).await {
+    // With a name: the secret's envelope hashes, which the node records on every decrypt.
+    let only = match name {
+        Some(name) => {
+            let name = name_arg(name)?;
+            let scope = scope_arg(scope)?;
+            let hashes = vault
+                .secrets()?
+                .envelope_hashes(&name, scope.as_deref())
+                .await
+                .map_err(|e| vault.failure(e, &name, scope.as_deref(), "read"))?;
+            Some(hashes)
+        }
+        None => None,
+    };
+    let mut doc = match vault.client.network_audit(&network).await {
         Ok(doc) => doc,
         Err(SdkError::NotFound(_)) => {
             return Err(CliError::new(
@@ -635,10 +654,20 @@ pub async fn audit(ctx: &Ctx, network: &str) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let (Some(hashes), Some(records)) = (&only, doc["records"].as_array_mut()) {
+        records.retain(|r| {
+            r["envelopeHash"]
+                .as_str()
+                .is_some_and(|h| hashes.iter().any(|k| k == h))
+        });
+    }
     let records = doc["records"].as_array().cloned().unwrap_or_default();
     ctx.out.result(&doc, || {
         if records.is_empty() {
-            return format!("No decrypt requests recorded for {network}.");
+            return match name {
+                Some(name) => format!("No decrypt requests recorded for secret {name:?}."),
+                None => format!("No decrypt requests recorded for {network}."),
+            };
         }
         records
             .iter()
