@@ -374,6 +374,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn history_sits_beside_the_secret_and_outside_its_grant() {
+        let path = "vault/secrets/API_KEY";
+        assert_eq!(
+            Secrets::history_path(path, 3),
+            "vault/secrets/.history/API_KEY/3"
+        );
+        assert_eq!(
+            Secrets::history_dir("vault/secrets/scoped/prod/DB"),
+            "vault/secrets/scoped/prod/.history/DB/"
+        );
+        // A grant on `vault/secrets/API_KEY` (and anything under it) does not cover history.
+        assert!(!Secrets::history_path(path, 1).starts_with(path));
+        // History entries are not listed as secrets.
+        assert!(check_name(".history").is_err());
+    }
+
+    #[test]
     fn paths_follow_the_convention() {
         assert_eq!(
             resolve_secret_path("API_KEY", None).unwrap(),
