@@ -187,6 +187,13 @@ impl Capability {
         }
     }
 
+    /// Whether this capability grants `ability` on `resource`: the resource lies within this
+    /// one's (segment-aware for space paths, exact for CIDs and networks) and the ability is
+    /// covered. Caveats are not consulted: the service that enforces them does that.
+    pub fn grants(&self, resource: &Resource, ability: &Ability) -> bool {
+        resource.extends(&self.resource) && self.ability.covers(ability)
+    }
+
     /// Whether `self` is covered by `parent` (resource, ability and caveat containment).
     pub fn covered_by(&self, parent: &Capability) -> Result<(), NotCovered> {
         if !self.resource.extends(&parent.resource) {
@@ -299,6 +306,29 @@ pub fn att_to_json(att: &AttMap) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn grants_is_segment_aware_and_ability_aware() {
+        let space = "tinycloud:pkh:eip155:1:0x6da01670d8fc844e736095918bbe11fe8d564163:default";
+        let cap = Capability::new(
+            format!("{space}/kv/notes").parse().unwrap(),
+            "tinycloud.kv/get".parse().unwrap(),
+        );
+        let get: Ability = "tinycloud.kv/get".parse().unwrap();
+        let put: Ability = "tinycloud.kv/put".parse().unwrap();
+        let res = |p: &str| -> Resource { format!("{space}/kv/{p}").parse().unwrap() };
+        assert!(cap.grants(&res("notes"), &get));
+        assert!(cap.grants(&res("notes/a"), &get));
+        assert!(!cap.grants(&res("notesx"), &get));
+        assert!(!cap.grants(&res("notes/a"), &put));
+        // Another service or space is never granted.
+        let sql: Resource = format!("{space}/sql/notes").parse().unwrap();
+        assert!(!cap.grants(&sql, &get));
+        let other: Resource = format!("{}x/kv/notes", &space[..space.len() - 1])
+            .parse()
+            .unwrap();
+        assert!(!cap.grants(&other, &get));
+    }
 
     const SPACE: &str = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
 

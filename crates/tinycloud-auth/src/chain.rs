@@ -13,9 +13,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::ability::Ability;
 use crate::capability::{Capability, Caveats, NotCovered};
 use crate::cid::Cid;
 use crate::did::Did;
+use crate::resource::Resource;
 use crate::timestamp::Timestamp;
 
 /// Maximum number of ancestors walked for one check.
@@ -57,6 +59,26 @@ pub struct InvocationInfo {
     pub parents: Vec<Cid>,
     /// Exercised capabilities.
     pub capabilities: Vec<Capability>,
+}
+
+impl InvocationInfo {
+    /// Whether one of the exercised capabilities grants `ability` on `resource` (see
+    /// [`Capability::grants`]). Routes call this after chain validation to check that the
+    /// invocation names what the request does.
+    pub fn grants(&self, resource: &Resource, ability: &Ability) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.grants(resource, ability))
+    }
+}
+
+impl DelegationInfo {
+    /// Whether one of the delegated capabilities grants `ability` on `resource`.
+    pub fn grants(&self, resource: &Resource, ability: &Ability) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.grants(resource, ability))
+    }
 }
 
 /// Access to stored, verified delegations and their revocation state.

@@ -181,9 +181,7 @@ pub async fn status(
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
     let caps = &inv.info().capabilities;
-    let ok = caps.len() == 1
-        && caps[0].ability.covers(&status_ability)
-        && caps[0].resource == Resource::Cid(cid);
+    let ok = caps.len() == 1 && caps[0].grants(&Resource::Cid(cid), &status_ability);
     if !ok {
         return Err(ApiError::forbidden(format!(
             "the invocation must carry exactly tinycloud.delegation/status on urn:cid:{cid}"

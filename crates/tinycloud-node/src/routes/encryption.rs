@@ -78,13 +78,11 @@ async fn authorize(
     let wanted: Ability = ability
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
-    let covered = authz
+    if !authz
         .invocation
         .info()
-        .capabilities
-        .iter()
-        .any(|c| c.ability.covers(&wanted) && c.resource == Resource::Network(network.clone()));
-    if !covered {
+        .grants(&Resource::Network(network.clone()), &wanted)
+    {
         return Err(ApiError::unauthorized(format!(
             "Unauthorized Action: {network} / {ability}"
         )));

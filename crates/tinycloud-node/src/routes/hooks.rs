@@ -75,13 +75,7 @@ pub async fn tickets(
             .resource()
             .parse()
             .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-        let covered = authz
-            .invocation
-            .info()
-            .capabilities
-            .iter()
-            .any(|c| c.ability.covers(&subscribe) && wanted.extends(&c.resource));
-        if !covered {
+        if !authz.invocation.info().grants(&wanted, &subscribe) {
             return Err(ApiError::unauthorized(format!(
                 "Unauthorized Action: {wanted} / tinycloud.hooks/subscribe"
             )));
@@ -299,13 +293,7 @@ async fn authorize_hook_action(
     let wanted: Resource = resource
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-    let covered = authz
-        .invocation
-        .info()
-        .capabilities
-        .iter()
-        .any(|c| c.ability.covers(&wanted_ability) && wanted.extends(&c.resource));
-    if !covered {
+    if !authz.invocation.info().grants(&wanted, &wanted_ability) {
         return Err(ApiError::unauthorized(format!(
             "Unauthorized Action: {wanted} / {ability}"
         )));

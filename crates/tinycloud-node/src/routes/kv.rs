@@ -461,10 +461,7 @@ async fn visible(
     }
     for p in &inv.info().parents {
         if let Some(d) = state.auth.delegation(p).await? {
-            if d.capabilities
-                .iter()
-                .any(|c| wanted.resource.extends(&c.resource) && c.ability.covers(&wanted.ability))
-            {
+            if d.grants(&wanted.resource, &wanted.ability) {
                 return Ok(true);
             }
         }
