@@ -306,7 +306,9 @@ pub(crate) mod tests {
             let sk = SecretKey::P256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap());
             let pk = sk.public_key();
             for msg in [&b"a"[..], b"bb", b"ccc"] {
-                pk.verify(msg, &sk.sign(msg)).unwrap();
+                let sig = sk.sign(msg);
+                assert!(pk.verify(msg, &sig).is_ok(), "seed {seed}");
+                assert!(pk.verify(b"other", &sig).is_err(), "seed {seed}");
             }
         }
     }
