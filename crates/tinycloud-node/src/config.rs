@@ -89,6 +89,22 @@ pub struct SqlConfig {
     pub max_response_bytes: usize,
     /// Statements running at once, across all databases.
     pub workers: usize,
+    /// Where databases live durably: `local` files under `<datadir>/sql/`, or `shipped` into
+    /// the index and blob stores (snapshot + WAL segments; local files are a cache).
+    pub hosting: SqlHosting,
+    /// With `shipped`: the WAL size (bytes) past which it is folded into a new snapshot (also
+    /// never before the WAL outgrows the database file).
+    pub checkpoint_bytes: u64,
+}
+
+/// Where SQL databases live durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlHosting {
+    /// Database files on the node's disk.
+    Local,
+    /// The storage layer (index + blob stores) holds every committed transaction.
+    Shipped,
 }
 
 impl Default for SqlConfig {
@@ -98,6 +114,8 @@ impl Default for SqlConfig {
             max_rows: 10_000,
             max_response_bytes: 10 * 1024 * 1024,
             workers: 8,
+            hosting: SqlHosting::Local,
+            checkpoint_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -7,9 +7,10 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::config::{Config, SqlHosting};
 use crate::keys::NodeKeys;
 use crate::ratelimit::RateLimiter;
+use crate::sql::hosting::{Hosting, Shipper};
 use crate::state::{now, AppState, SharedState};
 use crate::store::fs_blobs::FsBlobStore;
 use crate::store::sqlite::SqliteIndex;
@@ -27,7 +28,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let sqlite = Arc::new(SqliteIndex::open(&datadir.join("index.db"))?);
     let index: Arc<dyn IndexStore> = sqlite.clone();
     let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite.clone();
-    let networks: Arc<dyn crate::store::EncryptionStore> = sqlite;
+    let networks: Arc<dyn crate::store::EncryptionStore> = sqlite.clone();
+    let sql_log: Arc<dyn crate::store::SqlLogStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
@@ -42,7 +44,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         max_response_bytes: config.sql.max_response_bytes,
         ..Default::default()
     };
-    let dbs = crate::sql::engine::Databases::new(&datadir.join("sql"), limits)
+    let (sql_root, hosting) = match config.sql.hosting {
+        SqlHosting::Local => (datadir.join("sql"), Hosting::Local),
+        SqlHosting::Shipped => (
+            datadir.join("sql-cache"),
+            Hosting::Shipped(Shipper::new(
+                sql_log,
+                blobs.clone(),
+                tokio::runtime::Handle::current(),
+                config.storage.inline_threshold,
+                config.sql.checkpoint_bytes,
+            )),
+        ),
+    };
+    let dbs = crate::sql::engine::Databases::new(&sql_root, limits, hosting)
         .map_err(|e| anyhow::anyhow!("cannot open SQL storage: {e}"))?;
     let sql = crate::sql::SqlService::new(dbs, config.sql.workers);
     let webhook_settings = crate::webhooks::WebhookSettings {

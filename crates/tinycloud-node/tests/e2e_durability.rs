@@ -100,7 +100,27 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sql_writes_survive_kill_9() {
-    let node = Node::start(&[]);
+    sql_kill_9(&[], false).await;
+}
+
+/// With `sql.hosting = "shipped"` the storage layer holds every acknowledged transaction: the
+/// node is killed mid-load, its SQL working copies are deleted (a fresh replica's empty disk),
+/// and a restarted node still has every acknowledged row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shipped_sql_writes_survive_kill_9_and_an_empty_disk() {
+    sql_kill_9(
+        &[
+            ("TINYCLOUD_SQL__HOSTING", "shipped"),
+            // Small, so generations turn over under the load.
+            ("TINYCLOUD_SQL__CHECKPOINT_BYTES", "65536"),
+        ],
+        true,
+    )
+    .await;
+}
+
+async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
+    let node = Node::start(env);
     let o = Arc::new(Owner::sign_in(&node, 10, "default").await);
     let db = o.res("sql/durable");
     let r = sql(&node, &o.session, &[o.session_cid], &db, "admin", serde_json::json!({"action":"execute","sql":"CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"})).await;
@@ -135,7 +155,14 @@ async fn sql_writes_survive_kill_9() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 20, "only {} inserts", acked.len());
-    let node = Node::start_in(&dir, &[]);
+    if wipe_sql_files {
+        assert!(
+            !dir.join("sql").exists(),
+            "shipped hosting wrote local databases"
+        );
+        std::fs::remove_dir_all(dir.join("sql-cache")).unwrap();
+    }
+    let node = Node::start_in(&dir, env);
     let r = sql(
         &node,
         &o.session,

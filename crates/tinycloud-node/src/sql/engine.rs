@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Map, Value};
 
 use super::gate::{decide, Level, Restrictions};
+use super::hosting::{self, Hosting, ShipState};
 
 /// Errors from running SQL; each maps to an HTTP status at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum SqlError {
     /// I/O or internal failure.
     #[error("{0}")]
     Internal(String),
+    /// The storage layer could not record a write; nothing was applied.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Limits applied to every statement.
@@ -70,9 +74,20 @@ impl Default for SqlLimits {
 const READERS: usize = 4;
 
 struct Database {
+    space: String,
+    name: String,
     path: PathBuf,
-    writer: Mutex<Option<Connection>>,
+    writer: Mutex<Option<Writer>>,
     readers: Mutex<Vec<Connection>>,
+    /// Commits waiting to be recorded by the storage layer (shipped hosting).
+    shipping: hosting::ShipQueue,
+}
+
+/// The single writer connection of a database, with its shipping progress when the storage
+/// layer hosts it.
+struct Writer {
+    conn: Connection,
+    ship: Option<ShipState>,
 }
 
 /// Tables written by a statement (reported by SQLite's authorizer).
@@ -89,6 +104,7 @@ pub struct Databases {
     root: PathBuf,
     open: Mutex<HashMap<PathBuf, Arc<Database>>>,
     limits: SqlLimits,
+    hosting: Hosting,
 }
 
 fn configure(conn: &Connection, limits: &SqlLimits) -> rusqlite::Result<()> {
@@ -245,13 +261,18 @@ pub struct Exec {
 }
 
 impl Databases {
-    /// Databases under `root`.
-    pub fn new(root: &Path, limits: SqlLimits) -> Result<Self, SqlError> {
+    /// Databases under `root`. With [`Hosting::Shipped`], `root` only holds working copies
+    /// and is emptied here: each database is rebuilt from the storage layer on first use.
+    pub fn new(root: &Path, limits: SqlLimits, hosting: Hosting) -> Result<Self, SqlError> {
+        if matches!(hosting, Hosting::Shipped(_)) && root.exists() {
+            std::fs::remove_dir_all(root).map_err(|e| SqlError::Internal(e.to_string()))?;
+        }
         std::fs::create_dir_all(root).map_err(|e| SqlError::Internal(e.to_string()))?;
         Ok(Databases {
             root: root.to_path_buf(),
             open: Mutex::new(HashMap::new()),
             limits,
+            hosting,
         })
     }
 
@@ -284,6 +305,14 @@ impl Databases {
         if let Some(db) = open.get(&path) {
             return Ok(db.clone());
         }
+        let ship = match &self.hosting {
+            Hosting::Local => None,
+            Hosting::Shipped(s) => match s.restore(space, name, &path)? {
+                Some(state) => Some(state),
+                None if create => Some(ShipState::default()),
+                None => return Err(SqlError::NotFound(name.to_owned())),
+            },
+        };
         if !create && !path.exists() {
             return Err(SqlError::NotFound(name.to_owned()));
         }
@@ -299,14 +328,25 @@ impl Databases {
         .map_err(sqlite_err)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| writer.pragma_update(None, "synchronous", "FULL"))
+            // Local files are the durable copy: fsync every commit. Shipped: the store is, and
+            // a working copy never outlives the process, so fsyncing it would only cost time.
+            .and_then(|()| {
+                let sync = if ship.is_some() { "OFF" } else { "FULL" };
+                writer.pragma_update(None, "synchronous", sync)
+            })
             .and_then(|()| writer.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|()| configure(&writer, &self.limits))
             .map_err(sqlite_err)?;
+        if ship.is_some() {
+            hosting::install_hook(&writer);
+        }
         let db = Arc::new(Database {
+            space: space.to_owned(),
+            name: name.to_owned(),
             path: path.clone(),
-            writer: Mutex::new(Some(writer)),
+            writer: Mutex::new(Some(Writer { conn: writer, ship })),
             readers: Mutex::new(Vec::new()),
+            shipping: hosting::ShipQueue::default(),
         });
         open.insert(path, db.clone());
         Ok(db)
@@ -355,10 +395,13 @@ impl Databases {
                 .writer
                 .lock()
                 .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
-            let conn = guard
+            let writer = guard
                 .as_ref()
                 .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
-            self.statement(conn, stmt, exec, false, &touched)?
+            hosting::reset_committed();
+            let result = self.statement(&writer.conn, stmt, exec, false, &touched);
+            self.after_write(&db, guard)?;
+            result?
         };
         let wrote = matches!(outcome, Outcome::Changes { changes, .. } if changes > 0);
         Ok((
@@ -385,9 +428,94 @@ impl Databases {
             .writer
             .lock()
             .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
-        let conn = guard
+        hosting::reset_committed();
+        let result = Self::batch_in(self, &mut guard, stmts, exec, &touched);
+        self.after_write(&db, guard)?;
+        let out = result?;
+        let wrote = out
+            .iter()
+            .any(|o| matches!(o, Outcome::Changes { changes, .. } if *changes > 0));
+        Ok((
+            out,
+            if wrote {
+                touched_tables(&touched)
+            } else {
+                vec![]
+            },
+        ))
+    }
+
+    /// Records a commit made through `guard`'s writer in the storage layer when it hosts the
+    /// database: queued in commit order under the writer lock, then awaited without it so
+    /// concurrent writers share one durable store commit. If it cannot be recorded, the
+    /// working copy (which holds it) is discarded and the next use rebuilds it from the
+    /// store: the write is then as if it never happened.
+    fn after_write(
+        &self,
+        db: &Arc<Database>,
+        mut guard: std::sync::MutexGuard<'_, Option<Writer>>,
+    ) -> Result<(), SqlError> {
+        let Some(frames) = hosting::take_committed() else {
+            return Ok(());
+        };
+        let Hosting::Shipped(shipper) = &self.hosting else {
+            return Ok(());
+        };
+        let Some(writer) = guard.as_mut() else {
+            return Ok(());
+        };
+        let Some(state) = writer.ship.as_mut() else {
+            return Ok(());
+        };
+        let queued = shipper.prepare(
+            &db.space,
+            &db.name,
+            &db.path,
+            &writer.conn,
+            state,
+            frames,
+            &db.shipping,
+        );
+        drop(guard);
+        let recorded = match queued {
+            Ok(Some(ticket)) => shipper.wait(&db.shipping, ticket),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        recorded.map_err(|e| {
+            tracing::error!(error = %e, space = %db.space, db = %db.name, "SQL write not recorded; discarding the working copy");
+            self.discard(db);
+            SqlError::Unavailable(
+                "the write could not be recorded in storage and was not applied; retry".into(),
+            )
+        })
+    }
+
+    /// Drops a database's working copy (shipped hosting) so its next use restores it.
+    fn discard(&self, db: &Arc<Database>) {
+        if let Ok(mut w) = db.writer.lock() {
+            *w = None;
+        }
+        // Under the registry lock, so no restore of the same path can interleave.
+        if let Ok(mut open) = self.open.lock() {
+            if open.get(&db.path).is_some_and(|d| Arc::ptr_eq(d, db)) {
+                open.remove(&db.path);
+                hosting::remove_files(&db.path);
+            }
+        }
+    }
+
+    fn batch_in(
+        &self,
+        guard: &mut std::sync::MutexGuard<'_, Option<Writer>>,
+        stmts: &[Stmt],
+        exec: &Exec,
+        touched: &Touched,
+    ) -> Result<Vec<Outcome>, SqlError> {
+        let conn = &mut guard
             .as_mut()
-            .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
+            .ok_or_else(|| SqlError::Internal("writer closed".into()))?
+            .conn;
         let tx = conn.transaction().map_err(sqlite_err)?;
         let mut out = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.iter().enumerate() {
@@ -396,7 +524,7 @@ impl Databases {
                 s,
                 exec,
                 exec.level == Level::Read || exec.read_only,
-                &touched,
+                touched,
             ) {
                 Ok(o) => out.push(o),
                 Err(e) => {
@@ -410,17 +538,7 @@ impl Databases {
             }
         }
         tx.commit().map_err(sqlite_err)?;
-        let wrote = out
-            .iter()
-            .any(|o| matches!(o, Outcome::Changes { changes, .. } if *changes > 0));
-        Ok((
-            out,
-            if wrote {
-                touched_tables(&touched)
-            } else {
-                vec![]
-            },
-        ))
+        Ok(out)
     }
 
     /// A consistent snapshot of the database as SQLite file bytes.

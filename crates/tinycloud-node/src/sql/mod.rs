@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod gate;
+pub mod hosting;
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -49,6 +50,7 @@ impl From<SqlError> for ApiError {
             SqlError::NotFound(_) => ApiError::not_found(e.to_string()),
             SqlError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
             SqlError::Timeout(_) => ApiError::bad_request(e.to_string()),
+            SqlError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             SqlError::Internal(m) => {
                 tracing::error!(error = %m, "sql engine failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error")

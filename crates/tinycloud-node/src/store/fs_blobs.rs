@@ -71,6 +71,14 @@ impl BlobStore for FsBlobStore {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn delete(&self, hash: &Hash) -> StoreResult<()> {
+        match tokio::fs::remove_file(self.path_of(hash)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[async_trait]
@@ -124,6 +132,9 @@ mod tests {
         r.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, data);
         assert!(store.open(&[0; 32]).await.unwrap().is_none());
+        store.delete(&hash).await.unwrap();
+        assert!(store.open(&hash).await.unwrap().is_none());
+        store.delete(&hash).await.unwrap();
         // abandoned uploads leave no temp files
         let mut w = store.begin().await.unwrap();
         w.write(b"partial").await.unwrap();

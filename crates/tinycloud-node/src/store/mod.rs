@@ -240,6 +240,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn begin(&self) -> StoreResult<Box<dyn BlobWriter>>;
     /// Opens a blob for reading.
     async fn open(&self, hash: &Hash) -> StoreResult<Option<BlobReader>>;
+    /// Removes a blob (absent is not an error). Only for blobs whose address is private to one
+    /// owner (the SQL log's per-database addresses); content-addressed KV values may be shared.
+    async fn delete(&self, hash: &Hash) -> StoreResult<()>;
 }
 
 /// An in-progress blob upload.
@@ -384,4 +387,56 @@ pub trait EncryptionStore: Send + Sync + 'static {
     async fn audit(&self, a: &AuditRow) -> StoreResult<()>;
     /// Audit records of a network, newest first.
     async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>>;
+}
+
+/// Bytes of an SQL log piece: small ones inline in the index, large ones in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogBytes {
+    /// Kept in the index row itself.
+    Inline(Vec<u8>),
+    /// A blob (addressed per database, see `sql::hosting`) of this many bytes.
+    Blob(Hash, u64),
+}
+
+/// What the store holds for one SQL database: the current generation's base snapshot (an
+/// SQLite file) and the WAL bytes appended since, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlLog {
+    /// Generation number (a new one starts whenever SQLite restarts its WAL).
+    pub generation: u64,
+    /// The database file the generation's WAL applies to.
+    pub snapshot: LogBytes,
+    /// WAL segments in order; concatenated they are the WAL file (header first).
+    pub segments: Vec<LogBytes>,
+}
+
+/// One committed SQL transaction to record.
+#[derive(Debug, Clone)]
+pub struct SqlShipment {
+    /// Space id.
+    pub space: String,
+    /// Database name.
+    pub db: String,
+    /// Generation the segment belongs to.
+    pub generation: u64,
+    /// Set when this shipment starts `generation`: its base snapshot. Older generations are
+    /// dropped in the same transaction.
+    pub snapshot: Option<LogBytes>,
+    /// Segment number within the generation (0, 1, …).
+    pub seq: u64,
+    /// The WAL bytes the transaction appended.
+    pub segment: LogBytes,
+}
+
+/// Durable home of SQL databases when they are hosted by the storage layer rather than by
+/// local files (`sql.hosting = "shipped"`): a snapshot plus WAL segments per database.
+#[async_trait]
+pub trait SqlLogStore: Send + Sync + 'static {
+    /// The stored log of a database, if it has one.
+    async fn sql_log(&self, space: &str, db: &str) -> StoreResult<Option<SqlLog>>;
+    /// Records shipments, in order, all or none; durable when this returns. Refuses (with an
+    /// error) a segment that does not follow the stored one, so two writers can never
+    /// interleave. Returns the blobs that generations dropped by shipments starting a new one
+    /// referenced, which the caller may delete.
+    async fn sql_ship(&self, batch: Vec<SqlShipment>) -> StoreResult<Vec<Hash>>;
 }

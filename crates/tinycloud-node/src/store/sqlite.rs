@@ -25,8 +25,8 @@ use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
     AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut,
-    NetworkRow, Precondition, StoreError, StoreResult, StoredDelegation, StoredEvent,
-    ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
+    LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult,
+    StoredDelegation, StoredEvent, ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -138,6 +138,24 @@ CREATE TABLE IF NOT EXISTS space_usage (
     space TEXT PRIMARY KEY,
     bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sql_generation (
+    space TEXT NOT NULL,
+    db TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    snapshot_inline BLOB,
+    snapshot_hash BLOB,
+    snapshot_len INTEGER NOT NULL,
+    PRIMARY KEY (space, db)
+);
+CREATE TABLE IF NOT EXISTS sql_segment (
+    space TEXT NOT NULL,
+    db TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    inline_bytes BLOB,
+    hash BLOB,
+    len INTEGER NOT NULL,
+    PRIMARY KEY (space, db, seq)
+);
 "#;
 
 /// The SQLite index store.
@@ -1130,6 +1148,168 @@ impl EncryptionStore for SqliteIndex {
         })
         .await
     }
+}
+
+/// Splits log bytes into the (inline, hash, len) columns.
+fn log_columns(b: &LogBytes) -> (Option<&[u8]>, Option<&[u8]>, i64) {
+    match b {
+        LogBytes::Inline(v) => (Some(v), None, i64::try_from(v.len()).unwrap_or(i64::MAX)),
+        LogBytes::Blob(h, len) => (None, Some(h), i64::try_from(*len).unwrap_or(i64::MAX)),
+    }
+}
+
+fn log_bytes(inline: Option<Vec<u8>>, hash: Option<Vec<u8>>, len: i64) -> StoreResult<LogBytes> {
+    match (inline, hash) {
+        (Some(v), None) => Ok(LogBytes::Inline(v)),
+        (None, Some(h)) => Ok(LogBytes::Blob(
+            hash_from(h)?,
+            u64::try_from(len)
+                .map_err(|_| StoreError::Corrupt("negative SQL log length".into()))?,
+        )),
+        _ => Err(StoreError::Corrupt(
+            "SQL log piece is neither inline nor a blob".into(),
+        )),
+    }
+}
+
+fn blob_of(b: &LogBytes) -> Option<Hash> {
+    match b {
+        LogBytes::Blob(h, _) => Some(*h),
+        LogBytes::Inline(_) => None,
+    }
+}
+
+#[async_trait]
+impl SqlLogStore for SqliteIndex {
+    async fn sql_log(&self, space: &str, db: &str) -> StoreResult<Option<SqlLog>> {
+        let (space, db) = (space.to_owned(), db.to_owned());
+        self.read(move |c| {
+            let head = c
+                .query_row(
+                    "SELECT generation, snapshot_inline, snapshot_hash, snapshot_len FROM sql_generation
+                     WHERE space = ?1 AND db = ?2",
+                    params![space, db],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<Vec<u8>>>(1)?,
+                            r.get::<_, Option<Vec<u8>>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((generation, inline, hash, len)) = head else {
+                return Ok(None);
+            };
+            let mut st = c.prepare(
+                "SELECT inline_bytes, hash, len FROM sql_segment WHERE space = ?1 AND db = ?2 ORDER BY seq",
+            )?;
+            let segments = st
+                .query_map(params![space, db], |r| {
+                    Ok((
+                        r.get::<_, Option<Vec<u8>>>(0)?,
+                        r.get::<_, Option<Vec<u8>>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .map(|row| {
+                    let (i, h, l) = row?;
+                    log_bytes(i, h, l)
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Some(SqlLog {
+                generation: u64::try_from(generation)
+                    .map_err(|_| StoreError::Corrupt("negative SQL generation".into()))?,
+                snapshot: log_bytes(inline, hash, len)?,
+                segments,
+            }))
+        })
+        .await
+    }
+
+    async fn sql_ship(&self, batch: Vec<SqlShipment>) -> StoreResult<Vec<Hash>> {
+        self.write(move |tx| {
+            let mut dropped = Vec::new();
+            for s in &batch {
+                dropped.extend(ship_one(tx, s)?);
+            }
+            Ok(dropped)
+        })
+        .await
+    }
+}
+
+/// Records one shipment inside the caller's transaction.
+fn ship_one(tx: &Transaction<'_>, s: &SqlShipment) -> StoreResult<Vec<Hash>> {
+    let generation = i64::try_from(s.generation)
+        .map_err(|_| StoreError::Backend("SQL generation out of range".into()))?;
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT generation FROM sql_generation WHERE space = ?1 AND db = ?2",
+            params![s.space, s.db],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut dropped = Vec::new();
+    if let Some(snapshot) = &s.snapshot {
+        if current.is_some_and(|g| g >= generation) || s.seq != 0 {
+            return Err(StoreError::Backend(format!(
+                "SQL log of {}/{} moved on: generation {} is not newer",
+                s.space, s.db, s.generation
+            )));
+        }
+        if current.is_some() {
+            let old: Option<Vec<u8>> = tx.query_row(
+                "SELECT snapshot_hash FROM sql_generation WHERE space = ?1 AND db = ?2",
+                params![s.space, s.db],
+                |r| r.get(0),
+            )?;
+            dropped.extend(old.map(hash_from).transpose()?);
+            let mut st = tx.prepare(
+                "SELECT hash FROM sql_segment WHERE space = ?1 AND db = ?2 AND hash IS NOT NULL",
+            )?;
+            for h in st.query_map(params![s.space, s.db], |r| r.get::<_, Vec<u8>>(0))? {
+                dropped.push(hash_from(h?)?);
+            }
+            tx.execute(
+                "DELETE FROM sql_segment WHERE space = ?1 AND db = ?2",
+                params![s.space, s.db],
+            )?;
+        }
+        let (inline, hash, len) = log_columns(snapshot);
+        tx.execute(
+                    "INSERT INTO sql_generation (space, db, generation, snapshot_inline, snapshot_hash, snapshot_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (space, db) DO UPDATE SET generation = ?3, snapshot_inline = ?4,
+                         snapshot_hash = ?5, snapshot_len = ?6",
+                    params![s.space, s.db, generation, inline, hash, len],
+                )?;
+        // A blob the new generation still uses is not garbage.
+        let keep: Vec<Hash> = blob_of(snapshot)
+            .into_iter()
+            .chain(blob_of(&s.segment))
+            .collect();
+        dropped.retain(|h| !keep.contains(h));
+    } else {
+        let next: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM sql_segment WHERE space = ?1 AND db = ?2",
+            params![s.space, s.db],
+            |r| r.get(0),
+        )?;
+        if current != Some(generation) || i64::try_from(s.seq).ok() != Some(next) {
+            return Err(StoreError::Backend(format!(
+                "SQL log of {}/{} moved on: segment {} of generation {} does not follow",
+                s.space, s.db, s.seq, s.generation
+            )));
+        }
+    }
+    let (inline, hash, len) = log_columns(&s.segment);
+    tx.execute(
+                "INSERT INTO sql_segment (space, db, seq, inline_bytes, hash, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.space, s.db, i64::try_from(s.seq).unwrap_or(i64::MAX), inline, hash, len],
+            )?;
+    Ok(dropped)
 }
 
 #[cfg(test)]
