@@ -441,3 +441,68 @@ async fn many_readers_one_writer() {
     .await;
     assert_eq!(body(&r)["rows"], json!([[25]]));
 }
+
+/// A database's size counts in the space quota: writes are refused with 402 once it is
+/// reached (reads still work), including, with shipped hosting, right after a restart when the
+/// database has not been opened yet.
+async fn quota_counts_database_size(env: &[(&str, &str)], restart: bool) {
+    let mut env = env.to_vec();
+    env.push(("TINYCLOUD_STORAGE__LIMIT", "256 KiB"));
+    let mut node = Node::start(&env);
+    let o = Owner::sign_in(&node, 27, "default").await;
+    let p = [o.session_cid];
+    let db = o.res("sql/quota");
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "admin",
+        json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let insert = json!({"action":"execute","sql":"INSERT INTO t (b) VALUES (zeroblob(65536))"});
+    let mut accepted = 0;
+    let refused = loop {
+        let r = sql(&node, &o.session, &p, &db, "write", insert.clone()).await;
+        if r.status != 200 {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 20, "the quota never stopped writes");
+    };
+    assert_eq!(refused.status, 402, "{}", refused.text());
+    assert!(refused.text().contains("quota"), "{}", refused.text());
+    assert!(accepted >= 2, "only {accepted} inserts fit");
+    let mut _data = None;
+    if restart {
+        let dir = node.dir.clone();
+        _data = node.take_tmp();
+        node.kill9();
+        node = Node::start_in(&dir, &env);
+        let r = sql(&node, &o.session, &p, &db, "write", insert.clone()).await;
+        assert_eq!(r.status, 402, "first write after restart: {}", r.text());
+    }
+    let r = sql(
+        &node,
+        &o.session,
+        &p,
+        &db,
+        "read",
+        json!({"action":"query","sql":"SELECT count(*) FROM t"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body(&r)["rows"], json!([[accepted]]));
+}
+
+#[tokio::test]
+async fn database_size_counts_in_the_space_quota() {
+    quota_counts_database_size(&[], false).await;
+}
+
+#[tokio::test]
+async fn shipped_database_size_counts_in_the_quota_after_restart() {
+    quota_counts_database_size(&[("TINYCLOUD_SQL__HOSTING", "shipped")], true).await;
+}

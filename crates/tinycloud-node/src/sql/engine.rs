@@ -283,17 +283,24 @@ impl Databases {
     }
 
     /// Bytes used by a space's databases (files plus WAL).
-    pub fn usage(&self, space: &str) -> u64 {
+    /// (Shipped hosting: the sizes recorded in the storage layer, which also count databases
+    /// this node has not opened since it started.)
+    pub async fn usage(&self, space: &str) -> Result<u64, SqlError> {
+        if let Hosting::Shipped(s) = &self.hosting {
+            return s.usage(space).await;
+        }
         let dir = self.path_of(space, "x");
-        let Some(dir) = dir.parent() else { return 0 };
-        std::fs::read_dir(dir)
+        let Some(dir) = dir.parent() else {
+            return Ok(0);
+        };
+        Ok(std::fs::read_dir(dir)
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.metadata().ok())
                     .map(|m| m.len())
                     .sum()
             })
-            .unwrap_or(0)
+            .unwrap_or(0))
     }
 
     fn database(&self, space: &str, name: &str, create: bool) -> Result<Arc<Database>, SqlError> {

@@ -367,6 +367,17 @@ impl Shipper {
             WAL_HEADER + next.frames * header.frame_size()
         };
         let end = WAL_HEADER + frames * header.frame_size();
+        // The commit frame's header holds the database size in pages after the commit.
+        let mut commit = [0u8; 8];
+        wal.seek(SeekFrom::Start(end - header.frame_size()))
+            .and_then(|_| wal.read_exact(&mut commit))
+            .map_err(io)?;
+        let db_pages = u32::from_be_bytes([commit[4], commit[5], commit[6], commit[7]]);
+        if db_pages == 0 {
+            return Err(SqlError::Internal(
+                "the last shipped WAL frame is not a commit".into(),
+            ));
+        }
         wal.seek(SeekFrom::Start(start)).map_err(io)?;
         let segment = self.put_piece(space, db, (&mut wal).take(end - start), end - start)?;
         let ticket = queue.push(SqlShipment {
@@ -376,6 +387,7 @@ impl Shipper {
             snapshot,
             seq: next.seq,
             segment,
+            db_bytes: u64::from(db_pages) * header.page_size,
         })?;
         next.frames = frames;
         next.seq += 1;
@@ -389,6 +401,11 @@ impl Shipper {
             }
         }
         Ok(Some(ticket))
+    }
+
+    /// Total size of a space's databases, as recorded with their last shipments.
+    pub async fn usage(&self, space: &str) -> Result<u64, SqlError> {
+        self.log.sql_usage(space).await.map_err(store)
     }
 
     /// Returns once the shipment behind `ticket` is durable. Whoever finds no shipping in
@@ -516,6 +533,9 @@ mod tests {
                 return Err(StoreError::Backend("outage".into()));
             }
             self.inner.sql_ship(s).await
+        }
+        async fn sql_usage(&self, space: &str) -> crate::store::StoreResult<u64> {
+            self.inner.sql_usage(space).await
         }
     }
 
@@ -714,10 +734,15 @@ mod tests {
             // A fresh node (empty working-copy directory) sees exactly the same data and
             // keeps writing.
             let b = fx.node("cache-b", inline_max, checkpoint_bytes);
+            // The quota counts the database before this node has opened it.
+            let handle = tokio::runtime::Handle::current();
+            let used = handle.block_on(b.usage("space1")).unwrap();
+            assert!(used > 3 * 1024 * 1024, "usage {used}");
             assert_eq!(
                 rows(&b, "SELECT id, v, length(b) FROM t ORDER BY id"),
                 before
             );
+            assert_eq!(handle.block_on(b.usage("space1")).unwrap(), used);
             exec(
                 &b,
                 "INSERT INTO t (id, v) VALUES (5000, 'after restore')",

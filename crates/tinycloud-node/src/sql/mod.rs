@@ -165,7 +165,7 @@ pub async fn handle(
     let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
     if writes {
         if let Some(limit) = state.limit_for(r.space().is_public()) {
-            let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space);
+            let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
             if used >= limit {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,

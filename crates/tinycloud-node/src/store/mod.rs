@@ -426,6 +426,8 @@ pub struct SqlShipment {
     pub seq: u64,
     /// The WAL bytes the transaction appended.
     pub segment: LogBytes,
+    /// Size of the database after the transaction (for the space quota).
+    pub db_bytes: u64,
 }
 
 /// Durable home of SQL databases when they are hosted by the storage layer rather than by
@@ -439,4 +441,6 @@ pub trait SqlLogStore: Send + Sync + 'static {
     /// interleave. Returns the blobs that generations dropped by shipments starting a new one
     /// referenced, which the caller may delete.
     async fn sql_ship(&self, batch: Vec<SqlShipment>) -> StoreResult<Vec<Hash>>;
+    /// Total size of a space's databases as of their last shipments.
+    async fn sql_usage(&self, space: &str) -> StoreResult<u64>;
 }

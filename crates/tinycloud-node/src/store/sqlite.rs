@@ -145,6 +145,7 @@ CREATE TABLE IF NOT EXISTS sql_generation (
     snapshot_inline BLOB,
     snapshot_hash BLOB,
     snapshot_len INTEGER NOT NULL,
+    db_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (space, db)
 );
 CREATE TABLE IF NOT EXISTS sql_segment (
@@ -1238,6 +1239,19 @@ impl SqlLogStore for SqliteIndex {
         })
         .await
     }
+
+    async fn sql_usage(&self, space: &str) -> StoreResult<u64> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT COALESCE(SUM(db_bytes), 0) FROM sql_generation WHERE space = ?1",
+                params![space],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
 }
 
 /// Records one shipment inside the caller's transaction.
@@ -1309,6 +1323,10 @@ fn ship_one(tx: &Transaction<'_>, s: &SqlShipment) -> StoreResult<Vec<Hash>> {
                 "INSERT INTO sql_segment (space, db, seq, inline_bytes, hash, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![s.space, s.db, i64::try_from(s.seq).unwrap_or(i64::MAX), inline, hash, len],
             )?;
+    tx.execute(
+        "UPDATE sql_generation SET db_bytes = ?3 WHERE space = ?1 AND db = ?2",
+        params![s.space, s.db, i64::try_from(s.db_bytes).unwrap_or(i64::MAX)],
+    )?;
     Ok(dropped)
 }
 
