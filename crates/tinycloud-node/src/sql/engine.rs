@@ -81,6 +81,8 @@ struct Database {
     readers: Mutex<Vec<Connection>>,
     /// Commits waiting to be recorded by the storage layer (shipped hosting).
     shipping: hosting::ShipQueue,
+    /// The working copy was discarded; its files may be gone or being rebuilt.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The single writer connection of a database, with its shipping progress when the storage
@@ -151,6 +153,12 @@ fn sqlite_err(e: rusqlite::Error) -> SqlError {
         }
         _ => SqlError::Invalid(e.to_string()),
     }
+}
+
+/// A request that found its database's working copy being discarded (shipped hosting: a write
+/// could not be recorded); the next request rebuilds it from the store.
+fn rebuilding() -> SqlError {
+    SqlError::Unavailable("the database is being rebuilt from storage; retry".into())
 }
 
 /// A JSON parameter as an SQLite value: null, integer (i64), float, string, boolean (0/1),
@@ -344,8 +352,8 @@ impl Databases {
             .and_then(|()| writer.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|()| configure(&writer, &self.limits))
             .map_err(sqlite_err)?;
-        if ship.is_some() {
-            hosting::install_hook(&writer);
+        if let (Some(_), Hosting::Shipped(shipper)) = (&ship, &self.hosting) {
+            shipper.configure_writer(&writer)?;
         }
         let db = Arc::new(Database {
             space: space.to_owned(),
@@ -354,12 +362,16 @@ impl Databases {
             writer: Mutex::new(Some(Writer { conn: writer, ship })),
             readers: Mutex::new(Vec::new()),
             shipping: hosting::ShipQueue::default(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         open.insert(path, db.clone());
         Ok(db)
     }
 
     fn reader(&self, db: &Database) -> Result<Connection, SqlError> {
+        if db.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rebuilding());
+        }
         if let Some(c) = db.readers.lock().ok().and_then(|mut r| r.pop()) {
             return Ok(c);
         }
@@ -398,15 +410,20 @@ impl Databases {
             Self::give_back(&db, conn);
             r?
         } else {
-            let guard = db
+            let mut guard = db
                 .writer
                 .lock()
                 .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
-            let writer = guard
-                .as_ref()
-                .ok_or_else(|| SqlError::Internal("writer closed".into()))?;
+            let writer = guard.as_mut().ok_or_else(rebuilding)?;
             hosting::reset_committed();
-            let result = self.statement(&writer.conn, stmt, exec, false, &touched);
+            // In an explicit transaction, so a statement that fails or is cut short (a
+            // `RETURNING` past the row cap, a timeout) leaves nothing committed.
+            let result = (|| {
+                let tx = writer.conn.transaction().map_err(sqlite_err)?;
+                let out = self.statement(&tx, stmt, exec, false, &touched)?;
+                tx.commit().map_err(sqlite_err)?;
+                Ok(out)
+            })();
             self.after_write(&db, guard)?;
             result?
         };
@@ -500,6 +517,10 @@ impl Databases {
 
     /// Drops a database's working copy (shipped hosting) so its next use restores it.
     fn discard(&self, db: &Arc<Database>) {
+        db.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Commits already handed to the store settle first, so the rebuild sees them; queued
+        // ones are refused.
+        db.shipping.close();
         if let Ok(mut w) = db.writer.lock() {
             *w = None;
         }
@@ -519,10 +540,7 @@ impl Databases {
         exec: &Exec,
         touched: &Touched,
     ) -> Result<Vec<Outcome>, SqlError> {
-        let conn = &mut guard
-            .as_mut()
-            .ok_or_else(|| SqlError::Internal("writer closed".into()))?
-            .conn;
+        let conn = &mut guard.as_mut().ok_or_else(rebuilding)?.conn;
         let tx = conn.transaction().map_err(sqlite_err)?;
         let mut out = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.iter().enumerate() {

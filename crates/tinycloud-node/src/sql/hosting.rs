@@ -76,12 +76,6 @@ fn on_commit(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Installs the commit hook on a writer connection; this also turns off SQLite's automatic
-/// checkpoints, which the shipper replaces.
-pub fn install_hook(conn: &Connection) {
-    conn.wal_hook(Some(on_commit));
-}
-
 /// Forgets any commit recorded on this thread (call before a write).
 pub fn reset_committed() {
     COMMITTED.with(|c| c.set(None));
@@ -155,11 +149,13 @@ fn store(e: StoreError) -> SqlError {
     SqlError::Unavailable("SQL storage is unavailable; retry later".into())
 }
 
-/// The blob address of a log piece: keyed by the database, so no two databases (and no KV
-/// value) ever share a blob, and a dropped generation's blobs can be deleted safely.
-fn piece_key(space: &str, db: &str) -> [u8; 32] {
+/// The blob address of a log piece: keyed by the database and generation, so no two databases
+/// or generations (and no KV value) ever share a blob, and a dropped generation's blobs can
+/// be deleted safely.
+fn piece_key(space: &str, db: &str, generation: u64) -> [u8; 32] {
     let mut material = (space.len() as u64).to_be_bytes().to_vec();
     material.extend_from_slice(space.as_bytes());
+    material.extend_from_slice(&generation.to_be_bytes());
     material.extend_from_slice(db.as_bytes());
     blake3::derive_key("tinycloud sql log piece v1", &material)
 }
@@ -190,6 +186,7 @@ impl Shipper {
         &self,
         space: &str,
         db: &str,
+        generation: u64,
         mut src: impl Read,
         len: u64,
     ) -> Result<LogBytes, SqlError> {
@@ -198,7 +195,7 @@ impl Shipper {
             src.read_to_end(&mut buf).map_err(io)?;
             return Ok(LogBytes::Inline(buf));
         }
-        let key = piece_key(space, db);
+        let key = piece_key(space, db, generation);
         self.runtime.block_on(async {
             let mut hasher = blake3::Hasher::new_keyed(&key);
             let mut writer = self.blobs.begin().await.map_err(store)?;
@@ -311,6 +308,7 @@ impl Shipper {
         }
         Ok(Some(ShipState {
             generation: log.generation,
+            seq: log.segments.len() as u64,
             ..ShipState::default()
         }))
     }
@@ -348,7 +346,7 @@ impl Shipper {
                 frames: 0,
                 seq: 0,
             };
-            Some(self.put_piece(space, db, file, len)?)
+            Some(self.put_piece(space, db, next.generation, file, len)?)
         } else {
             None
         };
@@ -379,7 +377,13 @@ impl Shipper {
             ));
         }
         wal.seek(SeekFrom::Start(start)).map_err(io)?;
-        let segment = self.put_piece(space, db, (&mut wal).take(end - start), end - start)?;
+        let segment = self.put_piece(
+            space,
+            db,
+            next.generation,
+            (&mut wal).take(end - start),
+            end - start,
+        )?;
         let ticket = queue.push(SqlShipment {
             space: space.to_owned(),
             db: db.to_owned(),
@@ -388,19 +392,34 @@ impl Shipper {
             seq: next.seq,
             segment,
             db_bytes: u64::from(db_pages) * header.page_size,
+            base_segments: state.seq,
         })?;
         next.frames = frames;
         next.seq += 1;
         *state = next;
         let db_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if end >= self.checkpoint_bytes.max(db_len) {
-            // Fold the WAL into the database file; the next commit starts a new generation
-            // (queued after this one). Busy readers only postpone this to a later commit.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            // Fold the WAL into the database file without waiting for readers; once it is all
+            // there, SQLite starts a new WAL at the next commit, and with it a new generation.
+            // Busy readers only postpone this to a later commit.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::debug!(error = %e, "SQL checkpoint postponed");
             }
         }
         Ok(Some(ticket))
+    }
+
+    /// Prepares a database's writer connection: the commit hook (which also turns off SQLite's
+    /// automatic checkpoints, replaced by the shipper's) and a bound on the WAL file's size
+    /// once it restarts.
+    pub fn configure_writer(&self, conn: &Connection) -> Result<(), SqlError> {
+        conn.wal_hook(Some(on_commit));
+        conn.pragma_update(
+            None,
+            "journal_size_limit",
+            i64::try_from(self.checkpoint_bytes).unwrap_or(i64::MAX),
+        )
+        .map_err(|e| SqlError::Internal(e.to_string()))
     }
 
     /// Total size of a space's databases, as recorded with their last shipments.
@@ -417,6 +436,14 @@ impl Shipper {
         loop {
             if q.durable > ticket {
                 return Ok(());
+            }
+            if ticket < q.durable + q.in_flight {
+                // In the batch being shipped: its outcome decides.
+                q = queue
+                    .done
+                    .wait(q)
+                    .map_err(|_| SqlError::Internal("SQL ship queue poisoned".into()))?;
+                continue;
             }
             if q.failed {
                 return Err(SqlError::Unavailable(
@@ -438,20 +465,27 @@ impl Shipper {
             }
             q.in_flight = batch.len() as u64;
             drop(q);
+            // Should shipping panic, the guard marks the queue failed and wakes the waiters.
+            let guard = InFlight(queue);
             let result = self.runtime.block_on(self.log.sql_ship(batch));
+            std::mem::forget(guard);
             q = queue.lock()?;
             let shipped = std::mem::take(&mut q.in_flight);
             match result {
                 Ok(dropped) => {
                     q.durable += shipped;
-                    drop(q);
                     queue.done.notify_all();
-                    for hash in dropped {
-                        if let Err(e) = self.runtime.block_on(self.blobs.delete(&hash)) {
-                            tracing::warn!(error = %e, "could not delete a dropped SQL log blob");
-                        }
+                    if !dropped.is_empty() {
+                        // Off the reply path: nothing references these any more.
+                        let blobs = self.blobs.clone();
+                        self.runtime.spawn(async move {
+                            for hash in dropped {
+                                if let Err(e) = blobs.delete(&hash).await {
+                                    tracing::warn!(error = %e, "could not delete a dropped SQL log blob");
+                                }
+                            }
+                        });
                     }
-                    q = queue.lock()?;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "SQL log store failure");
@@ -483,7 +517,35 @@ struct QueueState {
     failed: bool,
 }
 
+/// Marks a queue failed if shipping unwinds.
+struct InFlight<'a>(&'a ShipQueue);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.0.state.lock() {
+            q.in_flight = 0;
+            q.failed = true;
+        }
+        self.0.done.notify_all();
+    }
+}
+
 impl ShipQueue {
+    /// Refuses everything not yet handed to the store (its writers get an error) and waits
+    /// until what is in flight has settled, so that a rebuild from the store sees it.
+    pub fn close(&self) {
+        let Ok(mut q) = self.state.lock() else { return };
+        q.failed = true;
+        q.pending.clear();
+        self.done.notify_all();
+        while q.in_flight > 0 {
+            q = match self.done.wait(q) {
+                Ok(q) => q,
+                Err(_) => return,
+            };
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, QueueState>, SqlError> {
         self.state
             .lock()
@@ -880,6 +942,67 @@ mod tests {
         });
     }
 
+    /// A node that restored the database, then missed another node's acknowledged write, can
+    /// not start a generation over it: its write is refused and the other write survives.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_writer_that_missed_commits_cannot_drop_them() {
+        let fx = Fixture::new();
+        blocking(move || {
+            let a = fx.node("cache-a", 64 * 1024, u64::MAX);
+            exec(
+                &a,
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)",
+                vec![],
+            )
+            .unwrap();
+            exec(&a, "INSERT INTO t VALUES (1, 'a')", vec![]).unwrap();
+            let b = fx.node("cache-b", 64 * 1024, u64::MAX);
+            assert_eq!(rows(&b, "SELECT count(*) FROM t"), vec![vec![json!(1)]]);
+            // A keeps writing (acknowledged) after B restored.
+            exec(&a, "INSERT INTO t VALUES (2, 'a')", vec![]).unwrap();
+            assert!(matches!(
+                exec(&b, "INSERT INTO t VALUES (3, 'b')", vec![]),
+                Err(SqlError::Unavailable(_))
+            ));
+            // B rebuilt from the store: it now sees A's write and can write on top of it.
+            exec(&b, "INSERT INTO t VALUES (3, 'b')", vec![]).unwrap();
+            drop((a, b));
+            let c = fx.node("cache-c", 64 * 1024, u64::MAX);
+            assert_eq!(
+                rows(&c, "SELECT id FROM t ORDER BY id"),
+                vec![vec![json!(1)], vec![json!(2)], vec![json!(3)]]
+            );
+        });
+    }
+
+    /// A write cut short (a `RETURNING` past the row cap) commits nothing, locally or in the
+    /// store.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_cut_short_commits_nothing() {
+        let fx = Fixture::new();
+        blocking(move || {
+            let a = fx.node("cache-a", 64 * 1024, u64::MAX);
+            exec(&a, "CREATE TABLE t (id INTEGER PRIMARY KEY)", vec![]).unwrap();
+            let capped = Exec {
+                max_rows: Some(1),
+                ..admin()
+            };
+            let stmt = Stmt {
+                sql: "INSERT INTO t VALUES (1), (2), (3) RETURNING id".into(),
+                params: vec![],
+            };
+            assert!(matches!(
+                a.run("space1", "main", &stmt, &capped),
+                Err(SqlError::TooLarge(_))
+            ));
+            assert_eq!(rows(&a, "SELECT count(*) FROM t"), vec![vec![json!(0)]]);
+            exec(&a, "INSERT INTO t VALUES (9)", vec![]).unwrap();
+            drop(a);
+            let b = fx.node("cache-b", 64 * 1024, u64::MAX);
+            assert_eq!(rows(&b, "SELECT id FROM t"), vec![vec![json!(9)]]);
+        });
+    }
+
     #[test]
     fn wal_header_parsing() {
         let mut h = [0u8; 32];
@@ -901,8 +1024,9 @@ mod tests {
     }
 
     #[test]
-    fn piece_keys_differ_per_database() {
-        assert_ne!(piece_key("a", "b"), piece_key("a", "c"));
-        assert_ne!(piece_key("a\nb", "c"), piece_key("a", "b\nc"));
+    fn piece_keys_differ_per_database_and_generation() {
+        assert_ne!(piece_key("a", "b", 1), piece_key("a", "c", 1));
+        assert_ne!(piece_key("a", "b", 1), piece_key("a", "b", 2));
+        assert_ne!(piece_key("a\nb", "c", 1), piece_key("a", "b\nc", 1));
     }
 }

@@ -426,6 +426,10 @@ pub struct SqlShipment {
     pub seq: u64,
     /// The WAL bytes the transaction appended.
     pub segment: LogBytes,
+    /// When starting a generation: how many segments the previous generation (number
+    /// `generation - 1`, none for 1) has; the store refuses the shipment unless it holds
+    /// exactly that log, so a writer that missed another's commits can never drop them.
+    pub base_segments: u64,
     /// Size of the database after the transaction (for the space quota).
     pub db_bytes: u64,
 }
@@ -434,7 +438,8 @@ pub struct SqlShipment {
 /// local files (`sql.hosting = "shipped"`): a snapshot plus WAL segments per database.
 #[async_trait]
 pub trait SqlLogStore: Send + Sync + 'static {
-    /// The stored log of a database, if it has one.
+    /// The stored log of a database, if it has one: a consistent snapshot (generation and
+    /// segments as of one commit).
     async fn sql_log(&self, space: &str, db: &str) -> StoreResult<Option<SqlLog>>;
     /// Records shipments, in order, all or none; durable when this returns. Refuses (with an
     /// error) a segment that does not follow the stored one, so two writers can never

@@ -1185,6 +1185,8 @@ impl SqlLogStore for SqliteIndex {
     async fn sql_log(&self, space: &str, db: &str) -> StoreResult<Option<SqlLog>> {
         let (space, db) = (space.to_owned(), db.to_owned());
         self.read(move |c| {
+            // One read transaction: the generation and its segments from the same commit.
+            let c = c.unchecked_transaction()?;
             let head = c
                 .query_row(
                     "SELECT generation, snapshot_inline, snapshot_hash, snapshot_len FROM sql_generation
@@ -1267,9 +1269,21 @@ fn ship_one(tx: &Transaction<'_>, s: &SqlShipment) -> StoreResult<Vec<Hash>> {
         .optional()?;
     let mut dropped = Vec::new();
     if let Some(snapshot) = &s.snapshot {
-        if current.is_some_and(|g| g >= generation) || s.seq != 0 {
+        // A new generation is built on exactly the stored log it names: the previous
+        // generation with all its segments. Anything else means another writer moved on.
+        let previous = generation - 1;
+        let segments: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM sql_segment WHERE space = ?1 AND db = ?2",
+            params![s.space, s.db],
+            |r| r.get(0),
+        )?;
+        let follows = match current {
+            None => previous == 0,
+            Some(g) => g == previous && u64::try_from(segments).ok() == Some(s.base_segments),
+        };
+        if !follows || s.seq != 0 {
             return Err(StoreError::Backend(format!(
-                "SQL log of {}/{} moved on: generation {} is not newer",
+                "SQL log of {}/{} moved on: generation {} does not follow the stored one",
                 s.space, s.db, s.generation
             )));
         }
