@@ -92,6 +92,9 @@ struct Writer {
     ship: Option<ShipState>,
 }
 
+/// Where an open database lives in the registry.
+type Slot = Mutex<Option<Arc<Database>>>;
+
 /// Tables written by a statement (reported by SQLite's authorizer).
 pub type Touched = Arc<Mutex<BTreeSet<String>>>;
 
@@ -104,7 +107,9 @@ fn touched_tables(t: &Touched) -> Vec<String> {
 /// All open databases.
 pub struct Databases {
     root: PathBuf,
-    open: Mutex<HashMap<PathBuf, Arc<Database>>>,
+    /// One slot per database path: opening (and, shipped, restoring) a database holds only its
+    /// own slot, never the whole registry.
+    open: Mutex<HashMap<PathBuf, Arc<Slot>>>,
     limits: SqlLimits,
     hosting: Hosting,
 }
@@ -313,11 +318,17 @@ impl Databases {
 
     fn database(&self, space: &str, name: &str, create: bool) -> Result<Arc<Database>, SqlError> {
         let path = self.path_of(space, name);
-        let mut open = self
+        let slot = self
             .open
             .lock()
-            .map_err(|_| SqlError::Internal("database registry poisoned".into()))?;
-        if let Some(db) = open.get(&path) {
+            .map_err(|_| SqlError::Internal("database registry poisoned".into()))?
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let mut open = slot
+            .lock()
+            .map_err(|_| SqlError::Internal("database slot poisoned".into()))?;
+        if let Some(db) = open.as_ref() {
             return Ok(db.clone());
         }
         let ship = match &self.hosting {
@@ -364,7 +375,7 @@ impl Databases {
             shipping: hosting::ShipQueue::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
         });
-        open.insert(path, db.clone());
+        *open = Some(db.clone());
         Ok(db)
     }
 
@@ -524,12 +535,17 @@ impl Databases {
         if let Ok(mut w) = db.writer.lock() {
             *w = None;
         }
-        // Under the registry lock, so no restore of the same path can interleave.
-        if let Ok(mut open) = self.open.lock() {
-            if open.get(&db.path).is_some_and(|d| Arc::ptr_eq(d, db)) {
-                open.remove(&db.path);
-                hosting::remove_files(&db.path);
-            }
+        let slot = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(&db.path).cloned());
+        // Under the database's slot, so no restore of the same path can interleave.
+        let Some(slot) = slot else { return };
+        let Ok(mut open) = slot.lock() else { return };
+        if open.as_ref().is_some_and(|d| Arc::ptr_eq(d, db)) {
+            *open = None;
+            hosting::remove_files(&db.path);
         }
     }
 
