@@ -325,6 +325,25 @@ impl Databases {
             .entry(path.clone())
             .or_default()
             .clone();
+        let opened = self.open_in(space, name, create, &path, &slot);
+        if opened.is_err() {
+            // Lookups of absent databases must not grow the registry.
+            self.forget_slot(&path, slot);
+        }
+        opened
+    }
+
+    /// Opens (restoring if shipped) the database at `path` into its slot, or returns the open
+    /// one.
+    fn open_in(
+        &self,
+        space: &str,
+        name: &str,
+        create: bool,
+        path: &Path,
+        slot: &Slot,
+    ) -> Result<Arc<Database>, SqlError> {
+        let path = path.to_path_buf();
         let mut open = slot
             .lock()
             .map_err(|_| SqlError::Internal("database slot poisoned".into()))?;
@@ -421,10 +440,7 @@ impl Databases {
             Self::give_back(&db, conn);
             r?
         } else {
-            let mut guard = db
-                .writer
-                .lock()
-                .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
+            let mut guard = self.lock_writer(&db)?;
             let writer = guard.as_mut().ok_or_else(rebuilding)?;
             hosting::reset_committed();
             // In an explicit transaction, so a statement that fails or is cut short (a
@@ -459,10 +475,7 @@ impl Databases {
     ) -> Result<(Vec<Outcome>, Vec<String>), SqlError> {
         let touched = Touched::default();
         let db = self.database(space, name, true)?;
-        let mut guard = db
-            .writer
-            .lock()
-            .map_err(|_| SqlError::Internal("writer poisoned".into()))?;
+        let mut guard = self.lock_writer(&db)?;
         hosting::reset_committed();
         let result = Self::batch_in(self, &mut guard, stmts, exec, &touched);
         self.after_write(&db, guard)?;
@@ -521,9 +534,48 @@ impl Databases {
             tracing::error!(error = %e, space = %db.space, db = %db.name, "SQL write not recorded; discarding the working copy");
             self.discard(db);
             SqlError::Unavailable(
-                "the write could not be recorded in storage and was not applied; retry".into(),
+                "the write could not be confirmed by storage and may not have been applied; retry"
+                    .into(),
             )
         })
+    }
+
+    /// The writer of a database. A writer poisoned by a panic is never trusted again: the
+    /// working copy is discarded (shipped hosting rebuilds it from the store).
+    fn lock_writer<'a>(
+        &self,
+        db: &'a Arc<Database>,
+    ) -> Result<std::sync::MutexGuard<'a, Option<Writer>>, SqlError> {
+        match db.writer.lock() {
+            Ok(g) => Ok(g),
+            Err(poisoned) => {
+                drop(poisoned);
+                tracing::error!(space = %db.space, db = %db.name, "SQL writer poisoned by a panic");
+                if matches!(self.hosting, Hosting::Shipped(_)) {
+                    self.discard(db);
+                    Err(rebuilding())
+                } else {
+                    Err(SqlError::Internal("the database writer failed".into()))
+                }
+            }
+        }
+    }
+
+    /// Registry slots in use (tests).
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    /// Removes a path's registry slot when nobody else holds it and it holds no database.
+    fn forget_slot(&self, path: &Path, slot: Arc<Slot>) {
+        if let Ok(mut open) = self.open.lock() {
+            let empty = slot.lock().map(|s| s.is_none()).unwrap_or(false);
+            // Slots are only cloned under the registry lock: the map's and ours mean unused.
+            if empty && Arc::strong_count(&slot) == 2 {
+                open.remove(path);
+            }
+        }
     }
 
     /// Drops a database's working copy (shipped hosting) so its next use restores it.
@@ -532,9 +584,9 @@ impl Databases {
         // Commits already handed to the store settle first, so the rebuild sees them; queued
         // ones are refused.
         db.shipping.close();
-        if let Ok(mut w) = db.writer.lock() {
-            *w = None;
-        }
+        *db.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let slot = self
             .open
             .lock()
@@ -547,6 +599,8 @@ impl Databases {
             *open = None;
             hosting::remove_files(&db.path);
         }
+        drop(open);
+        self.forget_slot(&db.path, slot);
     }
 
     fn batch_in(

@@ -53,9 +53,9 @@ const READ_PRAGMAS: &[&str] = &[
 
 /// Pragmas an admin may change. Anything touching durability, the file or the schema table
 /// (`journal_mode`, `synchronous`, `writable_schema`, `locking_mode`, `mmap_size`, …) stays
-/// denied for everyone.
+/// denied for everyone, and so does `foreign_keys`: always on, and a per-connection switch
+/// would leak into other requests (inside a write's transaction SQLite ignores it anyway).
 const ADMIN_PRAGMAS: &[&str] = &[
-    "foreign_keys",
     "user_version",
     "application_id",
     "optimize",

@@ -149,6 +149,32 @@ fn store(e: StoreError) -> SqlError {
     SqlError::Unavailable("SQL storage is unavailable; retry later".into())
 }
 
+/// Folds the WAL into the database file; once it is all there, SQLite starts a new WAL at the
+/// next commit, and with it a new generation. Normally PASSIVE: it never waits for readers,
+/// which only postpone it. Readers that never pause could postpone it forever, so once the WAL
+/// is twice its threshold (`insist`), a RESTART waits for them briefly (they move to the
+/// database file as soon as it is complete).
+fn checkpoint(conn: &Connection, insist: bool) {
+    let run = |mode: &str| -> rusqlite::Result<(i64, i64)> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+    };
+    match run("PASSIVE") {
+        Ok((log, done)) if done < log && insist => {
+            let brief = conn.busy_timeout(std::time::Duration::from_millis(50));
+            if let Err(e) = brief.and_then(|()| run("RESTART")) {
+                tracing::debug!(error = %e, "SQL checkpoint postponed");
+            }
+            if let Err(e) = conn.busy_timeout(std::time::Duration::from_secs(10)) {
+                tracing::warn!(error = %e, "could not restore the SQL busy timeout");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "SQL checkpoint postponed"),
+    }
+}
+
 /// The blob address of a log piece: keyed by the database and generation, so no two databases
 /// or generations (and no KV value) ever share a blob, and a dropped generation's blobs can
 /// be deleted safely.
@@ -221,10 +247,10 @@ impl Shipper {
         match piece {
             LogBytes::Inline(b) => out.write_all(b).map_err(io),
             LogBytes::Blob(hash, len) => self.runtime.block_on(async {
-                let mut r =
-                    self.blobs.open(hash).await.map_err(store)?.ok_or_else(|| {
-                        SqlError::Internal("a blob of the SQL log is missing".into())
-                    })?;
+                let mut r = self.blobs.open(hash).await.map_err(store)?.ok_or_else(|| {
+                    // Possibly a generation dropped between reading the log and now.
+                    SqlError::Unavailable("a blob of the SQL log is missing; retry".into())
+                })?;
                 let mut buf = vec![0; CHUNK];
                 let mut total = 0u64;
                 loop {
@@ -398,13 +424,9 @@ impl Shipper {
         next.seq += 1;
         *state = next;
         let db_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if end >= self.checkpoint_bytes.max(db_len) {
-            // Fold the WAL into the database file without waiting for readers; once it is all
-            // there, SQLite starts a new WAL at the next commit, and with it a new generation.
-            // Busy readers only postpone this to a later commit.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "SQL checkpoint postponed");
-            }
+        let threshold = self.checkpoint_bytes.max(db_len);
+        if end >= threshold {
+            checkpoint(conn, end >= threshold.saturating_mul(2));
         }
         Ok(Some(ticket))
     }
@@ -664,6 +686,26 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// Bytes of the database files (not WALs) under `p`.
+    fn walk_bytes(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() {
+                            walk_bytes(&path)
+                        } else if path.extension().is_some_and(|x| x == "db") {
+                            e.metadata().map(|m| m.len()).unwrap_or(0)
+                        } else {
+                            0
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     fn admin() -> Exec {
         Exec {
             level: Level::Admin,
@@ -821,7 +863,13 @@ mod tests {
             drop(c);
             (fx, blobs_now, generation)
         });
-        // Dropped generations leave no blobs behind.
+        // Dropped generations leave no blobs behind (deleted in the background).
+        for _ in 0..100 {
+            if fx.blob_files() <= dropped_blobs.max(4) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         assert!(
             fx.blob_files() <= dropped_blobs.max(4),
             "{} blobs",
@@ -881,6 +929,87 @@ mod tests {
                 rows(&b, "SELECT count(*), count(DISTINCT w) FROM t"),
                 vec![vec![json!(800), json!(8)]]
             );
+        });
+    }
+
+    /// Readers that never pause cannot stop generations from turning over (the WAL, the
+    /// stored log and restore time would grow without bound).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn generations_turn_over_under_constant_reads() {
+        let fx = Fixture::new();
+        blocking(move || {
+            let a = fx.node("cache-a", 64 * 1024, 8192);
+            exec(
+                &a,
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)",
+                vec![],
+            )
+            .unwrap();
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                for _ in 0..3 {
+                    s.spawn(|| {
+                        while !stop.load(Ordering::SeqCst) {
+                            // Each read keeps its snapshot for a few milliseconds.
+                            rows(&a, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) SELECT count(*), (SELECT sum(length(v)) FROM t) FROM c");
+                        }
+                    });
+                }
+                for i in 0..300 {
+                    exec(
+                        &a,
+                        "INSERT INTO t VALUES (?1, randomblob(2048))",
+                        vec![json!(i)],
+                    )
+                    .unwrap();
+                }
+                stop.store(true, Ordering::SeqCst);
+            });
+            let log = tokio::runtime::Handle::current()
+                .block_on(fx.log.sql_log("space1", "main"))
+                .unwrap()
+                .unwrap();
+            // The WAL stays within about twice the database's size (plus one commit).
+            let wal: u64 = log
+                .segments
+                .iter()
+                .map(|p| match p {
+                    LogBytes::Inline(b) => b.len() as u64,
+                    LogBytes::Blob(_, n) => *n,
+                })
+                .sum();
+            let db = std::fs::metadata(fx.dir.path().join("cache-a"))
+                .map(|_| walk_bytes(&fx.dir.path().join("cache-a")))
+                .unwrap_or(0);
+            assert!(log.generation >= 3, "only {} generations", log.generation);
+            assert!(
+                wal <= 2 * db + 64 * 1024,
+                "WAL {wal} bytes for a {db}-byte database"
+            );
+        });
+    }
+
+    /// Looking up databases that do not exist leaves nothing behind in the registry.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn absent_databases_leave_no_registry_entries() {
+        let fx = Fixture::new();
+        blocking(move || {
+            let a = fx.node("cache-a", 64 * 1024, 8192);
+            for i in 0..50 {
+                let r = a.run(
+                    "space1",
+                    &format!("nope{i}"),
+                    &Stmt {
+                        sql: "SELECT 1".into(),
+                        params: vec![],
+                    },
+                    &reader(),
+                );
+                assert!(matches!(r, Err(SqlError::NotFound(_))));
+            }
+            assert_eq!(a.slots(), 0);
+            exec(&a, "CREATE TABLE t (id INTEGER PRIMARY KEY)", vec![]).unwrap();
+            assert_eq!(a.slots(), 1);
         });
     }
 
