@@ -113,6 +113,38 @@ impl NodeKeys {
     }
 }
 
+/// `base64url(json).base64url(mac)`: a value the node hands out and takes back unchanged
+/// (list cursors, hook tickets), MACed with `key`.
+pub fn mac_encode<T: serde::Serialize>(key: &[u8; 32], value: &T) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    let mac = blake3::keyed_hash(key, &json);
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&json),
+        URL_SAFE_NO_PAD.encode(mac.as_bytes())
+    )
+}
+
+/// Verifies the MAC of a [`mac_encode`]d value (constant time) and decodes it; `None` when
+/// `text` is longer than `max_len`, malformed, forged or not a `T`.
+pub fn mac_decode<T: serde::de::DeserializeOwned>(
+    key: &[u8; 32],
+    text: &str,
+    max_len: usize,
+) -> Option<T> {
+    if text.len() > max_len {
+        return None;
+    }
+    let (body, mac) = text.split_once('.')?;
+    let json = URL_SAFE_NO_PAD.decode(body).ok()?;
+    let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
+    // `blake3::Hash` equality is constant-time.
+    if blake3::keyed_hash(key, &json) != blake3::Hash::from(mac) {
+        return None;
+    }
+    serde_json::from_slice(&json).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

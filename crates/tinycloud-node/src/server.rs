@@ -34,6 +34,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
     let cursor_key = keys.derive("tinycloud/kv/list-cursor");
+    let ticket_key = keys.derive("tinycloud/hooks/tickets");
     let public_limiter = RateLimiter::new(
         config.public_spaces.rate_limit_per_minute,
         config.public_spaces.rate_limit_burst,
@@ -82,6 +83,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         auth,
         spaces: RwLock::new(spaces),
         cursor_key,
+        ticket_key,
         public_limiter,
         sql,
         webhooks,

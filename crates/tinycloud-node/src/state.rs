@@ -27,6 +27,8 @@ pub struct AppState {
     pub spaces: RwLock<HashSet<String>>,
     /// MAC key of KV list cursors.
     pub cursor_key: [u8; 32],
+    /// MAC key of hook tickets.
+    pub ticket_key: [u8; 32],
     /// Per-IP limiter of unauthenticated public reads.
     pub public_limiter: RateLimiter,
     /// Per-space SQL databases.
@@ -68,4 +70,12 @@ pub type SharedState = Arc<AppState>;
 /// The current time.
 pub fn now() -> Timestamp {
     Timestamp::from(time::OffsetDateTime::now_utc())
+}
+
+/// A Unix-ms time as RFC 3339 (empty if it cannot be formatted).
+pub fn rfc3339(ms: i64) -> String {
+    Timestamp::from_millis(ms)
+        .to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -135,7 +135,8 @@ fn delivery_id(webhook: &str, seq: u64) -> String {
     hex::encode(&h.finalize().as_bytes()[..16])
 }
 
-fn scope_of(w: &WebhookRow) -> Scope {
+/// The subscription scope a webhook row stands for.
+pub fn scope_of(w: &WebhookRow) -> Scope {
     Scope {
         space: w.space.clone(),
         service: w.service.clone(),
@@ -236,21 +237,21 @@ async fn service_one(state: &AppState, client: &reqwest::Client, w: &WebhookRow)
         let _ = state.webhooks.advance_webhook(&w.id, next.seq - 1).await;
     }
     let attempts = w.attempts + 1;
-    let id = delivery_id(&w.id, next.seq);
+    let row = |status: &str, last_status: Option<u16>, last_error: Option<String>| DeliveryRow {
+        id: delivery_id(&w.id, next.seq),
+        webhook: w.id.clone(),
+        seq: next.seq,
+        status: status.into(),
+        attempts,
+        last_status,
+        last_error,
+        at: now().as_millis(),
+    };
     match send(state, client, w, next).await {
         Attempt::Delivered(status) => {
             let _ = state
                 .webhooks
-                .record_delivery(&DeliveryRow {
-                    id,
-                    webhook: w.id.clone(),
-                    seq: next.seq,
-                    status: "delivered".into(),
-                    attempts,
-                    last_status: Some(status),
-                    last_error: None,
-                    at: now().as_millis(),
-                })
+                .record_delivery(&row("delivered", Some(status), None))
                 .await;
             let _ = state.webhooks.advance_webhook(&w.id, next.seq).await;
             true
@@ -260,16 +261,11 @@ async fn service_one(state: &AppState, client: &reqwest::Client, w: &WebhookRow)
             tracing::warn!(webhook = %w.id, seq = next.seq, attempts, %error, dead, "webhook delivery failed");
             let _ = state
                 .webhooks
-                .record_delivery(&DeliveryRow {
-                    id,
-                    webhook: w.id.clone(),
-                    seq: next.seq,
-                    status: if dead { "dead" } else { "retrying" }.into(),
-                    attempts,
-                    last_status: status,
-                    last_error: Some(error),
-                    at: now().as_millis(),
-                })
+                .record_delivery(&row(
+                    if dead { "dead" } else { "retrying" },
+                    status,
+                    Some(error),
+                ))
                 .await;
             if dead {
                 let _ = state.webhooks.advance_webhook(&w.id, next.seq).await;

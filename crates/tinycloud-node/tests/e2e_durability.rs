@@ -12,6 +12,21 @@ use futures_util::StreamExt;
 /// A key and the value whose write was acknowledged.
 type Written = (String, Vec<u8>);
 
+/// Posts one invocation through a shared client; `Err` once the node is gone.
+async fn post_invoke(
+    client: &reqwest::Client,
+    url: &str,
+    header: String,
+    body: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{url}/invoke"))
+        .header("authorization", header)
+        .body(body)
+        .send()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_no_acknowledged_write() {
     // Small inline threshold so both inline values and blob files are exercised.
@@ -37,13 +52,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
                     &o.res(&format!("kv/{key}")),
                     "tinycloud.kv/put",
                 );
-                let r = client
-                    .post(format!("{url}/invoke"))
-                    .header("authorization", h)
-                    .body(value.clone())
-                    .send()
-                    .await;
-                match r {
+                match post_invoke(&client, &url, h, value.clone()).await {
                     Ok(r) if r.status() == 200 => acked.lock().unwrap().push((key, value)),
                     Ok(r) => panic!("unexpected status {} under load", r.status()),
                     Err(_) => return, // the node died
@@ -77,12 +86,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
                 &o.res(&format!("kv/{key}")),
                 "tinycloud.kv/get",
             );
-            let r = client
-                .post(format!("{url}/invoke"))
-                .header("authorization", h)
-                .send()
-                .await
-                .unwrap();
+            let r = post_invoke(&client, &url, h, vec![]).await.unwrap();
             assert_eq!(r.status(), 200, "acknowledged key {key} lost");
             assert_eq!(
                 r.bytes().await.unwrap().as_ref(),
@@ -123,8 +127,14 @@ async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
     let node = Node::start(env);
     let o = Arc::new(Owner::sign_in(&node, 10, "default").await);
     let db = o.res("sql/durable");
-    let r = sql(&node, &o.session, &[o.session_cid], &db, "admin", serde_json::json!({"action":"execute","sql":"CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"})).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    o.client(&node)
+        .execute(
+            &db,
+            "admin",
+            "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)",
+        )
+        .await
+        .expect(200);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let node = Arc::new(Mutex::new(Some(node)));
     let url = node.lock().unwrap().as_ref().unwrap().url.clone();
@@ -137,7 +147,7 @@ async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
                 let key = format!("{w}-{i}");
                 let h = invoke_header(&o.session, &[o.session_cid], &db, "tinycloud.sql/write");
                 let body = serde_json::json!({"action":"execute","sql":"INSERT INTO t VALUES (?, ?)","params":[key, i]});
-                match client.post(format!("{url}/invoke")).header("authorization", h).body(body.to_string()).send().await {
+                match post_invoke(&client, &url, h, body.to_string().into_bytes()).await {
                     Ok(r) if r.status() == 200 => acked.lock().unwrap().push(key),
                     Ok(r) => panic!("unexpected status {}", r.status()),
                     Err(_) => return,
@@ -163,17 +173,12 @@ async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
         std::fs::remove_dir_all(dir.join("sql-cache")).unwrap();
     }
     let node = Node::start_in(&dir, env);
-    let r = sql(
-        &node,
-        &o.session,
-        &[o.session_cid],
-        &db,
-        "read",
-        serde_json::json!({"action":"query","sql":"SELECT k FROM t"}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let v = o
+        .client(&node)
+        .query(&db, "read", "SELECT k FROM t")
+        .await
+        .expect(200)
+        .json();
     let present: std::collections::HashSet<String> = v["rows"]
         .as_array()
         .unwrap()

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::*;
 use serde_json::{json, Map, Value};
-use tinycloud_auth::cid::{parse_cid, Cid};
+use tinycloud_auth::cid::Cid;
 use tinycloud_auth::did::Did;
 use tinycloud_auth::keys::SecretKey;
 use tinycloud_auth::session::{capability, invocation};
@@ -21,35 +21,48 @@ fn fact(v: Value) -> Map<String, Value> {
 }
 
 async fn node_did(node: &Node) -> Did {
-    let info: Value = http()
-        .get(format!("{}/info", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = get_json(node, "/info").await;
     info["nodeId"].as_str().unwrap().parse().unwrap()
 }
 
 async fn post(node: &Node, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let r = http()
-        .post(format!("{}{path}", node.url))
-        .header("authorization", token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    let t = r.text().await.unwrap();
-    (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
+    request(node, reqwest::Method::POST, path, token, Some(body)).await
+}
+
+/// An invocation of `tinycloud.encryption/{ability}` on `network` by the owner's session,
+/// addressed to the node.
+fn owner_invocation(
+    o: &Owner,
+    node: &Did,
+    network: &str,
+    ability: &str,
+    facts: Vec<Map<String, Value>>,
+) -> String {
+    invocation(
+        &o.session,
+        Some(node.clone()),
+        &[o.session_cid],
+        vec![capability(network, &format!("tinycloud.encryption/{ability}")).unwrap()],
+        now(),
+        120,
+        &uuid(),
+        facts,
+    )
+    .unwrap()
+    .as_str()
+    .to_owned()
 }
 
 struct Decrypt {
     token: String,
     body: Value,
     receiver: StaticSecret,
+}
+
+impl Decrypt {
+    async fn send(&self, node: &Node, path: &str) -> (u16, Value) {
+        post(node, path, &self.token, &self.body).await
+    }
 }
 
 fn decrypt_request(
@@ -124,36 +137,23 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
             json!({"type": "tinycloud.encryption.network-admin/v1", "targetNode": nd.to_string(), "networkId": network, "bodyHash": canonical_hash(body), "action": action}),
         )
     };
-    let t = invocation(
-        &o.session,
-        Some(nd.clone()),
-        &p,
-        vec![capability(&network, "tinycloud.encryption/network.create").unwrap()],
-        now(),
-        120,
-        &uuid(),
-        vec![admin("network.create", &body)],
-    )
-    .unwrap();
-    let (s, v) = post(&node, "/encryption/networks", t.as_str(), &body).await;
+    let create = || {
+        owner_invocation(
+            &o,
+            &nd,
+            &network,
+            "network.create",
+            vec![admin("network.create", &body)],
+        )
+    };
+    let (s, v) = post(&node, "/encryption/networks", &create(), &body).await;
     assert_eq!(s, 200, "{v}");
     let d = &v["descriptor"];
     assert_eq!(d["state"], "active");
     assert_eq!(d["alg"], ALG);
     assert!(!v.to_string().contains("private"), "{v}");
-    let t = invocation(
-        &o.session,
-        Some(nd.clone()),
-        &p,
-        vec![capability(&network, "tinycloud.encryption/network.create").unwrap()],
-        now(),
-        120,
-        &uuid(),
-        vec![admin("network.create", &body)],
-    )
-    .unwrap();
     assert_eq!(
-        post(&node, "/encryption/networks", t.as_str(), &body)
+        post(&node, "/encryption/networks", &create(), &body)
             .await
             .0,
         409
@@ -163,17 +163,11 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
         .unwrap()
         .try_into()
         .unwrap();
-    let wk: Value = http()
-        .get(format!(
-            "{}/.well-known/encryption/network/default?ownerDid={}",
-            node.url, o.did
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wk: Value = get_json(
+        &node,
+        &format!("/.well-known/encryption/network/default?ownerDid={}", o.did),
+    )
+    .await;
     assert_eq!(wk["publicEncryptionKey"], d["publicEncryptionKey"]);
 
     // a client encrypts a content key to the network
@@ -183,7 +177,8 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
     // backend A: kv read + decrypt in one delegation; backend B: kv read only
     let a = ed25519(51);
     let vault = o.res("kv/vault/secrets/API_KEY");
-    let ga = ucan_delegation(
+    let ca = delegate(
+        &node,
         &o.session,
         &a.did(),
         &p,
@@ -192,19 +187,18 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
             capability(&network, "tinycloud.encryption/decrypt").unwrap(),
         ],
         600,
-    );
-    let (_, b, t) = post_delegate(&node, &ga).await;
-    let ca = parse_cid(b["cid"].as_str().unwrap_or_else(|| panic!("{t}"))).unwrap();
+    )
+    .await;
     let bkey = ed25519(52);
-    let gb = ucan_delegation(
+    let cb = delegate(
+        &node,
         &o.session,
         &bkey.did(),
         &p,
         vec![capability(&vault, "tinycloud.kv/get").unwrap()],
         600,
-    );
-    let (_, b, _) = post_delegate(&node, &gb).await;
-    let cb = parse_cid(b["cid"].as_str().unwrap()).unwrap();
+    )
+    .await;
     let path = format!(
         "/encryption/networks/{}/decrypt",
         network.replace(':', "%3A")
@@ -212,7 +206,7 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
 
     // A decrypts: verify the signed, bound answer, then unwrap with its own receiver key
     let req = decrypt_request(&a, &[ca], &nd, &network, &wrapped, None);
-    let (s, v) = post(&node, &path, &req.token, &req.body).await;
+    let (s, v) = req.send(&node, &path).await;
     assert_eq!(s, 200, "{v}");
     let inv_cid = tinycloud_auth::ucan::Ucan::decode(&req.token)
         .unwrap()
@@ -243,77 +237,49 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
     let rewrapped = STANDARD.decode(v["wrappedKey"].as_str().unwrap()).unwrap();
     assert_eq!(unwrap(&req.receiver, &rewrapped).unwrap(), content_key);
     // the same invocation twice: single use
-    assert_eq!(post(&node, &path, &req.token, &req.body).await.0, 409);
+    assert_eq!(req.send(&node, &path).await.0, 409);
 
     // B (read grant only) is refused and receives no key material
     let req = decrypt_request(&bkey, &[cb], &nd, &network, &wrapped, None);
-    let (s, v) = post(&node, &path, &req.token, &req.body).await;
+    let (s, v) = req.send(&node, &path).await;
     assert_eq!(s, 401, "{v}");
     assert!(!v.to_string().contains("wrappedKey"));
 
     // wrong audience, tampered key, unknown wrap version
     let req = decrypt_request(&a, &[ca], &nd, &network, &wrapped, Some(a.did()));
-    assert_eq!(post(&node, &path, &req.token, &req.body).await.0, 401);
+    assert_eq!(req.send(&node, &path).await.0, 401);
     let mut tampered = wrapped.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let req = decrypt_request(&a, &[ca], &nd, &network, &tampered, None);
-    assert_eq!(post(&node, &path, &req.token, &req.body).await.0, 400);
+    assert_eq!(req.send(&node, &path).await.0, 400);
     let mut version = wrapped.clone();
     version[32] = 0x07;
     let req = decrypt_request(&a, &[ca], &nd, &network, &version, None);
-    let (s, v) = post(&node, &path, &req.token, &req.body).await;
+    let (s, v) = req.send(&node, &path).await;
     assert_eq!(s, 400, "{v}");
     // a body that does not match the signed fact
     let mut req = decrypt_request(&a, &[ca], &nd, &network, &wrapped, None);
     req.body["keyVersion"] = json!(1);
     req.body["receiverPublicKey"] = json!(STANDARD.encode([1u8; 32]));
-    assert_eq!(post(&node, &path, &req.token, &req.body).await.0, 401);
+    assert_eq!(req.send(&node, &path).await.0, 401);
 
     // revoking A's delegation ends its access
-    let h = invoke_header(
-        &o.session,
-        &[],
-        &format!("urn:cid:{ca}"),
-        "tinycloud.delegation/revoke",
-    );
-    assert_eq!(
-        http()
-            .post(format!("{}/revoke", node.url))
-            .header("authorization", h)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(revoke(&node, &o.session, ca).await.0, 200);
     let req = decrypt_request(&a, &[ca], &nd, &network, &wrapped, None);
-    assert_eq!(post(&node, &path, &req.token, &req.body).await.0, 401);
+    assert_eq!(req.send(&node, &path).await.0, 401);
 
     // the owner's audit trail has every decision
-    let t = invocation(
-        &o.session,
-        Some(nd.clone()),
-        &p,
-        vec![capability(&network, "tinycloud.encryption/audit").unwrap()],
-        now(),
-        120,
-        &uuid(),
-        vec![],
+    let t = owner_invocation(&o, &nd, &network, "audit", vec![]);
+    let (s, log) = request(
+        &node,
+        reqwest::Method::GET,
+        &format!("/encryption/networks/{}/audit", network.replace(':', "%3A")),
+        &t,
+        None,
     )
-    .unwrap();
-    let r = http()
-        .get(format!(
-            "{}/encryption/networks/{}/audit",
-            node.url,
-            network.replace(':', "%3A")
-        ))
-        .header("authorization", t.as_str())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let log: Value = r.json().await.unwrap();
+    .await;
+    assert_eq!(s, 200, "{log}");
     let outcomes: Vec<&str> = log["records"]
         .as_array()
         .unwrap()
@@ -335,24 +301,20 @@ async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
         .any(|r| r["actor"] == a.did().to_string()));
 
     // the owner revokes the network: no more decrypts
-    let t = invocation(
-        &o.session,
-        Some(nd.clone()),
-        &p,
-        vec![capability(&network, "tinycloud.encryption/network.revoke").unwrap()],
-        now(),
-        120,
-        &uuid(),
+    let t = owner_invocation(
+        &o,
+        &nd,
+        &network,
+        "network.revoke",
         vec![admin("network.revoke", &json!({}))],
-    )
-    .unwrap();
+    );
     let (s, _) = post(
         &node,
         &format!(
             "/encryption/networks/{}/revoke",
             network.replace(':', "%3A")
         ),
-        t.as_str(),
+        &t,
         &json!({}),
     )
     .await;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use tinycloud_auth::cid::parse_cid;
 use tinycloud_auth::session::capability;
 
 fn scope(o: &Owner, prefix: Option<&str>) -> Value {
@@ -27,7 +26,8 @@ async fn live_events_reach_the_subscriber_quickly_and_never_carry_values() {
         .unwrap();
     // Another client (a delegate) writes.
     let writer = ed25519(31);
-    let g = ucan_delegation(
+    let wc = delegate(
+        &node,
         &o.session,
         &writer.did(),
         &p,
@@ -36,39 +36,15 @@ async fn live_events_reach_the_subscriber_quickly_and_never_carry_values() {
             capability(&o.res("kv/other"), "tinycloud.kv/put").unwrap(),
         ],
         600,
-    );
-    let (_, b, _) = post_delegate(&node, &g).await;
-    let wc = [parse_cid(b["cid"].as_str().unwrap()).unwrap()];
+    )
+    .await;
+    let w = Client::new(&node, &writer, &[wc]);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        kv(
-            &node,
-            &writer,
-            &wc,
-            &o.res("kv/other/x"),
-            "put",
-            &[],
-            b"no".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    w.put(&o.res("kv/other/x"), b"no").await.expect(200);
     let t0 = Instant::now();
-    assert_eq!(
-        kv(
-            &node,
-            &writer,
-            &wc,
-            &o.res("kv/notes/a"),
-            "put",
-            &[],
-            b"secret value".to_vec()
-        )
+    w.put(&o.res("kv/notes/a"), b"secret value")
         .await
-        .status,
-        200
-    );
+        .expect(200);
     let ev = sse.next(Duration::from_secs(5)).await.expect("event");
     let latency = t0.elapsed();
     assert_eq!(ev.event, "write");
@@ -96,50 +72,24 @@ async fn resume_after_a_dropped_connection_loses_nothing() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 32, "default").await;
     let p = [o.session_cid];
+    let c = o.client(&node);
     let mut sse = SseReader::connect(&node, &o.session, &p, scope(&o, None), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/a"),
-            "put",
-            &[],
-            b"1".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    c.put(&o.res("kv/a"), b"1").await.expect(200);
     let first = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&first.data).unwrap()["path"],
+        "a"
+    );
     let last_id: u64 = first.id.unwrap().parse().unwrap();
     drop(sse);
     // Written while nobody listens.
     for k in ["b", "c", "d"] {
-        assert_eq!(
-            kv(
-                &node,
-                &o.session,
-                &p,
-                &o.res(&format!("kv/{k}")),
-                "put",
-                &[],
-                b"1".to_vec()
-            )
-            .await
-            .status,
-            200
-        );
+        c.put(&o.res(&format!("kv/{k}")), b"1").await.expect(200);
     }
-    assert_eq!(
-        kv(&node, &o.session, &p, &o.res("kv/b"), "del", &[], vec![])
-            .await
-            .status,
-        200
-    );
+    c.call(&o.res("kv/b"), "del").await.expect(200);
     let mut sse = SseReader::connect(&node, &o.session, &p, scope(&o, None), Some(last_id))
         .await
         .unwrap();
@@ -174,20 +124,7 @@ async fn resume_after_a_dropped_connection_loses_nothing() {
         "monotonic, gap-free"
     );
     // and live events keep coming after the replay
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/e"),
-            "put",
-            &[],
-            b"1".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    c.put(&o.res("kv/e"), b"1").await.expect(200);
     let live = sse.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(&live.data).unwrap()["path"],
@@ -201,15 +138,15 @@ async fn revoked_subscriber_is_cut_off_and_tickets_are_checked() {
     let o = Owner::sign_in(&node, 33, "default").await;
     let p = [o.session_cid];
     let watcher = ed25519(34);
-    let g = ucan_delegation(
+    let gcid = delegate(
+        &node,
         &o.session,
         &watcher.did(),
         &p,
         vec![capability(&o.res("hooks/kv/notes"), "tinycloud.hooks/subscribe").unwrap()],
         600,
-    );
-    let (_, b, _) = post_delegate(&node, &g).await;
-    let gcid = parse_cid(b["cid"].as_str().unwrap()).unwrap();
+    )
+    .await;
     // Not covered: a wider scope than granted.
     let wider = SseReader::connect(&node, &watcher, &[gcid], scope(&o, None), None).await;
     assert_eq!(wider.err().map(|e| e.0), Some(401));
@@ -217,38 +154,16 @@ async fn revoked_subscriber_is_cut_off_and_tickets_are_checked() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/notes/1"),
-            "put",
-            &[],
-            b"1".to_vec()
-        )
+    o.client(&node)
+        .put(&o.res("kv/notes/1"), b"1")
         .await
-        .status,
-        200
-    );
+        .expect(200);
     assert_eq!(
         sse.next(Duration::from_secs(5)).await.unwrap().event,
         "write"
     );
     // Revoke the watcher's delegation: the stream ends with an explicit `end` event.
-    let h = invoke_header(
-        &o.session,
-        &[],
-        &format!("urn:cid:{gcid}"),
-        "tinycloud.delegation/revoke",
-    );
-    let r = http()
-        .post(format!("{}/revoke", node.url))
-        .header("authorization", h)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(revoke(&node, &o.session, gcid).await.0, 200);
     let end = sse.next(Duration::from_secs(5)).await.expect("end event");
     assert_eq!(end.event, "end", "{end:?}");
     assert!(end.data.contains("revoked"), "{}", end.data);

@@ -10,59 +10,23 @@ use tinycloud_auth::session::capability;
 #[tokio::test]
 async fn discovery_routes() {
     let node = Node::start(&[]);
-    let info: serde_json::Value = http()
-        .get(format!("{}/info", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: serde_json::Value = get_json(&node, "/info").await;
     assert_eq!(info["protocol"], 1);
     assert!(info["nodeId"].as_str().unwrap().starts_with("did:key:z6Mk"));
-    let version: serde_json::Value = http()
-        .get(format!("{}/version", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let version: serde_json::Value = get_json(&node, "/version").await;
     assert_eq!(version, info);
-    assert_eq!(
-        http()
-            .get(format!("{}/healthz", node.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&node, "/healthz").await.status(), 200);
     let space = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
-    let a = http()
-        .get(format!("{}/peer/generate/{space}", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let b = http()
-        .get(format!("{}/peer/generate/{space}", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let host_key = || async {
+        let r = get(&node, &format!("/peer/generate/{space}")).await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let a = host_key().await;
+    let b = host_key().await;
     assert_eq!(a, b, "host key is deterministic");
     assert!(a.starts_with("did:key:z6Mk"));
-    let bad = http()
-        .get(format!("{}/peer/generate/nonsense", node.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    assert_eq!(get(&node, "/peer/generate/nonsense").await.status(), 400);
     // CORS preflight and headers
     let pre = http()
         .request(reqwest::Method::OPTIONS, format!("{}/invoke", node.url))
@@ -81,15 +45,7 @@ async fn discovery_routes() {
             .unwrap();
         assert_eq!(r.status(), 200, "OPTIONS {path}");
     }
-    assert_eq!(
-        http()
-            .get(format!("{}/invoke", node.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
+    assert_eq!(get(&node, "/invoke").await.status(), 405);
     // the node secret was generated with 0600
     #[cfg(unix)]
     {
@@ -107,19 +63,18 @@ async fn session_reads_and_writes_kv() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 1, "default").await;
     let p = [o.session_cid];
-    let r = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[
-            ("content-type", "text/markdown"),
-            ("x-tinycloud-meta-author", "me"),
-        ],
-        b"# hello".to_vec(),
-    )
-    .await;
+    let c = o.client(&node);
+    let r = c
+        .kv(
+            &o.res("kv/notes/today.md"),
+            "put",
+            &[
+                ("content-type", "text/markdown"),
+                ("x-tinycloud-meta-author", "me"),
+            ],
+            b"# hello".to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let etag = r.headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(
@@ -128,16 +83,7 @@ async fn session_reads_and_writes_kv() {
     );
     assert!(r.body.is_empty());
 
-    let g = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "get",
-        &[],
-        vec![],
-    )
-    .await;
+    let g = c.call(&o.res("kv/notes/today.md"), "get").await;
     assert_eq!(g.status, 200);
     assert_eq!(g.body, b"# hello");
     assert_eq!(g.headers["etag"], etag.as_str());
@@ -145,133 +91,63 @@ async fn session_reads_and_writes_kv() {
     assert_eq!(g.headers["x-tinycloud-meta-author"], "me");
     assert_eq!(g.headers["cache-control"], "private, no-cache");
 
-    let m = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "metadata",
-        &[],
-        vec![],
-    )
-    .await;
+    let m = c.call(&o.res("kv/notes/today.md"), "metadata").await;
     assert_eq!(m.status, 200);
     assert!(m.body.is_empty());
     assert_eq!(m.headers["etag"], etag.as_str());
     assert_eq!(m.headers["content-type"], "text/markdown");
     assert_eq!(m.headers["x-tinycloud-content-length"], "7");
 
-    let nm = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "get",
-        &[("if-none-match", &etag)],
-        vec![],
-    )
-    .await;
+    let nm = c
+        .kv(
+            &o.res("kv/notes/today.md"),
+            "get",
+            &[("if-none-match", &etag)],
+            vec![],
+        )
+        .await;
     assert_eq!(nm.status, 304);
 
-    // conditional writes
-    let again = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[("if-none-match", "*")],
-        b"x".to_vec(),
-    )
-    .await;
-    assert_eq!(again.status, 412);
-    let wrong = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[(
-            "if-match",
-            "\"blake3-0000000000000000000000000000000000000000000000000000000000000000\"",
-        )],
-        b"x".to_vec(),
-    )
-    .await;
-    assert_eq!(wrong.status, 412);
-    let weak = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[("if-match", "W/\"x\"")],
-        b"x".to_vec(),
-    )
-    .await;
-    assert_eq!(weak.status, 400);
-    let both = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[("if-match", &etag), ("if-none-match", "*")],
-        b"x".to_vec(),
-    )
-    .await;
-    assert_eq!(both.status, 400);
-    let ok = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "put",
-        &[("if-match", &etag)],
-        b"v2".to_vec(),
-    )
-    .await;
+    // conditional writes: (preconditions, expected status)
+    let today = o.res("kv/notes/today.md");
+    let zero = "\"blake3-0000000000000000000000000000000000000000000000000000000000000000\"";
+    let cases: [(&[(&str, &str)], u16); 4] = [
+        (&[("if-none-match", "*")], 412),
+        (&[("if-match", zero)], 412),
+        (&[("if-match", "W/\"x\"")], 400),
+        (&[("if-match", &etag), ("if-none-match", "*")], 400),
+    ];
+    for (pre, want) in cases {
+        let r = c.kv(&today, "put", pre, b"x".to_vec()).await;
+        assert_eq!(r.status, want, "{pre:?}: {}", r.text());
+    }
+    let ok = c
+        .kv(&today, "put", &[("if-match", &etag)], b"v2".to_vec())
+        .await;
     assert_eq!(ok.status, 200);
 
-    let too_big = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/today.md"),
-        "get",
-        &[("x-tinycloud-max-response-bytes", "1")],
-        vec![],
-    )
-    .await;
+    let too_big = c
+        .kv(
+            &o.res("kv/notes/today.md"),
+            "get",
+            &[("x-tinycloud-max-response-bytes", "1")],
+            vec![],
+        )
+        .await;
     assert_eq!(too_big.status, 413);
 
     // list with paging
     for k in ["notes/a", "notes/b", "notes/c", "notesx/d"] {
-        assert_eq!(
-            kv(
-                &node,
-                &o.session,
-                &p,
-                &o.res(&format!("kv/{k}")),
-                "put",
-                &[],
-                b"1".to_vec()
-            )
-            .await
-            .status,
-            200
-        );
+        c.put(&o.res(&format!("kv/{k}")), b"1").await.expect(200);
     }
-    let l = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/"),
-        "list",
-        &[("x-tinycloud-limit", "2")],
-        vec![],
-    )
-    .await;
+    let l = c
+        .kv(
+            &o.res("kv/notes/"),
+            "list",
+            &[("x-tinycloud-limit", "2")],
+            vec![],
+        )
+        .await;
     assert_eq!(l.status, 200, "{}", l.text());
     let keys: Vec<String> = serde_json::from_slice(&l.body).unwrap();
     assert_eq!(keys, ["notes/a", "notes/b"]);
@@ -280,40 +156,27 @@ async fn session_reads_and_writes_kv() {
         .to_str()
         .unwrap()
         .to_owned();
-    let l2 = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/"),
-        "list",
-        &[("x-tinycloud-limit", "2"), ("x-tinycloud-cursor", &cursor)],
-        vec![],
-    )
-    .await;
+    let l2 = c
+        .kv(
+            &o.res("kv/notes/"),
+            "list",
+            &[("x-tinycloud-limit", "2"), ("x-tinycloud-cursor", &cursor)],
+            vec![],
+        )
+        .await;
     let keys: Vec<String> = serde_json::from_slice(&l2.body).unwrap();
     assert_eq!(keys, ["notes/c", "notes/today.md"]);
     assert_eq!(l2.headers["x-tinycloud-truncated"], "false");
-    let bad_cursor = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/"),
-        "list",
-        &[("x-tinycloud-limit", "3"), ("x-tinycloud-cursor", &cursor)],
-        vec![],
-    )
-    .await;
+    let bad_cursor = c
+        .kv(
+            &o.res("kv/notes/"),
+            "list",
+            &[("x-tinycloud-limit", "3"), ("x-tinycloud-cursor", &cursor)],
+            vec![],
+        )
+        .await;
     assert_eq!(bad_cursor.status, 400, "cursor bound to its limit");
-    let raw = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes"),
-        "list",
-        &[],
-        vec![],
-    )
-    .await;
+    let raw = c.call(&o.res("kv/notes"), "list").await;
     let keys: Vec<String> = serde_json::from_slice(&raw.body).unwrap();
     assert!(
         keys.contains(&"notesx/d".to_string()),
@@ -321,39 +184,12 @@ async fn session_reads_and_writes_kv() {
     );
 
     // delete
-    let d = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/a"),
-        "del",
-        &[],
-        vec![],
-    )
-    .await;
+    let d = c.call(&o.res("kv/notes/a"), "del").await;
     assert_eq!(d.status, 200);
     assert!(d.headers.contains_key("etag"));
-    let gone = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/a"),
-        "get",
-        &[],
-        vec![],
-    )
-    .await;
+    let gone = c.call(&o.res("kv/notes/a"), "get").await;
     assert_eq!(gone.status, 404);
-    let d2 = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/notes/a"),
-        "del",
-        &[],
-        vec![],
-    )
-    .await;
+    let d2 = c.call(&o.res("kv/notes/a"), "del").await;
     assert_eq!(d2.status, 404);
 
     // capabilities/read lists the space's delegations
@@ -373,29 +209,11 @@ async fn session_reads_and_writes_kv() {
 async fn large_values_stream_through_blob_store() {
     let node = Node::start(&[("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "1024")]);
     let o = Owner::sign_in(&node, 2, "default").await;
-    let p = [o.session_cid];
+    let c = o.client(&node);
     let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let r = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/big.bin"),
-        "put",
-        &[],
-        value.clone(),
-    )
-    .await;
+    let r = c.kv(&o.res("kv/big.bin"), "put", &[], value.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let g = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/big.bin"),
-        "get",
-        &[],
-        vec![],
-    )
-    .await;
+    let g = c.call(&o.res("kv/big.bin"), "get").await;
     assert_eq!(g.status, 200);
     assert_eq!(g.body.len(), value.len());
     assert!(g.body == value);
@@ -428,24 +246,20 @@ async fn delegate_read_only_and_path_attenuation() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 4, "default").await;
     let p = [o.session_cid];
+    let c = o.client(&node);
     for k in ["docs/a", "docsx/b", "secret"] {
-        assert_eq!(
-            kv(
-                &node,
-                &o.session,
-                &p,
-                &o.res(&format!("kv/{k}")),
-                "put",
-                &[],
-                k.as_bytes().to_vec()
-            )
-            .await
-            .status,
-            200
-        );
+        c.kv(
+            &o.res(&format!("kv/{k}")),
+            "put",
+            &[],
+            k.as_bytes().to_vec(),
+        )
+        .await
+        .expect(200);
     }
     let agent = ed25519(40);
-    let grant = ucan_delegation(
+    let gcid = delegate(
+        &node,
         &o.session,
         &agent.did(),
         &p,
@@ -454,24 +268,13 @@ async fn delegate_read_only_and_path_attenuation() {
             capability(&o.res("kv/docs"), "tinycloud.kv/list").unwrap(),
         ],
         1800,
-    );
-    let (status, body, text) = post_delegate(&node, &grant).await;
-    assert_eq!(status, 200, "{text}");
-    let gcid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
-    let ap = [gcid];
-    let ok = kv(&node, &agent, &ap, &o.res("kv/docs/a"), "get", &[], vec![]).await;
-    assert_eq!(ok.status, 200);
-    assert_eq!(ok.body, b"docs/a");
-    let put = kv(
-        &node,
-        &agent,
-        &ap,
-        &o.res("kv/docs/a"),
-        "put",
-        &[],
-        b"no".to_vec(),
     )
     .await;
+    let ag = Client::new(&node, &agent, &[gcid]);
+    let ok = ag.call(&o.res("kv/docs/a"), "get").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"docs/a");
+    let put = ag.put(&o.res("kv/docs/a"), b"no").await;
     assert_eq!(put.status, 401);
     assert!(
         put.text().starts_with("Unauthorized Action:"),
@@ -479,12 +282,12 @@ async fn delegate_read_only_and_path_attenuation() {
         put.text()
     );
     assert!(put.text().contains("tinycloud.kv/put"));
-    let outside = kv(&node, &agent, &ap, &o.res("kv/docsx/b"), "get", &[], vec![]).await;
+    let outside = ag.call(&o.res("kv/docsx/b"), "get").await;
     assert_eq!(outside.status, 401, "docs does not cover docsx");
-    let secret = kv(&node, &agent, &ap, &o.res("kv/secret"), "get", &[], vec![]).await;
+    let secret = ag.call(&o.res("kv/secret"), "get").await;
     assert_eq!(secret.status, 401);
     // listing with the granted prefix shows only keys the grant covers (segment-aware)
-    let l = kv(&node, &agent, &ap, &o.res("kv/docs"), "list", &[], vec![]).await;
+    let l = ag.call(&o.res("kv/docs"), "list").await;
     assert_eq!(l.status, 200, "{}", l.text());
     let keys: Vec<String> = serde_json::from_slice(&l.body).unwrap();
     assert_eq!(keys, ["docs/a"]);
@@ -493,7 +296,7 @@ async fn delegate_read_only_and_path_attenuation() {
     let wider = ucan_delegation(
         &agent,
         &other.did(),
-        &ap,
+        &[gcid],
         vec![capability(&o.res("kv"), "tinycloud.kv/get").unwrap()],
         60,
     );
@@ -609,47 +412,30 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 7, "default").await;
     let p = [o.session_cid];
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/shared/x"),
-            "put",
-            &[],
-            b"x".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    let c = o.client(&node);
+    c.put(&o.res("kv/shared/x"), b"x").await.expect(200);
     let a = ed25519(70);
     let b = ed25519(71);
-    let ga = ucan_delegation(
+    let ca = delegate(
+        &node,
         &o.session,
         &a.did(),
         &p,
         vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()],
         1800,
-    );
-    let (_, body, _) = post_delegate(&node, &ga).await;
-    let ca = parse_cid(body["cid"].as_str().unwrap()).unwrap();
-    let gb = ucan_delegation(
+    )
+    .await;
+    let cb = delegate(
+        &node,
         &a,
         &b.did(),
         &[ca],
         vec![capability(&o.res("kv/shared/x"), "tinycloud.kv/get").unwrap()],
         900,
-    );
-    let (status, body, text) = post_delegate(&node, &gb).await;
-    assert_eq!(status, 200, "{text}");
-    let cb = parse_cid(body["cid"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        kv(&node, &b, &[cb], &o.res("kv/shared/x"), "get", &[], vec![])
-            .await
-            .status,
-        200
-    );
+    )
+    .await;
+    let (ac, bc) = (Client::new(&node, &a, &[ca]), Client::new(&node, &b, &[cb]));
+    bc.call(&o.res("kv/shared/x"), "get").await.expect(200);
 
     // status before
     let st = |key: &tinycloud_auth::keys::SecretKey, cid: tinycloud_auth::cid::Cid| {
@@ -659,19 +445,17 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
             &format!("urn:cid:{cid}"),
             "tinycloud.delegation/status",
         );
-        let url = format!("{}/delegation/status", node.url);
+        let node = &node;
         async move {
-            let r = http()
-                .post(url)
-                .header("authorization", h)
-                .json(&serde_json::json!({"cid": cid.to_string()}))
-                .send()
-                .await
-                .unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<serde_json::Value>().await.unwrap(),
+            let body = serde_json::json!({"cid": cid.to_string()});
+            request(
+                node,
+                reqwest::Method::POST,
+                "/delegation/status",
+                &h,
+                Some(&body),
             )
+            .await
         }
     };
     let (s, v) = st(&b, cb).await;
@@ -680,46 +464,22 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
 
     // a stranger cannot revoke
     let stranger = ed25519(72);
-    let h = invoke_header(
-        &stranger,
-        &[],
-        &format!("urn:cid:{ca}"),
-        "tinycloud.delegation/revoke",
-    );
-    let r = http()
-        .post(format!("{}/revoke", node.url))
-        .header("authorization", h)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(revoke(&node, &stranger, ca).await.0, 403);
 
     // the session (delegator of A) revokes A
-    let h = invoke_header(
-        &o.session,
-        &[],
-        &format!("urn:cid:{ca}"),
-        "tinycloud.delegation/revoke",
-    );
-    let r = http()
-        .post(format!("{}/revoke", node.url))
-        .header("authorization", h)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
+    let (s, v) = revoke(&node, &o.session, ca).await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["revoked"], true);
     assert_eq!(v["cid"], ca.to_string());
 
-    let r = kv(&node, &b, &[cb], &o.res("kv/shared/x"), "get", &[], vec![]).await;
+    let r = bc.call(&o.res("kv/shared/x"), "get").await;
     assert_eq!(r.status, 401);
     assert!(
         r.text().contains("delegation-ancestor-revoked"),
         "{}",
         r.text()
     );
-    let r = kv(&node, &a, &[ca], &o.res("kv/shared/x"), "get", &[], vec![]).await;
+    let r = ac.call(&o.res("kv/shared/x"), "get").await;
     assert_eq!(r.status, 401);
     assert!(r.text().contains("delegation-revoked"), "{}", r.text());
     let (_, v) = st(&b, cb).await;
@@ -734,49 +494,27 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
     );
     assert_eq!(post_delegate(&node, &gc).await.0, 401);
     // the owner's own session is unaffected
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/shared/x"),
-            "get",
-            &[],
-            vec![]
-        )
-        .await
-        .status,
-        200
-    );
+    c.call(&o.res("kv/shared/x"), "get").await.expect(200);
 }
 
 #[tokio::test]
 async fn public_space_reads_and_quota() {
     let node = Node::start(&[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "64")]);
     let o = Owner::sign_in(&node, 8, "public").await;
-    let p = [o.session_cid];
-    let r = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/.well-known/key"),
-        "put",
-        &[
-            ("content-type", "application/json"),
-            ("x-tinycloud-meta-private", "1"),
-        ],
-        b"{\"k\":1}".to_vec(),
-    )
-    .await;
+    let c = o.client(&node);
+    let r = c
+        .kv(
+            &o.res("kv/.well-known/key"),
+            "put",
+            &[
+                ("content-type", "application/json"),
+                ("x-tinycloud-meta-private", "1"),
+            ],
+            b"{\"k\":1}".to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let g = http()
-        .get(format!(
-            "{}/public/{}/kv/.well-known/key",
-            node.url, o.space
-        ))
-        .send()
-        .await
-        .unwrap();
+    let g = get(&node, &format!("/public/{}/kv/.well-known/key", o.space)).await;
     assert_eq!(g.status(), 200);
     assert_eq!(g.headers()["content-type"], "application/json");
     assert!(
@@ -784,77 +522,31 @@ async fn public_space_reads_and_quota() {
         "only content headers are public"
     );
     assert_eq!(g.bytes().await.unwrap().as_ref(), b"{\"k\":1}");
-    let l: Vec<String> = http()
-        .get(format!("{}/public/{}/kv?prefix=.well", node.url, o.space))
-        .send()
+    let l: Vec<String> = get(&node, &format!("/public/{}/kv?prefix=.well", o.space))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(l, [".well-known/key"]);
-    let missing = http()
-        .get(format!("{}/public/{}/kv/none", node.url, o.space))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&node, &format!("/public/{}/kv/none", o.space)).await;
     assert_eq!(missing.status(), 404);
     // a non-public space is not readable this way
     let priv_space = o.space.to_string().replace(":public", ":default");
-    let r = http()
-        .get(format!("{}/public/{}/kv/x", node.url, priv_space))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&node, &format!("/public/{}/kv/x", priv_space)).await;
     assert_eq!(r.status(), 404);
     // quota: 64 bytes for public spaces
-    let big = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/big"),
-        "put",
-        &[],
-        vec![7u8; 100],
-    )
-    .await;
+    let big = c.kv(&o.res("kv/big"), "put", &[], vec![7u8; 100]).await;
     assert_eq!(big.status, 413, "{}", big.text());
-    let fill = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/fill"),
-        "put",
-        &[],
-        vec![7u8; 57],
-    )
-    .await;
+    let fill = c.kv(&o.res("kv/fill"), "put", &[], vec![7u8; 57]).await;
     assert_eq!(fill.status, 200, "{}", fill.text());
-    let over = kv(
-        &node,
-        &o.session,
-        &p,
-        &o.res("kv/more"),
-        "put",
-        &[],
-        vec![1u8],
-    )
-    .await;
+    let over = c.kv(&o.res("kv/more"), "put", &[], vec![1u8]).await;
     assert_eq!(over.status, 402, "{}", over.text());
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
     let mut node = Node::start(&[]);
-    assert_eq!(
-        http()
-            .get(format!("{}/healthz", node.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&node, "/healthz").await.status(), 200);
     let pid = node.child.id().to_string();
     let st = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -6,41 +6,23 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use tinycloud_auth::capability::{Capability, Caveats};
-use tinycloud_auth::cid::parse_cid;
 use tinycloud_auth::session::capability;
-
-fn body(r: &Resp) -> Value {
-    serde_json::from_slice(&r.body)
-        .unwrap_or_else(|_| panic!("not JSON ({}): {}", r.status, r.text()))
-}
 
 #[tokio::test]
 async fn owner_schema_write_read_and_types() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 20, "default").await;
-    let p = [o.session_cid];
+    let c = o.client(&node);
     let db = o.res("sql/app");
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT 1"}),
-    )
-    .await;
+    let r = c.query(&db, "read", "SELECT 1").await;
     assert_eq!(r.status, 404, "reads do not create databases: {}", r.text());
-    let r = sql(&node, &o.session, &p, &db, "schema", json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, note TEXT, data BLOB)"})).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = sql(&node, &o.session, &p, &db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, score, note, data) VALUES (?, ?, ?, ?)","params":["ann", 1.5, null, [1,2,255]]})).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(body(&r), json!({"changes": 1, "lastInsertRowId": 1}));
-    let r = sql(&node, &o.session, &p, &db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, data) VALUES (?, ?)","params":["bob", {"base64":"AQI="}]})).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"SELECT id, name, score, note, data FROM t ORDER BY id","params":[]})).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    c.execute(&db, "schema", "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, note TEXT, data BLOB)").await.expect(200);
+    let r = c.sql(&db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, score, note, data) VALUES (?, ?, ?, ?)","params":["ann", 1.5, null, [1,2,255]]})).await.expect(200);
+    assert_eq!(r.json(), json!({"changes": 1, "lastInsertRowId": 1}));
+    c.sql(&db, "write", json!({"action":"execute","sql":"INSERT INTO t (name, data) VALUES (?, ?)","params":["bob", {"base64":"AQI="}]})).await.expect(200);
+    let r = c.sql(&db, "read", json!({"action":"query","sql":"SELECT id, name, score, note, data FROM t ORDER BY id","params":[]})).await.expect(200);
     assert_eq!(
-        body(&r),
+        r.json(),
         json!({"columns":["id","name","score","note","data"],"rows":[[1,"ann",1.5,null,[1,2,255]],[2,"bob",null,null,[1,2]]],"rowCount":2})
     );
     // errors are 400 with SQLite's message
@@ -53,15 +35,12 @@ async fn owner_schema_write_read_and_types() {
         json!({"action":"query","sql":"SELECT ?","params":[]}),
         json!({"action":"nope"}),
     ] {
-        let r = sql(&node, &o.session, &p, &db, "admin", bad.clone()).await;
+        let r = c.sql(&db, "admin", bad.clone()).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
         assert!(!r.text().is_empty());
     }
     // batches are atomic
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
+    c.sql(
         &db,
         "write",
         json!({"action":"batch","statements":[
@@ -69,82 +48,59 @@ async fn owner_schema_write_read_and_types() {
             {"sql":"INSERT INTO t (id, name) VALUES (1, 'conflict')"}
         ]}),
     )
-    .await;
-    assert_eq!(r.status, 400, "{}", r.text());
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT count(*) AS n FROM t"}),
-    )
-    .await;
+    .await
+    .expect(400);
+    let r = c.query(&db, "read", "SELECT count(*) AS n FROM t").await;
     assert_eq!(
-        body(&r)["rows"],
+        r.json()["rows"],
         json!([[2]]),
         "a failed batch leaves nothing behind"
     );
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "write",
-        json!({"action":"batch","statements":[
-            {"sql":"INSERT INTO t (name) VALUES (?)","params":["c1"]},
-            {"sql":"UPDATE t SET score = 2 WHERE name = ?","params":["c1"]}
-        ]}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(body(&r)["results"][1]["changes"], 1);
+    let r = c
+        .sql(
+            &db,
+            "write",
+            json!({"action":"batch","statements":[
+                {"sql":"INSERT INTO t (name) VALUES (?)","params":["c1"]},
+                {"sql":"UPDATE t SET score = 2 WHERE name = ?","params":["c1"]}
+            ]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.json()["results"][1]["changes"], 1);
     // export is a consistent SQLite file
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"export"}),
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    let r = c
+        .sql(&db, "read", json!({"action":"export"}))
+        .await
+        .expect(200);
     assert_eq!(r.headers["content-type"], "application/x-sqlite3");
     assert!(r.body.starts_with(b"SQLite format 3\0"));
     // execute_statement (SDK spelling) without named statements is a clear 400
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
+    c.sql(
         &db,
         "read",
         json!({"action":"execute_statement","name":"x"}),
     )
-    .await;
-    assert_eq!(r.status, 400, "{}", r.text());
+    .await
+    .expect(400);
 }
 
 #[tokio::test]
 async fn abilities_gate_statement_classes() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 21, "default").await;
-    let p = [o.session_cid];
+    let c = o.client(&node);
     let db = o.res("sql/gate");
-    assert_eq!(sql(&node, &o.session, &p, &db, "admin", json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"})).await.status, 200);
-    assert_eq!(
-        sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            "write",
-            json!({"action":"execute","sql":"INSERT INTO t (v) VALUES ('a')"})
-        )
+    c.execute(
+        &db,
+        "admin",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
+    )
+    .await
+    .expect(200);
+    c.execute(&db, "write", "INSERT INTO t (v) VALUES ('a')")
         .await
-        .status,
-        200
-    );
+        .expect(200);
 
     // Each (ability, statement) pair: expected status.
     let cases: &[(&str, &str, u16)] = &[
@@ -186,31 +142,15 @@ async fn abilities_gate_statement_classes() {
         } else {
             "execute"
         };
-        let r = sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            ability,
-            json!({"action": action, "sql": stmt}),
-        )
-        .await;
+        let r = c
+            .sql(&db, ability, json!({"action": action, "sql": stmt}))
+            .await;
         assert_eq!(r.status, *want, "{ability} {stmt}: {}", r.text());
     }
     // AUTOINCREMENT bookkeeping still works under write
-    assert_eq!(
-        sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            "write",
-            json!({"action":"execute","sql":"INSERT INTO t (v) VALUES ('c')"})
-        )
+    c.execute(&db, "write", "INSERT INTO t (v) VALUES ('c')")
         .await
-        .status,
-        200
-    );
+        .expect(200);
     assert!(!std::path::Path::new("/tmp/stolen.db").exists());
 }
 
@@ -221,52 +161,27 @@ async fn limits_stop_runaway_statements() {
         ("TINYCLOUD_SQL__MAX_ROWS", "50"),
     ]);
     let o = Owner::sign_in(&node, 22, "default").await;
-    let p = [o.session_cid];
+    let c = o.client(&node);
     let db = o.res("sql/limits");
-    assert_eq!(
-        sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            "admin",
-            json!({"action":"execute","sql":"CREATE TABLE t (a)"})
-        )
+    c.execute(&db, "admin", "CREATE TABLE t (a)")
         .await
-        .status,
-        200
-    );
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT length(randomblob(1000000000))"}),
-    )
-    .await;
-    assert_eq!(r.status, 413, "{}", r.text());
+        .expect(200);
+    c.query(&db, "read", "SELECT length(randomblob(1000000000))")
+        .await
+        .expect(413);
     let t0 = std::time::Instant::now();
-    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"})).await;
-    assert_eq!(r.status, 400, "{}", r.text());
+    let r = c.query(&db, "read", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c").await.expect(400);
     assert!(r.text().contains("time limit"), "{}", r.text());
     assert!(t0.elapsed() < std::time::Duration::from_secs(3));
-    let r = sql(&node, &o.session, &p, &db, "read", json!({"action":"query","sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT x FROM c"})).await;
-    assert_eq!(r.status, 413, "{}", r.text());
+    c.query(
+        &db,
+        "read",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT x FROM c",
+    )
+    .await
+    .expect(413);
     // other work is unaffected
-    assert_eq!(
-        sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            "read",
-            json!({"action":"query","sql":"SELECT 1"})
-        )
-        .await
-        .status,
-        200
-    );
+    c.query(&db, "read", "SELECT 1").await.expect(200);
 }
 
 #[tokio::test]
@@ -275,62 +190,43 @@ async fn delegated_read_only_and_constrained_statements() {
     let o = Owner::sign_in(&node, 23, "applications").await;
     let p = [o.session_cid];
     let db = o.res("sql/xyz.tinycloud.listen/conversations");
-    assert_eq!(sql(&node, &o.session, &p, &db, "admin", json!({"action":"batch","statements":[
+    o.client(&node).sql(&db, "admin", json!({"action":"batch","statements":[
         {"sql":"CREATE TABLE conversation (id TEXT PRIMARY KEY, title TEXT, source TEXT, source_id TEXT, source_url TEXT, started_at TEXT, ended_at TEXT, duration_secs INTEGER, summary TEXT, metadata TEXT, transcript_json TEXT, transcript_text TEXT, created_at TEXT, updated_at TEXT)"},
         {"sql":"INSERT INTO conversation (id, title) VALUES ('conv_456', 'standup'), ('conv_999', 'secret')"}
-    ]})).await.status, 200);
+    ]})).await.expect(200);
 
-    // A plain read-only delegate.
+    // A plain read-only delegate: (ability, body, expected status).
     let reader = ed25519(60);
-    let g = ucan_delegation(
+    let rc = delegate(
+        &node,
         &o.session,
         &reader.did(),
         &p,
         vec![capability(&db, "tinycloud.sql/read").unwrap()],
         600,
-    );
-    let (s, b, t) = post_delegate(&node, &g).await;
-    assert_eq!(s, 200, "{t}");
-    let rc = [parse_cid(b["cid"].as_str().unwrap()).unwrap()];
-    assert_eq!(
-        sql(
-            &node,
-            &reader,
-            &rc,
-            &db,
+    )
+    .await;
+    let rcl = Client::new(&node, &reader, &[rc]);
+    for (ability, body, want) in [
+        (
             "read",
-            json!({"action":"query","sql":"SELECT title FROM conversation"})
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        sql(
-            &node,
-            &reader,
-            &rc,
-            &db,
+            json!({"action":"query","sql":"SELECT title FROM conversation"}),
+            200,
+        ),
+        (
             "write",
-            json!({"action":"execute","sql":"DELETE FROM conversation"})
-        )
-        .await
-        .status,
-        401
-    );
-    assert_eq!(
-        sql(
-            &node,
-            &reader,
-            &rc,
-            &db,
+            json!({"action":"execute","sql":"DELETE FROM conversation"}),
+            401,
+        ),
+        (
             "read",
-            json!({"action":"execute","sql":"DELETE FROM conversation"})
-        )
-        .await
-        .status,
-        403
-    );
+            json!({"action":"execute","sql":"DELETE FROM conversation"}),
+            403,
+        ),
+    ] {
+        let r = rcl.sql(&db, ability, body.clone()).await;
+        assert_eq!(r.status, want, "{ability} {body}: {}", r.text());
+    }
 
     // A delegate limited to one named statement with a pinned parameter (the Listen vector).
     let file: Value = serde_json::from_str(
@@ -348,38 +244,27 @@ async fn delegated_read_only_and_constrained_statements() {
     let mut cap: Capability = capability(&db, "tinycloud.sql/read").unwrap();
     cap.caveats = Caveats::from_objects(vec![caveat]);
     let agent = ed25519(61);
-    let g = ucan_delegation(&o.session, &agent.did(), &p, vec![cap], 600);
-    let (s, b, t) = post_delegate(&node, &g).await;
-    assert_eq!(s, 200, "{t}");
-    let ac = [parse_cid(b["cid"].as_str().unwrap()).unwrap()];
+    let ac = delegate(&node, &o.session, &agent.did(), &p, vec![cap], 600).await;
+    let acl = Client::new(&node, &agent, &[ac]);
     // The named statement runs server-side with the pinned id: only conv_456 is reachable.
-    let r = sql(
-        &node,
-        &agent,
-        &ac,
-        &db,
-        "read",
-        json!({"action":"executeStatement","name":"listen.getConversation","params":{}}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = body(&r);
+    let r = acl
+        .sql(
+            &db,
+            "read",
+            json!({"action":"executeStatement","name":"listen.getConversation","params":{}}),
+        )
+        .await
+        .expect(200);
+    let v = r.json();
     assert_eq!(v["rows"][0][0], "conv_456");
     assert_eq!(v["rows"][0][1], "standup");
     assert_eq!(v["rowCount"], 1);
-    let r = sql(
-        &node,
-        &agent,
-        &ac,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT * FROM conversation"}),
-    )
-    .await;
-    assert_eq!(r.status, 403, "{}", r.text());
+    let r = acl
+        .query(&db, "read", "SELECT * FROM conversation")
+        .await
+        .expect(403);
     assert!(r.text().contains("sql-raw-query-blocked"), "{}", r.text());
-    let r = sql(&node, &agent, &ac, &db, "read", json!({"action":"executeStatement","name":"listen.getConversation","params":{"0":"conv_999"}})).await;
-    assert_eq!(r.status, 403);
+    let r = acl.sql(&db, "read", json!({"action":"executeStatement","name":"listen.getConversation","params":{"0":"conv_999"}})).await.expect(403);
     assert!(
         r.text().contains("sql-fixed-param-override"),
         "{}",
@@ -392,24 +277,16 @@ async fn many_readers_one_writer() {
     let node = std::sync::Arc::new(Node::start(&[]));
     let o = std::sync::Arc::new(Owner::sign_in(&node, 24, "default").await);
     let db = o.res("sql/conc");
-    let p = [o.session_cid];
-    assert_eq!(
-        sql(
-            &node,
-            &o.session,
-            &p,
-            &db,
-            "admin",
-            json!({"action":"execute","sql":"CREATE TABLE c (n INTEGER)"})
-        )
+    let count = json!({"action":"query","sql":"SELECT count(*) FROM c"});
+    o.client(&node)
+        .execute(&db, "admin", "CREATE TABLE c (n INTEGER)")
         .await
-        .status,
-        200
-    );
+        .expect(200);
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let (o, db, n) = (o.clone(), db.clone(), node.clone());
+        let (o, db, n, count) = (o.clone(), db.clone(), node.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
+            let c = o.client(&n);
             for i in 0..25 {
                 let (ability, body) = if w == 0 {
                     (
@@ -417,29 +294,17 @@ async fn many_readers_one_writer() {
                         json!({"action":"execute","sql":"INSERT INTO c VALUES (?)","params":[i]}),
                     )
                 } else {
-                    (
-                        "read",
-                        json!({"action":"query","sql":"SELECT count(*) FROM c"}),
-                    )
+                    ("read", count.clone())
                 };
-                let r = sql(&n, &o.session, &[o.session_cid], &db, ability, body).await;
-                assert_eq!(r.status, 200, "{}", r.text());
+                c.sql(&db, ability, body).await.expect(200);
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT count(*) FROM c"}),
-    )
-    .await;
-    assert_eq!(body(&r)["rows"], json!([[25]]));
+    let r = o.client(&node).sql(&db, "read", count).await.expect(200);
+    assert_eq!(r.json()["rows"], json!([[25]]));
 }
 
 /// A database's size counts in the space quota: writes are refused with 402 once it is
@@ -450,22 +315,19 @@ async fn quota_counts_database_size(env: &[(&str, &str)], restart: bool) {
     env.push(("TINYCLOUD_STORAGE__LIMIT", "256 KiB"));
     let mut node = Node::start(&env);
     let o = Owner::sign_in(&node, 27, "default").await;
-    let p = [o.session_cid];
     let db = o.res("sql/quota");
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "admin",
-        json!({"action":"execute","sql":"CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)"}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    o.client(&node)
+        .execute(
+            &db,
+            "admin",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)",
+        )
+        .await
+        .expect(200);
     let insert = json!({"action":"execute","sql":"INSERT INTO t (b) VALUES (zeroblob(65536))"});
     let mut accepted = 0;
     let refused = loop {
-        let r = sql(&node, &o.session, &p, &db, "write", insert.clone()).await;
+        let r = o.client(&node).sql(&db, "write", insert.clone()).await;
         if r.status != 200 {
             break r;
         }
@@ -481,20 +343,15 @@ async fn quota_counts_database_size(env: &[(&str, &str)], restart: bool) {
         _data = node.take_tmp();
         node.kill9();
         node = Node::start_in(&dir, &env);
-        let r = sql(&node, &o.session, &p, &db, "write", insert.clone()).await;
+        let r = o.client(&node).sql(&db, "write", insert.clone()).await;
         assert_eq!(r.status, 402, "first write after restart: {}", r.text());
     }
-    let r = sql(
-        &node,
-        &o.session,
-        &p,
-        &db,
-        "read",
-        json!({"action":"query","sql":"SELECT count(*) FROM t"}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(body(&r)["rows"], json!([[accepted]]));
+    let r = o
+        .client(&node)
+        .query(&db, "read", "SELECT count(*) FROM t")
+        .await
+        .expect(200);
+    assert_eq!(r.json()["rows"], json!([[accepted]]));
 }
 
 #[tokio::test]

@@ -69,25 +69,6 @@ async fn wait_for(r: &Receiver, n: usize, secs: u64) -> Vec<Received> {
     }
 }
 
-async fn call(
-    node: &Node,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http()
-        .request(method, format!("{}{path}", node.url))
-        .header("authorization", token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let s = r.status().as_u16();
-    let t = r.text().await.unwrap();
-    (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_retried_deduplicated_and_durable_deliveries() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +82,6 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     let env = [("TINYCLOUD_CONFIG", cfg.to_str().unwrap())];
     let mut node = Node::start_in(&data, &env);
     let o = Owner::sign_in(&node, 40, "default").await;
-    let p = [o.session_cid];
     let receiver = Arc::new(Receiver::default());
     *receiver.fail_first.lock().unwrap() = 2;
     let (port, server) = start_receiver(0, receiver.clone()).await;
@@ -109,36 +89,30 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     let secret = "s3cret-for-hmac";
     let reg = |cb: String| json!({"space": o.space.to_string(), "service": "kv", "pathPrefix": "notes", "callbackUrl": cb, "secret": secret});
 
+    let c = o.client(&node);
+    let notes = o.res("hooks/kv/notes");
+    let post = reqwest::Method::POST;
+
     // validation
-    let t = invoke_header(
-        &o.session,
-        &p,
-        &o.res("hooks/kv/notes"),
-        "tinycloud.hooks/register",
-    );
-    let (s, _) = call(
-        &node,
-        reqwest::Method::POST,
-        "/hooks/webhooks",
-        &t,
-        Some(reg(format!("http://u:p@127.0.0.1:{port}/hook"))),
-    )
-    .await;
+    let (s, _) = c
+        .hooks(
+            &notes,
+            "register",
+            post.clone(),
+            "/hooks/webhooks",
+            Some(&reg(format!("http://u:p@127.0.0.1:{port}/hook"))),
+        )
+        .await;
     assert_eq!(s, 400, "credentials in the URL are refused");
-    let t = invoke_header(
-        &o.session,
-        &p,
-        &o.res("hooks/kv/notes"),
-        "tinycloud.hooks/register",
-    );
-    let (s, v) = call(
-        &node,
-        reqwest::Method::POST,
-        "/hooks/webhooks",
-        &t,
-        Some(reg(callback.clone())),
-    )
-    .await;
+    let (s, v) = c
+        .hooks(
+            &notes,
+            "register",
+            post.clone(),
+            "/hooks/webhooks",
+            Some(&reg(callback.clone())),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     assert_eq!(v["secretKeyId"], "primary");
@@ -148,34 +122,8 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     );
 
     // one write → 500, 500, 200: three attempts of one delivery, then nothing more
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/other/x"),
-            "put",
-            &[],
-            b"no".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/notes/a"),
-            "put",
-            &[],
-            b"v".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    c.put(&o.res("kv/other/x"), b"no").await.expect(200);
+    c.put(&o.res("kv/notes/a"), b"v").await.expect(200);
     let got = wait_for(&receiver, 3, 15).await;
     assert_eq!(got.len(), 3, "two retries after 500s: {got:?}");
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -212,20 +160,15 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
             hmac_hex(secret, signed.as_bytes())
         );
     }
-    let t = invoke_header(
-        &o.session,
-        &p,
-        &o.res("hooks/kv/notes"),
-        "tinycloud.hooks/list",
-    );
-    let (s, v) = call(
-        &node,
-        reqwest::Method::GET,
-        &format!("/hooks/webhooks/{id}/deliveries"),
-        &t,
-        None,
-    )
-    .await;
+    let (s, v) = c
+        .hooks(
+            &notes,
+            "list",
+            reqwest::Method::GET,
+            &format!("/hooks/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["deliveries"][0]["status"], "delivered");
     assert_eq!(v["deliveries"][0]["attempts"], 3);
@@ -233,20 +176,7 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     // pending deliveries survive a crash: receiver down, write, kill -9, receiver up, restart
     server.abort();
     let _ = server.await;
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/notes/b"),
-            "put",
-            &[],
-            b"v".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    c.put(&o.res("kv/notes/b"), b"v").await.expect(200);
     tokio::time::sleep(Duration::from_millis(600)).await;
     node.kill9();
     let (_, _server2) = start_receiver(port, receiver.clone()).await;
@@ -259,47 +189,30 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     );
 
     // list and unregister
-    let t = invoke_header(&o.session, &p, &o.res("hooks/kv"), "tinycloud.hooks/list");
-    let (s, v) = call(
-        &node,
-        reqwest::Method::GET,
-        &format!("/hooks/webhooks?space={}&service=kv", o.space),
-        &t,
-        None,
-    )
-    .await;
+    let c = o.client(&node);
+    let (s, v) = c
+        .hooks(
+            &o.res("hooks/kv"),
+            "list",
+            reqwest::Method::GET,
+            &format!("/hooks/webhooks?space={}&service=kv", o.space),
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["webhooks"].as_array().unwrap().len(), 1);
-    let t = invoke_header(
-        &o.session,
-        &p,
-        &o.res("hooks/kv/notes"),
-        "tinycloud.hooks/unregister",
-    );
-    let (s, _) = call(
-        &node,
-        reqwest::Method::DELETE,
-        &format!("/hooks/webhooks/{id}"),
-        &t,
-        None,
-    )
-    .await;
+    let (s, _) = c
+        .hooks(
+            &notes,
+            "unregister",
+            reqwest::Method::DELETE,
+            &format!("/hooks/webhooks/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 204);
     let before = receiver.got.lock().unwrap().len();
-    assert_eq!(
-        kv(
-            &node,
-            &o.session,
-            &p,
-            &o.res("kv/notes/c"),
-            "put",
-            &[],
-            b"v".to_vec()
-        )
-        .await
-        .status,
-        200
-    );
+    c.put(&o.res("kv/notes/c"), b"v").await.expect(200);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         receiver.got.lock().unwrap().len(),
@@ -308,19 +221,14 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     );
     // a delegate without hooks/register cannot register
     let stranger = ed25519(41);
-    let t = invoke_header(
-        &stranger,
-        &[],
-        &o.res("hooks/kv/notes"),
-        "tinycloud.hooks/register",
-    );
-    let (s, _) = call(
-        &node,
-        reqwest::Method::POST,
-        "/hooks/webhooks",
-        &t,
-        Some(reg(callback)),
-    )
-    .await;
+    let (s, _) = Client::new(&node, &stranger, &[])
+        .hooks(
+            &notes,
+            "register",
+            post,
+            "/hooks/webhooks",
+            Some(&reg(callback)),
+        )
+        .await;
     assert_eq!(s, 401);
 }

@@ -16,19 +16,12 @@ use super::authorization;
 use crate::auth::AuthorizedInvocation;
 use crate::encryption::{b64, canonical_hash, open_private, seal_private, unwrap, wrap, ALG};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::{now, rfc3339, SharedState};
 use crate::store::{AuditRow, NetworkRow};
 
 const ADMIN_FACT: &str = "tinycloud.encryption.network-admin/v1";
 const DECRYPT_TYPE: &str = "tinycloud.encryption.decrypt/v1";
 const RESULT_TYPE: &str = "tinycloud.encryption.decrypt-result/v1";
-
-fn rfc3339(ms: i64) -> String {
-    tinycloud_auth::timestamp::Timestamp::from_millis(ms)
-        .to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 fn descriptor(state: &SharedState, n: &NetworkRow) -> Value {
     json!({

@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use super::authorization;
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{event_json, Scope, Ticket, MAX_SCOPES, MAX_TICKET_SECS};
-use crate::state::{now, SharedState};
+use crate::state::{now, rfc3339, SharedState};
 use crate::store::StoredEvent;
+use crate::webhooks::scope_of;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -100,13 +101,9 @@ pub async fn tickets(
             .map(ToString::to_string)
             .collect(),
     };
-    let key = state.keys.derive("tinycloud/hooks/tickets");
     Ok(Json(json!({
-        "ticket": ticket.encode(&key),
-        "expiresAt": tinycloud_auth::timestamp::Timestamp::from_millis(ticket.exp)
-            .to_datetime()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        "ticket": ticket.encode(&state.ticket_key),
+        "expiresAt": rfc3339(ticket.exp),
     })))
 }
 
@@ -234,9 +231,8 @@ pub async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let key = state.keys.derive("tinycloud/hooks/tickets");
-    let ticket =
-        Ticket::decode(&key, &q.ticket).ok_or_else(|| ApiError::unauthorized("invalid ticket"))?;
+    let ticket = Ticket::decode(&state.ticket_key, &q.ticket)
+        .ok_or_else(|| ApiError::unauthorized("invalid ticket"))?;
     let now = now();
     if ticket.v != 1 || now.as_millis() >= ticket.exp {
         return Err(ApiError::unauthorized("ticket expired"));
@@ -312,10 +308,7 @@ fn webhook_json(w: &crate::store::WebhookRow) -> Value {
         "callbackUrl": w.callback_url,
         "secretKeyId": "primary",
         "active": w.active,
-        "createdAt": tinycloud_auth::timestamp::Timestamp::from_millis(w.created_at)
-            .to_datetime()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        "createdAt": rfc3339(w.created_at),
     })
 }
 
@@ -434,13 +427,7 @@ pub async fn list(
     let items: Vec<Value> = hooks
         .iter()
         .filter(|w| {
-            let scope = Scope {
-                space: w.space.clone(),
-                service: w.service.clone(),
-                path_prefix: w.path_prefix.clone(),
-                abilities: None,
-            };
-            scope
+            scope_of(w)
                 .resource()
                 .parse::<Resource>()
                 .is_ok_and(|r| r.extends(&wanted))
@@ -450,21 +437,21 @@ pub async fn list(
     Ok(Json(json!({ "webhooks": items })))
 }
 
-async fn owned_webhook(state: &SharedState, id: &str) -> ApiResult<crate::store::WebhookRow> {
-    state
+/// The webhook `id` (404 when there is none), once the invocation in `headers` is authorized
+/// for `ability` on its scope.
+async fn authorized_webhook(
+    state: &SharedState,
+    headers: &HeaderMap,
+    id: &str,
+    ability: &str,
+) -> ApiResult<crate::store::WebhookRow> {
+    let w = state
         .webhooks
         .webhook(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such webhook"))
-}
-
-fn row_scope(w: &crate::store::WebhookRow) -> Scope {
-    Scope {
-        space: w.space.clone(),
-        service: w.service.clone(),
-        path_prefix: w.path_prefix.clone(),
-        abilities: None,
-    }
+        .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+    authorize_hook_action(state, headers, ability, &scope_of(&w).resource()).await?;
+    Ok(w)
 }
 
 /// `DELETE /hooks/webhooks/<id>` (`tinycloud.hooks/unregister`).
@@ -473,14 +460,7 @@ pub async fn unregister(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<axum::http::StatusCode> {
-    let w = owned_webhook(&state, &id).await?;
-    authorize_hook_action(
-        &state,
-        &headers,
-        "tinycloud.hooks/unregister",
-        &row_scope(&w).resource(),
-    )
-    .await?;
+    authorized_webhook(&state, &headers, &id, "tinycloud.hooks/unregister").await?;
     state.webhooks.deactivate_webhook(&id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -491,14 +471,7 @@ pub async fn deliveries(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let w = owned_webhook(&state, &id).await?;
-    authorize_hook_action(
-        &state,
-        &headers,
-        "tinycloud.hooks/list",
-        &row_scope(&w).resource(),
-    )
-    .await?;
+    authorized_webhook(&state, &headers, &id, "tinycloud.hooks/list").await?;
     let rows = state.webhooks.deliveries(&id, 200).await?;
     let items: Vec<Value> = rows
         .iter()

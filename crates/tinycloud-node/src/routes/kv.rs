@@ -7,8 +7,6 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -52,18 +50,7 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let Resource::Space(r) = &cap.resource else {
-        return Err(ApiError::bad_request(
-            "KV abilities apply to <space>/kv resources",
-        ));
-    };
-    if r.service() != "kv" {
-        return Err(ApiError::bad_request(format!(
-            "{} applies to the kv service, not {}",
-            cap.ability,
-            r.service()
-        )));
-    }
+    let r = super::service_resource(cap, "kv")?;
     if r.query().is_some() || r.fragment().is_some() {
         return Err(ApiError::bad_request(
             "KV resources take no query or fragment",
@@ -419,54 +406,44 @@ struct CursorPayload {
 }
 
 fn encode_cursor(key: &[u8; 32], p: &CursorPayload) -> String {
-    let json = serde_json::to_vec(p).unwrap_or_default();
-    let mac = blake3::keyed_hash(key, &json);
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(&json),
-        URL_SAFE_NO_PAD.encode(mac.as_bytes())
-    )
+    crate::keys::mac_encode(key, p)
 }
 
 fn decode_cursor(key: &[u8; 32], text: &str) -> Option<CursorPayload> {
-    if text.len() > MAX_CURSOR_LEN {
-        return None;
-    }
-    let (body, mac) = text.split_once('.')?;
-    let json = URL_SAFE_NO_PAD.decode(body).ok()?;
-    let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
-    // `blake3::Hash` equality is constant-time.
-    if blake3::keyed_hash(key, &json) != blake3::Hash::from(mac) {
-        return None;
-    }
-    serde_json::from_slice(&json).ok()
+    crate::keys::mac_decode(key, text, MAX_CURSOR_LEN)
 }
 
-/// Whether the invoker's chain lets it list `key` (segment-aware), not merely its prefix.
-async fn visible(
+/// Filters a page of keys to those the invoker's chain lets it list (segment-aware), not
+/// merely their prefix. The space owner sees every key; anyone else needs a cited delegation
+/// granting `tinycloud.kv/list` on the key, and those delegations are looked up once a page.
+async fn visible_keys(
     state: &SharedState,
     inv: &Invocation,
     space: &SpaceResource,
-    key: &str,
-) -> ApiResult<bool> {
-    let Ok(resource) = space.space().resource("kv", Some(key)) else {
-        return Ok(false);
-    };
+    keys: &[String],
+) -> ApiResult<Vec<String>> {
     let ability: Ability = "tinycloud.kv/list"
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
-    let wanted = Capability::new(resource, ability);
-    if wanted.is_root_authority(inv.invoker()) {
-        return Ok(true);
-    }
-    for p in &inv.info().parents {
-        if let Some(d) = state.auth.delegation(p).await? {
-            if d.grants(&wanted.resource, &wanted.ability) {
-                return Ok(true);
-            }
+    // Root authority over any resource of the space is ownership of the space.
+    let root = Capability::new(Resource::Space(space.clone()), ability.clone())
+        .is_root_authority(inv.invoker());
+    let mut parents = Vec::new();
+    if !root && !keys.is_empty() {
+        for p in &inv.info().parents {
+            parents.extend(state.auth.delegation(p).await?);
         }
     }
-    Ok(false)
+    Ok(keys
+        .iter()
+        .filter(|k| {
+            space
+                .space()
+                .resource("kv", Some(k))
+                .is_ok_and(|resource| root || parents.iter().any(|d| d.grants(&resource, &ability)))
+        })
+        .cloned()
+        .collect())
 }
 
 async fn list(
@@ -513,12 +490,7 @@ async fn list(
         .index
         .kv_list(&space, prefix, after.as_deref(), limit)
         .await?;
-    let mut keys = Vec::with_capacity(page.keys.len());
-    for k in &page.keys {
-        if visible(state, inv, r, k).await? {
-            keys.push(k.clone());
-        }
-    }
+    let keys = visible_keys(state, inv, r, &page.keys).await?;
     let mut resp = axum::Json(keys).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -580,6 +552,8 @@ pub async fn public_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     #[test]
     fn etags() {

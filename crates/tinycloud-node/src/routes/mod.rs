@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tinycloud_auth::resource::SpaceId;
+use tinycloud_auth::capability::Capability;
+use tinycloud_auth::resource::{Resource, SpaceId, SpaceResource};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
@@ -160,6 +161,26 @@ async fn peer_generate(
         did.to_string(),
     )
         .into_response())
+}
+
+/// The `<space>/<service>/…` resource of a capability dispatched to `service`'s handler; 400
+/// when it names another service or is not a space resource.
+pub(crate) fn service_resource<'a>(
+    cap: &'a Capability,
+    service: &str,
+) -> ApiResult<&'a SpaceResource> {
+    match &cap.resource {
+        Resource::Space(r) if r.service() == service => Ok(r),
+        Resource::Space(r) => Err(ApiError::bad_request(format!(
+            "{} applies to the {service} service, not {}",
+            cap.ability,
+            r.service()
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "{} applies to <space>/{service} resources",
+            cap.ability
+        ))),
+    }
 }
 
 /// The `Authorization` header value, or 401.

@@ -23,8 +23,9 @@ fn public_space(state: &SharedState, addr: &SocketAddr, space: &str) -> ApiResul
     let id: SpaceId = space
         .parse()
         .map_err(|e| ApiError::bad_request(format!("Invalid space ID: {e}")))?;
+    let public = id.is_public();
     let id = id.to_string();
-    if !id.ends_with(":public") || !state.space_exists(&id) {
+    if !public || !state.space_exists(&id) {
         return Err(ApiError::not_found("Space not found"));
     }
     Ok(id)

@@ -645,6 +645,19 @@ mod tests {
         }
 
         /// A node's SQL databases over the shared stores, with working copies in `cache`.
+        /// Node `cache-a` holding table `t (id, who)` with the row `(1, 'a')`.
+        fn writer_a(&self) -> Databases {
+            let a = self.node("cache-a", 64 * 1024, u64::MAX);
+            exec(
+                &a,
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)",
+                vec![],
+            )
+            .unwrap();
+            exec(&a, "INSERT INTO t VALUES (1, 'a')", vec![]).unwrap();
+            a
+        }
+
         fn node(&self, cache: &str, inline_max: usize, checkpoint_bytes: u64) -> Databases {
             let shipper = Shipper::new(
                 self.log.clone(),
@@ -1047,14 +1060,7 @@ mod tests {
     async fn a_stale_writer_is_fenced_off() {
         let fx = Fixture::new();
         blocking(move || {
-            let a = fx.node("cache-a", 64 * 1024, u64::MAX);
-            exec(
-                &a,
-                "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)",
-                vec![],
-            )
-            .unwrap();
-            exec(&a, "INSERT INTO t VALUES (1, 'a')", vec![]).unwrap();
+            let a = fx.writer_a();
             // A second node takes over the database and writes.
             let b = fx.node("cache-b", 64 * 1024, u64::MAX);
             exec(&b, "INSERT INTO t VALUES (2, 'b')", vec![]).unwrap();
@@ -1077,14 +1083,7 @@ mod tests {
     async fn a_writer_that_missed_commits_cannot_drop_them() {
         let fx = Fixture::new();
         blocking(move || {
-            let a = fx.node("cache-a", 64 * 1024, u64::MAX);
-            exec(
-                &a,
-                "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)",
-                vec![],
-            )
-            .unwrap();
-            exec(&a, "INSERT INTO t VALUES (1, 'a')", vec![]).unwrap();
+            let a = fx.writer_a();
             let b = fx.node("cache-b", 64 * 1024, u64::MAX);
             assert_eq!(rows(&b, "SELECT count(*) FROM t"), vec![vec![json!(1)]]);
             // A keeps writing (acknowledged) after B restored.

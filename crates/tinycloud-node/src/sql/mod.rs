@@ -11,7 +11,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tinycloud_auth::capability::{Capability, Caveats};
-use tinycloud_auth::resource::Resource;
 use tinycloud_auth::sql_caveat::{check_request, Authorized as CaveatOk, SqlCaveat, SqlRequest};
 use tokio::sync::Semaphore;
 
@@ -125,17 +124,7 @@ pub async fn handle(
     caveats: &Caveats,
     body: Body,
 ) -> ApiResult<Response> {
-    let Resource::Space(r) = &cap.resource else {
-        return Err(ApiError::bad_request(
-            "SQL abilities apply to <space>/sql/<db> resources",
-        ));
-    };
-    if r.service() != "sql" {
-        return Err(ApiError::bad_request(format!(
-            "{} applies to the sql service",
-            cap.ability
-        )));
-    }
+    let r = crate::routes::service_resource(cap, "sql")?;
     let ability = cap.ability.canonical();
     let level = Level::from_ability(ability.name())
         .ok_or_else(|| ApiError::bad_request(format!("unknown SQL ability {}", cap.ability)))?;

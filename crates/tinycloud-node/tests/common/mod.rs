@@ -318,6 +318,174 @@ impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Asserts the status (showing the body on failure) and hands the response on.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(self.status, status, "{}", self.text());
+        self
+    }
+
+    /// The body as JSON (panics with the status and body if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text()))
+    }
+}
+
+/// `key` holding `proofs`: one party's view of the node, for KV and SQL calls.
+pub struct Client<'a> {
+    pub node: &'a Node,
+    pub key: &'a SecretKey,
+    pub proofs: Vec<Cid>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(node: &'a Node, key: &'a SecretKey, proofs: &[Cid]) -> Client<'a> {
+        Client {
+            node,
+            key,
+            proofs: proofs.to_vec(),
+        }
+    }
+
+    /// One KV call.
+    pub async fn kv(
+        &self,
+        resource: &str,
+        action: &str,
+        extra: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        kv(
+            self.node,
+            self.key,
+            &self.proofs,
+            resource,
+            action,
+            extra,
+            body,
+        )
+        .await
+    }
+
+    /// A plain KV put (no extra headers).
+    pub async fn put(&self, resource: &str, body: &[u8]) -> Resp {
+        self.kv(resource, "put", &[], body.to_vec()).await
+    }
+
+    /// A bodiless KV call without extra headers (`get`, `del`, `list`, `metadata`).
+    pub async fn call(&self, resource: &str, action: &str) -> Resp {
+        self.kv(resource, action, &[], vec![]).await
+    }
+
+    /// A hooks HTTP call (`method path`, optional JSON body) authorized by an invocation of
+    /// `tinycloud.hooks/{ability}` on `resource`.
+    pub async fn hooks(
+        &self,
+        resource: &str,
+        ability: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let t = invoke_header(
+            self.key,
+            &self.proofs,
+            resource,
+            &format!("tinycloud.hooks/{ability}"),
+        );
+        request(self.node, method, path, &t, body).await
+    }
+
+    /// An SQL `execute` of one parameterless statement.
+    pub async fn execute(&self, resource: &str, ability: &str, stmt: &str) -> Resp {
+        let body = serde_json::json!({"action": "execute", "sql": stmt});
+        self.sql(resource, ability, body).await
+    }
+
+    /// An SQL `query` of one parameterless statement.
+    pub async fn query(&self, resource: &str, ability: &str, stmt: &str) -> Resp {
+        let body = serde_json::json!({"action": "query", "sql": stmt});
+        self.sql(resource, ability, body).await
+    }
+
+    /// One SQL call with the given ability and JSON body.
+    pub async fn sql(&self, resource: &str, ability: &str, body: serde_json::Value) -> Resp {
+        sql(self.node, self.key, &self.proofs, resource, ability, body).await
+    }
+}
+
+impl Owner {
+    /// The owner's session key with its session delegation as proof.
+    pub fn client<'a>(&'a self, node: &'a Node) -> Client<'a> {
+        Client::new(node, &self.session, &[self.session_cid])
+    }
+}
+
+/// Delegates `caps` from `from` to `to` as a UCAN, registers it (asserting 200) and returns
+/// its CID.
+pub async fn delegate(
+    node: &Node,
+    from: &SecretKey,
+    to: &Did,
+    proofs: &[Cid],
+    caps: Vec<Capability>,
+    exp_secs: i64,
+) -> Cid {
+    let g = ucan_delegation(from, to, proofs, caps, exp_secs);
+    let (status, body, text) = post_delegate(node, &g).await;
+    assert_eq!(status, 200, "{text}");
+    tinycloud_auth::cid::parse_cid(body["cid"].as_str().unwrap()).unwrap()
+}
+
+/// An HTTP call with an `authorization` token and an optional JSON body; the answer as
+/// (status, JSON body, or the text as a JSON string when it is not JSON).
+pub async fn request(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = http()
+        .request(method, format!("{}{path}", node.url))
+        .header("authorization", token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status().as_u16();
+    let t = r.text().await.unwrap();
+    (
+        s,
+        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)),
+    )
+}
+
+/// `key` revokes the delegation `cid` through `/revoke`.
+pub async fn revoke(node: &Node, key: &SecretKey, cid: Cid) -> (u16, serde_json::Value) {
+    let h = invoke_header(
+        key,
+        &[],
+        &format!("urn:cid:{cid}"),
+        "tinycloud.delegation/revoke",
+    );
+    request(node, reqwest::Method::POST, "/revoke", &h, None).await
+}
+
+/// An unauthenticated GET.
+pub async fn get(node: &Node, path: &str) -> reqwest::Response {
+    http()
+        .get(format!("{}{path}", node.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An unauthenticated GET of a JSON document.
+pub async fn get_json<T: serde::de::DeserializeOwned>(node: &Node, path: &str) -> T {
+    get(node, path).await.json().await.unwrap()
 }
 
 pub async fn invoke(node: &Node, header: &str, extra: &[(&str, &str)], body: Vec<u8>) -> Resp {
