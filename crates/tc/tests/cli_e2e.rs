@@ -87,8 +87,8 @@ impl Persona {
     }
 
     /// `tc --host <node> …` with a clean environment.
-    fn tc(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(TC);
+    fn command(&self, args: &[&str]) -> StdCommand {
+        let mut c = StdCommand::new(TC);
         c.env_clear()
             .env("TC_HOME", self.dir().join("state"))
             .env("HOME", self.dir())
@@ -98,15 +98,14 @@ impl Persona {
         c
     }
 
+    /// [`Persona::command`], to run and assert on.
+    fn tc(&self, args: &[&str]) -> Command {
+        Command::from_std(self.command(args))
+    }
+
     /// `tc …` started in the background (stdout and stderr piped).
     fn spawn(&self, args: &[&str]) -> Child {
-        StdCommand::new(TC)
-            .env_clear()
-            .env("TC_HOME", self.dir().join("state"))
-            .env("HOME", self.dir())
-            .current_dir(self.dir())
-            .args(["--host", &self.host])
-            .args(args)
+        self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -121,6 +120,20 @@ impl Persona {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         parse(&self.ok(&all))
+    }
+
+    /// `tc --json …` that must exit with `code`; returns the `error` object it printed on stderr.
+    fn json_error(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let stderr = self
+            .tc(&all)
+            .assert()
+            .code(code)
+            .get_output()
+            .stderr
+            .clone();
+        parse(&stderr)["error"].clone()
     }
 }
 
@@ -274,14 +287,10 @@ fn owner_kv_round_trip() {
         .assert()
         .code(4)
         .stderr(predicate::str::contains("not found"));
-    let err = o
-        .tc(&["--json", "kv", "get", "notes/today.md"])
-        .assert()
-        .code(4)
-        .get_output()
-        .stderr
-        .clone();
-    assert_eq!(parse(&err)["error"]["code"], "NOT_FOUND");
+    assert_eq!(
+        o.json_error(&["kv", "get", "notes/today.md"], 4)["code"],
+        "NOT_FOUND"
+    );
     o.tc(&["kv", "rm", "notes/today.md"]).assert().code(4);
 }
 
@@ -544,19 +553,9 @@ fn status_exit_codes_completion_and_help() {
     assert!(!profile.join("session.json").exists());
     assert!(profile.join("key.json").exists() && profile.join("owner.json").exists());
     assert_eq!(p.json(&["auth", "status"])["authenticated"], false);
-    let err = p
-        .tc(&["--json", "kv", "ls"])
-        .assert()
-        .code(3)
-        .get_output()
-        .stderr
-        .clone();
-    let err = parse(&err);
-    assert_eq!(err["error"]["code"], "AUTH_REQUIRED");
-    assert!(err["error"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("tc auth login"));
+    let err = p.json_error(&["kv", "ls"], 3);
+    assert_eq!(err["code"], "AUTH_REQUIRED");
+    assert!(err["hint"].as_str().unwrap().contains("tc auth login"));
 
     // Usage errors are exit 2, in JSON too.
     p.tc(&["kv", "get"]).assert().code(2);
@@ -575,14 +574,7 @@ fn status_exit_codes_completion_and_help() {
     ])
     .assert()
     .code(2);
-    let err = p
-        .tc(&["--json", "kv", "frobnicate"])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    assert_eq!(parse(&err)["error"]["code"], "USAGE");
+    assert_eq!(p.json_error(&["kv", "frobnicate"], 2)["code"], "USAGE");
     // Unreachable node: exit 6.
     Command::new(TC)
         .env_clear()
@@ -680,14 +672,10 @@ fn sql_statements_tables_json_export_and_permissions() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no such table"));
-    let err = o
-        .tc(&["--json", "sql", "notes", "SELEC 1"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stderr
-        .clone();
-    assert_eq!(parse(&err)["error"]["code"], "SQL_ERROR");
+    assert_eq!(
+        o.json_error(&["sql", "notes", "SELEC 1"], 1)["code"],
+        "SQL_ERROR"
+    );
     o.tc(&["sql", "notes", "SELECT ?", "--params", "{\"a\":1}"])
         .assert()
         .code(2);

@@ -15,7 +15,7 @@ use tinycloud_auth::session::{
 };
 use tinycloud_auth::timestamp::Timestamp;
 
-use crate::error::{from_status, Error, Result};
+use crate::error::{check_status, Error, Result};
 use crate::session::{now, Jwk, Session};
 use crate::signer::Signer;
 
@@ -119,6 +119,11 @@ pub fn default_capabilities(owner: &Did, space_name: &str) -> Result<Vec<Capabil
     Ok(caps)
 }
 
+/// A 2xx status.
+pub(crate) fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 fn nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -148,6 +153,23 @@ impl TinyCloud {
         &self.http
     }
 
+    /// Sends `req`; an answer whose status `accept` refuses becomes the typed error of
+    /// [`crate::error::from_status`]. Service requests go through here (the event stream,
+    /// which bounds its own send with a timeout, calls [`check_status`] itself).
+    pub(crate) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        accept: impl Fn(u16) -> bool,
+    ) -> Result<reqwest::Response> {
+        check_status(req.send().await?, accept).await
+    }
+
+    /// Sends `req` and returns the body of its `200 OK` answer (any other status is an error).
+    pub(crate) async fn send_for_text(&self, req: reqwest::RequestBuilder) -> Result<String> {
+        let r = self.send(req, |s| s == 200).await?;
+        Ok(r.text().await.unwrap_or_default())
+    }
+
     /// `host + path`.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.host)
@@ -155,16 +177,11 @@ impl TinyCloud {
 
     /// Fetches `/info` and checks the protocol version.
     pub async fn info(&self) -> Result<NodeInfo> {
-        let r = self
+        let req = self
             .http
             .get(self.url("/info"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            let s = r.status().as_u16();
-            return Err(from_status(s, r.text().await.unwrap_or_default()));
-        }
+            .timeout(Duration::from_secs(5));
+        let r = self.send(req, is_success).await?;
         let v: Value = r.json().await.map_err(|e| Error::Network(e.to_string()))?;
         let info = NodeInfo {
             protocol: v["protocol"].as_u64().unwrap_or(0),
@@ -190,19 +207,13 @@ impl TinyCloud {
 
     /// Posts a delegation to `/delegate`; returns the node's `{cid, activated, skipped}`.
     pub async fn post_delegation(&self, header: &str) -> Result<Value> {
-        let r = self
+        let req = self
             .http
             .post(self.url("/delegate"))
-            .header("authorization", header)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+            .header("authorization", header);
+        let text = self.send_for_text(req).await?;
         serde_json::from_str(&text).map_err(|e| Error::Node {
-            status,
+            status: 200,
             message: format!("invalid /delegate response: {e}"),
         })
     }
@@ -240,16 +251,8 @@ impl TinyCloud {
     /// Creates (hosts) a space owned by the signer: `/peer/generate` then a
     /// `tinycloud.space/host` delegation to the node's host key.
     pub async fn host_space(&self, signer: &dyn Signer, space: &SpaceId) -> Result<()> {
-        let r = self
-            .http
-            .get(self.url(&format!("/peer/generate/{space}")))
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let host = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, host));
-        }
+        let req = self.http.get(self.url(&format!("/peer/generate/{space}")));
+        let host = self.send_for_text(req).await?;
         let cap = host_capability(space).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let header = self
             .siwe_delegation(signer, host.trim().to_owned(), vec![cap], None)
@@ -407,19 +410,13 @@ impl TinyCloud {
         )
         .map_err(Error::InvalidInput)?;
         let token = self.invocation(vec![cap])?;
-        let r = self
+        let req = self
             .http
             .post(self.url("/invoke"))
-            .header("authorization", token)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+            .header("authorization", token);
+        let text = self.send_for_text(req).await?;
         serde_json::from_str(&text).map_err(|e| Error::Node {
-            status,
+            status: 200,
             message: e.to_string(),
         })
     }

@@ -14,7 +14,7 @@ use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 use tinycloud_auth::ucan::UcanBuilder;
 
 use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::error::{Error, Result};
 use crate::session::{now, Jwk, Session};
 
 /// The current portable format version.
@@ -352,17 +352,12 @@ impl TinyCloud {
     }
 
     async fn post_revoke(&self, token: &str, cid: &Cid) -> Result<()> {
-        let r = self
+        let req = self
             .http()
             .post(self.url("/revoke"))
-            .header("authorization", token)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+            .header("authorization", token);
+        let text = self.send_for_text(req).await?;
+        let status = 200;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Node {
             status,
             message: e.to_string(),

@@ -18,8 +18,9 @@ use tinycloud_auth::resource::NetworkId;
 use tinycloud_auth::session::{capability, invocation};
 use x25519_dalek::{PublicKey, StaticSecret};
 
+use crate::client::is_success;
 use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::error::{Error, Result};
 use crate::session::now;
 
 /// The algorithm identifier.
@@ -190,14 +191,10 @@ impl TinyCloud {
             "/encryption/networks/{}",
             id.to_string().replace(':', "%3A")
         ));
-        let r = self.http().get(url).send().await?;
-        if r.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        if !r.status().is_success() {
-            let s = r.status().as_u16();
-            return Err(from_status(s, r.text().await.unwrap_or_default()));
-        }
+        let r = match self.send(self.http().get(url), is_success).await {
+            Err(Error::NotFound(_)) => return Ok(None),
+            r => r?,
+        };
         let v: Value = r.json().await?;
         let d = &v["descriptor"];
         let public_key: [u8; 32] = d["publicEncryptionKey"]
@@ -228,18 +225,13 @@ impl TinyCloud {
             "networkId": id.to_string(), "bodyHash": canonical_hash(&body), "action": "network.create",
         });
         let token = self.node_invocation(&node, id, "tinycloud.encryption/network.create", fact)?;
-        let r = self
+        let req = self
             .http()
             .post(self.url("/encryption/networks"))
             .header("authorization", token)
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        if status != 200 && status != 409 {
-            return Err(from_status(status, r.text().await.unwrap_or_default()));
-        }
+            .body(body.to_string());
+        self.send(req, |s| s == 200 || s == 409).await?;
         self.network(id)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_string()))
@@ -279,20 +271,14 @@ impl TinyCloud {
     pub async fn network_audit(&self, id: &NetworkId) -> Result<Value> {
         let node = self.node_did().await?;
         let token = self.node_invocation(&node, id, "tinycloud.encryption/audit", json!({}))?;
-        let r = self
+        let req = self
             .http()
             .get(self.url(&format!(
                 "/encryption/networks/{}/audit",
                 id.to_string().replace(':', "%3A")
             )))
-            .header("authorization", token)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+            .header("authorization", token);
+        let text = self.send_for_text(req).await?;
         serde_json::from_str(&text).map_err(|e| Error::Token(e.to_string()))
     }
 
@@ -327,7 +313,7 @@ impl TinyCloud {
         });
         let token = self.node_invocation(&node, &network, "tinycloud.encryption/decrypt", fact)?;
         let invocation_cid = tinycloud_auth::cid::blake3_cid(token.as_bytes()).to_string();
-        let r = self
+        let req = self
             .http()
             .post(self.url(&format!(
                 "/encryption/networks/{}/decrypt",
@@ -335,14 +321,8 @@ impl TinyCloud {
             )))
             .header("authorization", &token)
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+            .body(body.to_string());
+        let text = self.send_for_text(req).await?;
         let mut resp: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Token(format!("invalid decrypt response: {e}")))?;
         let sig = resp
@@ -425,6 +405,7 @@ mod tests {
         let (secret, network) = network();
         let mut env = Envelope::seal(&network, b"sk-live-1", b"here", Map::new());
         let key = content_key(&secret, &env);
+        assert_eq!(env.open_with(&key, b"here").unwrap(), b"sk-live-1");
         let mut blob = STANDARD.decode(&env.ciphertext).unwrap();
         let last = blob.len() - 1;
         blob[last] ^= 1;
@@ -437,6 +418,7 @@ mod tests {
         let (secret, network) = network();
         let env = Envelope::seal(&network, b"sk-live-1", b"here", Map::new());
         let key = content_key(&secret, &env);
+        assert_eq!(env.open_with(&key, b"here").unwrap(), b"sk-live-1");
         // Read from another location.
         assert!(env.open_with(&key, b"elsewhere").is_err());
         // The aad field rewritten to match the new location: bound into AES-GCM, so no.

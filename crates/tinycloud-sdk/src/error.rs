@@ -85,6 +85,19 @@ impl From<std::io::Error> for Error {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Passes `r` on when `accept` takes its status; otherwise reads the body and maps the status
+/// to the typed error of [`from_status`].
+pub(crate) async fn check_status(
+    r: reqwest::Response,
+    accept: impl Fn(u16) -> bool,
+) -> Result<reqwest::Response> {
+    let status = r.status().as_u16();
+    if accept(status) {
+        return Ok(r);
+    }
+    Err(from_status(status, r.text().await.unwrap_or_default()))
+}
+
 /// Maps a non-success response to a typed error.
 pub fn from_status(status: u16, body: String) -> Error {
     let message = body.trim().chars().take(500).collect::<String>();

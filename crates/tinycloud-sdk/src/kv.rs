@@ -6,8 +6,9 @@ use reqwest::header::HeaderMap;
 use tinycloud_auth::resource::{validate_path, SpaceId};
 use tinycloud_auth::session::capability;
 
+use crate::client::is_success;
 use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::error::{Error, Result};
 
 /// A stored object's metadata.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,12 +117,7 @@ impl<'a> Kv<'a> {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let r = req.send().await?;
-        if r.status().is_success() || r.status().as_u16() == 304 {
-            return Ok(r);
-        }
-        let status = r.status().as_u16();
-        Err(from_status(status, r.text().await.unwrap_or_default()))
+        self.client.send(req, |s| is_success(s) || s == 304).await
     }
 
     fn invoke(&self, token: String) -> reqwest::RequestBuilder {

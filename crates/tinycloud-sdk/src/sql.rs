@@ -7,8 +7,9 @@ use serde_json::{json, Map, Value};
 use tinycloud_auth::resource::SpaceId;
 use tinycloud_auth::session::capability;
 
+use crate::client::is_success;
 use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::error::{Error, Result};
 
 /// Rows of a query.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,20 +160,14 @@ impl<'a> Sql<'a> {
         )
         .map_err(Error::InvalidInput)?;
         let token = self.client.invocation(vec![cap])?;
-        let r = self
+        let req = self
             .client
             .http()
             .post(self.client.url("/invoke"))
             .header("authorization", token)
             .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        if r.status().is_success() {
-            return Ok(r);
-        }
-        let status = r.status().as_u16();
-        Err(from_status(status, r.text().await.unwrap_or_default()))
+            .body(body.to_string());
+        self.client.send(req, is_success).await
     }
 
     async fn json(&self, ability: &str, body: Value) -> Result<Value> {

@@ -12,36 +12,12 @@ use tinycloud_sdk::delegation::Grant;
 use tinycloud_sdk::hooks::{HookEvent, HookEventKind, HookStream, Scope};
 use tinycloud_sdk::kv::PutOptions;
 use tinycloud_sdk::session::Jwk;
-use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
+use tinycloud_sdk::{Config, Error, TinyCloud};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-struct TestNode {
-    node: tinycloud_node::server::Running,
-    _dir: tempfile::TempDir,
-}
-
-async fn node() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tinycloud_node::config::Config {
-        port: 0,
-        storage: tinycloud_node::config::StorageConfig {
-            datadir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    TestNode {
-        node: tinycloud_node::server::start(cfg).await.unwrap(),
-        _dir: dir,
-    }
-}
-
-async fn owner(url: &str) -> TinyCloud {
-    let tc = TinyCloud::new(Config::new(url)).unwrap();
-    tc.sign_in(&LocalSigner::generate(1)).await.unwrap();
-    tc
-}
+mod common;
+use common::{node, owner};
 
 /// A client on `url` acting with `of`'s session.
 fn same_session(of: &TinyCloud, url: &str) -> TinyCloud {

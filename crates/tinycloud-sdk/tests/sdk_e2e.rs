@@ -6,26 +6,8 @@ use tinycloud_sdk::kv::PutOptions;
 use tinycloud_sdk::session::{FileSessionStore, Jwk, MemorySessionStore, SessionStore};
 use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
 
-struct TestNode {
-    node: tinycloud_node::server::Running,
-    _dir: tempfile::TempDir,
-}
-
-async fn node() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tinycloud_node::config::Config {
-        port: 0,
-        storage: tinycloud_node::config::StorageConfig {
-            datadir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    TestNode {
-        node: tinycloud_node::server::start(cfg).await.unwrap(),
-        _dir: dir,
-    }
-}
+mod common;
+use common::{node, owner};
 
 #[tokio::test]
 async fn owner_sign_in_kv_and_sessions() {
@@ -188,8 +170,7 @@ async fn owner_sign_in_kv_and_sessions() {
 #[tokio::test]
 async fn agent_gets_a_narrow_delegation_and_loses_it_on_revocation() {
     let n = node().await;
-    let owner = TinyCloud::new(Config::new(n.node.url())).unwrap();
-    owner.sign_in(&LocalSigner::generate(1)).await.unwrap();
+    let owner = owner(&n.node.url()).await;
     owner
         .kv()
         .put("notes/today.md", "hello agent", &PutOptions::default())
@@ -304,8 +285,7 @@ async fn sql_typed_rows_batches_migrations_export() {
         stars: Option<f64>,
     }
     let n = node().await;
-    let tc = TinyCloud::new(Config::new(n.node.url())).unwrap();
-    tc.sign_in(&LocalSigner::generate(1)).await.unwrap();
+    let tc = owner(&n.node.url()).await;
     let db = tc.sql("notes");
     let m = db
         .migrate(&[

@@ -9,22 +9,15 @@ use tinycloud_sdk::kv::PutOptions;
 use tinycloud_sdk::session::Jwk;
 use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
 
+mod common;
+use common::{node, signed_in};
+
 #[tokio::test]
 async fn secrets_share_revoke_and_audit() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tinycloud_node::config::Config {
-        port: 0,
-        storage: tinycloud_node::config::StorageConfig {
-            datadir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let node = tinycloud_node::server::start(cfg).await.unwrap();
-    let url = node.url();
-    let owner = TinyCloud::new(Config::new(&url)).unwrap();
+    let n = node().await;
+    let url = n.node.url();
     let signer = LocalSigner::generate(1);
-    owner.sign_in(&signer).await.unwrap();
+    let owner = signed_in(&url, &signer).await;
     let owner_did = Did::pkh(1, signer.eth_address()).unwrap();
     owner
         .host_space(
@@ -192,21 +185,12 @@ async fn secrets_share_revoke_and_audit() {
     assert!(records
         .iter()
         .any(|r| r["outcome"].as_str().unwrap().starts_with("denied")));
-    node.stop().await.unwrap();
+    n.stop().await;
 }
 
 #[tokio::test]
 async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tinycloud_node::config::Config {
-        port: 0,
-        storage: tinycloud_node::config::StorageConfig {
-            datadir: dir.path().to_path_buf(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let node = tinycloud_node::server::start(cfg).await.unwrap();
+    let n = node().await;
     let signer = LocalSigner::generate(1);
     let owner_did = Did::pkh(1, signer.eth_address()).unwrap();
     let manifest = tinycloud_sdk::manifest::Manifest::from_json(&format!(
@@ -222,7 +206,7 @@ async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
     )
     .unwrap();
     assert!(text.contains("Notes (com.example.notes)"), "{text}");
-    let app = TinyCloud::new(Config::new(node.url())).unwrap();
+    let app = TinyCloud::new(Config::new(n.node.url())).unwrap();
     app.sign_in_with_manifest(&signer, &manifest).await.unwrap();
     // the network exists after sign-in
     let network = NetworkId::new(owner_did.clone(), "default").unwrap();
@@ -236,5 +220,5 @@ async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
         app.kv().put("elsewhere", "x", &PutOptions::default()).await,
         Err(Error::PermissionDenied { .. })
     ));
-    node.stop().await.unwrap();
+    n.stop().await;
 }

@@ -5,28 +5,22 @@ use std::time::Duration;
 
 use tinycloud_sdk::hooks::Scope;
 use tinycloud_sdk::kv::PutOptions;
-use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
+use tinycloud_sdk::Error;
+
+mod common;
+use common::{node_with, owner};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_history_unregister() {
-    let dir = tempfile::tempdir().unwrap();
-    let hooks = tinycloud_node::config::HooksConfig {
-        allow_private_destinations: true,
-        backoff_secs: vec![1],
-        ..Default::default()
-    };
-    let cfg = tinycloud_node::config::Config {
-        port: 0,
-        storage: tinycloud_node::config::StorageConfig {
-            datadir: dir.path().to_path_buf(),
+    let n = node_with(|cfg| {
+        cfg.hooks = tinycloud_node::config::HooksConfig {
+            allow_private_destinations: true,
+            backoff_secs: vec![1],
             ..Default::default()
-        },
-        hooks,
-        ..Default::default()
-    };
-    let node = tinycloud_node::server::start(cfg).await.unwrap();
-    let tc = TinyCloud::new(Config::new(node.url())).unwrap();
-    tc.sign_in(&LocalSigner::generate(1)).await.unwrap();
+        };
+    })
+    .await;
+    let tc = owner(&n.node.url()).await;
     let scope: Scope = tc.hooks().scope("kv", Some("notes")).unwrap();
     assert!(matches!(
         tc.hooks()
@@ -66,5 +60,5 @@ async fn register_list_history_unregister() {
     tc.hooks().unregister_webhook(&scope, &id).await.unwrap();
     let list = tc.hooks().webhooks(&scope).await.unwrap();
     assert_eq!(list[0]["active"], false);
-    node.stop().await.unwrap();
+    n.stop().await;
 }

@@ -13,7 +13,7 @@ use tinycloud_sdk::delegation::missing_capabilities;
 use tinycloud_sdk::session::{now, Jwk, Session};
 use tinycloud_sdk::{Error as SdkError, LocalSigner};
 
-use super::{read_source, write_document, Ctx};
+use super::{emit_document, read_source, Ctx};
 use crate::artifact::{
     parse_cap_spec, parse_delegation, AuthRequest, DelegationArtifact, DELEGATION_KIND,
     REQUEST_KIND, VERSION,
@@ -436,24 +436,18 @@ pub fn request(ctx: &Ctx, args: &RequestArgs) -> Result<()> {
         requested_expiry: Some(format!("{}s", args.expiry)),
     };
     let value = serde_json::to_value(&request)?;
-    match &args.emit {
-        Some(path) => {
-            write_document(path, &value)?;
-            ctx.out.done(
-                &json!({"requestId": request.request_id, "emitted": path, "sessionDid": request.session_did}),
-                || {
-                    format!(
-                        "Wrote request {} to {}.\nAsk the owner to run: tc auth grant {} -o grant.json\nthen: tc -p {} auth import grant.json",
-                        request.request_id,
-                        path.display(),
-                        path.display(),
-                        request.profile
-                    )
-                },
-            )?;
-        }
-        None => ctx.out.document(&value)?,
-    }
+    emit_document(ctx, args.emit.as_deref(), &value, |path| {
+        (
+            json!({"requestId": request.request_id, "emitted": path, "sessionDid": request.session_did}),
+            format!(
+                "Wrote request {} to {}.\nAsk the owner to run: tc auth grant {} -o grant.json\nthen: tc -p {} auth import grant.json",
+                request.request_id,
+                path.display(),
+                path.display(),
+                request.profile
+            ),
+        )
+    })?;
     Ok(())
 }
 
@@ -481,6 +475,24 @@ pub fn parse_did(s: &str) -> Result<Did, CliError> {
     let bare = s.trim().split('#').next().unwrap_or_default();
     bare.parse::<Did>()
         .map_err(|e| CliError::usage(format!("invalid DID {s:?}: {e}")))
+}
+
+/// Refuses to delegate capabilities the session does not hold itself.
+pub fn ensure_held(
+    session: &Session,
+    caps: &[tinycloud_auth::capability::Capability],
+) -> Result<()> {
+    let missing = missing_capabilities(caps, &session.capabilities()?);
+    if !missing.is_empty() {
+        return Err(SdkError::MissingCapabilities(missing).into());
+    }
+    Ok(())
+}
+
+/// When a delegation lasting `secs` from now ends: never after the session it rests on.
+pub fn delegation_end(session: &Session, secs: i64) -> Timestamp {
+    let wanted = now().plus_secs(secs);
+    session.expires().map_or(wanted, |e| e.min(wanted))
 }
 
 /// The consent text shown before signing a delegation.
@@ -531,14 +543,9 @@ pub async fn grant(ctx: &Ctx, args: &GrantArgs) -> Result<()> {
     }
     let grants: Vec<_> = request.requested.iter().map(|r| r.to_grant()).collect();
     let caps = client.grant_capabilities(&grants)?;
-    let missing = missing_capabilities(&caps, &session.capabilities()?);
-    if !missing.is_empty() {
-        return Err(SdkError::MissingCapabilities(missing).into());
-    }
+    ensure_held(&session, &caps)?;
     let secs = requested_secs(request.requested_expiry.as_deref())?;
-    let until = session
-        .expires()
-        .map_or(now().plus_secs(secs), |e| e.min(now().plus_secs(secs)));
+    let until = delegation_end(&session, secs);
     let viewer = (profile.config.posture == Posture::LocalOwnerKey).then(|| space.owner().clone());
     ctx.out.notice(&format!(
         "Request {} from profile {:?} ({}):\n{}",
@@ -557,27 +564,21 @@ pub async fn grant(ctx: &Ctx, args: &GrantArgs) -> Result<()> {
         delegation: portable,
     };
     let value = serde_json::to_value(&artifact)?;
-    match &args.output {
-        Some(path) => {
-            write_document(path, &value)?;
-            ctx.out.done(
-                &json!({
-                    "requestId": artifact.request_id,
-                    "delegationCid": artifact.delegation_cid,
-                    "output": path,
-                }),
-                || {
-                    format!(
-                        "Granted: delegation {} written to {}.\nThe requester imports it with: tc auth import {}",
-                        artifact.delegation_cid,
-                        path.display(),
-                        path.display()
-                    )
-                },
-            )?;
-        }
-        None => ctx.out.document(&value)?,
-    }
+    emit_document(ctx, args.output.as_deref(), &value, |path| {
+        (
+            json!({
+                "requestId": artifact.request_id,
+                "delegationCid": artifact.delegation_cid,
+                "output": path,
+            }),
+            format!(
+                "Granted: delegation {} written to {}.\nThe requester imports it with: tc auth import {}",
+                artifact.delegation_cid,
+                path.display(),
+                path.display()
+            ),
+        )
+    })?;
     Ok(())
 }
 

@@ -7,12 +7,10 @@ use tinycloud_auth::cid::parse_cid;
 use tinycloud_auth::resource::SpaceId;
 use tinycloud_auth::session::capability;
 use tinycloud_auth::text::{describe, RenderContext};
-use tinycloud_sdk::delegation::{missing_capabilities, Grant};
-use tinycloud_sdk::session::now;
-use tinycloud_sdk::Error as SdkError;
+use tinycloud_sdk::delegation::Grant;
 
-use super::auth::{consent, parse_did};
-use super::{write_document, Ctx};
+use super::auth::{consent, delegation_end, ensure_held, parse_did};
+use super::{emit_document, Ctx};
 use crate::artifact::full_action;
 use crate::cli::CreateArgs;
 use crate::error::CliError;
@@ -53,13 +51,8 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    let missing = missing_capabilities(&caps, &session.capabilities()?);
-    if !missing.is_empty() {
-        return Err(SdkError::MissingCapabilities(missing).into());
-    }
-    let until = session.expires().map_or(now().plus_secs(args.expiry), |e| {
-        e.min(now().plus_secs(args.expiry))
-    });
+    ensure_held(&session, &caps)?;
+    let until = delegation_end(&session, args.expiry);
     let viewer = (profile.config.posture == Posture::LocalOwnerKey)
         .then(|| client.space().map(|s| s.owner().clone()))
         .transpose()?;
@@ -68,29 +61,23 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
     confirm(&ctx.out, "Sign this delegation?", args.yes)?;
     let portable = client.delegate_to(&to, caps, args.expiry).await?;
     let value = serde_json::to_value(&portable)?;
-    match &args.output {
-        Some(path) => {
-            write_document(path, &value)?;
-            ctx.out.done(
-                &json!({
-                    "cid": portable.cid,
-                    "delegate": portable.delegate_did,
-                    "expiry": portable.expiry,
-                    "output": path,
-                }),
-                || {
-                    format!(
-                        "Delegation {} written to {}.\nThe recipient uses it with: tc delegate use {}\nRevoke it with: tc delegate revoke {}",
-                        portable.cid,
-                        path.display(),
-                        path.display(),
-                        portable.cid
-                    )
-                },
-            )?;
-        }
-        None => ctx.out.document(&value)?,
-    }
+    emit_document(ctx, args.output.as_deref(), &value, |path| {
+        (
+            json!({
+                "cid": portable.cid,
+                "delegate": portable.delegate_did,
+                "expiry": portable.expiry,
+                "output": path,
+            }),
+            format!(
+                "Delegation {} written to {}.\nThe recipient uses it with: tc delegate use {}\nRevoke it with: tc delegate revoke {}",
+                portable.cid,
+                path.display(),
+                path.display(),
+                portable.cid
+            ),
+        )
+    })?;
     Ok(())
 }
 

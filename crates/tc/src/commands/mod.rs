@@ -133,8 +133,26 @@ pub fn read_source(source: Option<&str>) -> Result<String, CliError> {
     }
 }
 
+/// Writes an artifact to `output` and confirms with `done(path)` (the JSON result and the
+/// human text), or prints it on stdout when no file is named.
+pub fn emit_document(
+    ctx: &Ctx,
+    output: Option<&Path>,
+    value: &serde_json::Value,
+    done: impl FnOnce(&Path) -> (serde_json::Value, String),
+) -> Result<(), CliError> {
+    match output {
+        Some(path) => {
+            write_document(path, value)?;
+            let (result, human) = done(path);
+            ctx.out.done(&result, || human)
+        }
+        None => ctx.out.document(value),
+    }
+}
+
 /// Writes a JSON document to a file (mode 0600: delegations are for one recipient).
-pub fn write_document(path: &Path, value: &serde_json::Value) -> Result<(), CliError> {
+fn write_document(path: &Path, value: &serde_json::Value) -> Result<(), CliError> {
     tinycloud_sdk::session::write_private(path, crate::output::to_json_text(value).as_bytes())
         .map_err(|e| CliError::general(format!("cannot write {}: {e}", path.display())))
 }

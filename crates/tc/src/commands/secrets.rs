@@ -13,13 +13,11 @@ use tinycloud_auth::capability::Capability;
 use tinycloud_auth::did::Did;
 use tinycloud_auth::resource::{path_extends, NetworkId, Resource, SpaceId};
 use tinycloud_auth::session::capability;
-use tinycloud_sdk::delegation::missing_capabilities;
 use tinycloud_sdk::secrets::{self as sdk, Secrets};
-use tinycloud_sdk::session::now;
 use tinycloud_sdk::{Error as SdkError, TinyCloud};
 
-use super::auth::{consent, parse_did, profile_owner_signer};
-use super::{write_document, Ctx};
+use super::auth::{consent, delegation_end, ensure_held, parse_did, profile_owner_signer};
+use super::{emit_document, Ctx};
 use crate::cli::{SecretGrantArgs, SecretRunArgs, SecretValueArgs};
 use crate::error::{ChildExit, CliError, Exit};
 use crate::output::confirm;
@@ -557,10 +555,7 @@ pub async fn grant(ctx: &Ctx, args: &SecretGrantArgs) -> Result<()> {
         capability(&network.to_string(), "tinycloud.encryption/decrypt")
             .map_err(CliError::general)?,
     );
-    let missing = missing_capabilities(&caps, &session.capabilities()?);
-    if !missing.is_empty() {
-        return Err(SdkError::MissingCapabilities(missing).into());
-    }
+    ensure_held(&session, &caps)?;
     if vault.is_owner() {
         let kv = vault.client.kv_in(space.clone());
         for name in &names {
@@ -573,11 +568,7 @@ pub async fn grant(ctx: &Ctx, args: &SecretGrantArgs) -> Result<()> {
             }
         }
     }
-    let until = session
-        .expires()
-        .map_or(now().plus_secs(args.duration), |e| {
-            e.min(now().plus_secs(args.duration))
-        });
+    let until = delegation_end(&session, args.duration);
     let viewer = vault.is_owner().then(|| vault.owner.clone());
     ctx.out
         .notice(&consent(&to.to_string(), &caps, viewer, until));
@@ -585,36 +576,30 @@ pub async fn grant(ctx: &Ctx, args: &SecretGrantArgs) -> Result<()> {
     vault.client.ensure_network(&network).await?;
     let portable = vault.client.delegate_to(&to, caps, args.duration).await?;
     let value = serde_json::to_value(&portable)?;
-    match &args.output {
-        Some(path) => {
-            write_document(path, &value)?;
-            ctx.out.done(
-                &with_scope(
-                    json!({
-                        "cid": portable.cid,
-                        "delegate": portable.delegate_did,
-                        "expiry": portable.expiry,
-                        "secrets": names,
-                        "networkId": network.to_string(),
-                        "output": path,
-                    }),
-                    scope,
-                ),
-                || {
-                    format!(
-                        "Granted read access to {} until {}: delegation {} written to {}.\nThe recipient uses it with: tc delegate use {}\nRevoke it with: tc secrets revoke {}",
-                        names.join(", "),
-                        portable.expiry,
-                        portable.cid,
-                        path.display(),
-                        path.display(),
-                        portable.cid
-                    )
-                },
-            )?;
-        }
-        None => ctx.out.document(&value)?,
-    }
+    emit_document(ctx, args.output.as_deref(), &value, |path| {
+        (
+            with_scope(
+                json!({
+                    "cid": portable.cid,
+                    "delegate": portable.delegate_did,
+                    "expiry": portable.expiry,
+                    "secrets": names,
+                    "networkId": network.to_string(),
+                    "output": path,
+                }),
+                scope,
+            ),
+            format!(
+                "Granted read access to {} until {}: delegation {} written to {}.\nThe recipient uses it with: tc delegate use {}\nRevoke it with: tc secrets revoke {}",
+                names.join(", "),
+                portable.expiry,
+                portable.cid,
+                path.display(),
+                path.display(),
+                portable.cid
+            ),
+        )
+    })?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use tinycloud_auth::resource::{validate_path, SpaceId};
 use tinycloud_auth::session::capability;
 
 use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::error::{Error, Result};
 
 pub use stream::HookStream;
 
@@ -201,14 +201,9 @@ impl<'a> Hooks<'a> {
             .header("authorization", token)
             .json(&json!({"subscriptions": scopes, "ttlSeconds": TICKET_TTL_SECS}))
             .timeout(REQUEST_TIMEOUT);
-        let r = request.send().await?;
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(from_status(status, text));
-        }
+        let text = self.client.send_for_text(request).await?;
         serde_json::from_str(&text).map_err(|e| Error::Node {
-            status,
+            status: 200,
             message: format!("invalid ticket response: {e}"),
         })
     }
@@ -256,7 +251,14 @@ mod tests {
             json!({"space": SPACE, "service": "kv", "pathPrefix": "/notes/"})
         );
         assert_eq!(s.resource(), format!("{SPACE}/hooks/kv/notes"));
-        assert!(s.capability().is_ok());
+        assert_eq!(
+            s.capability().unwrap(),
+            capability(
+                &format!("{SPACE}/hooks/kv/notes"),
+                "tinycloud.hooks/subscribe"
+            )
+            .unwrap()
+        );
         assert_eq!(
             Scope::new(&space, "sql").resource(),
             format!("{SPACE}/hooks/sql")

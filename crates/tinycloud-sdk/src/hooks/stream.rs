@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::sse::{Message, Parser};
 use super::{HookEvent, HookEventKind, Hooks, Scope, REQUEST_TIMEOUT};
-use crate::client::TinyCloud;
-use crate::error::{from_status, Error, Result};
+use crate::client::{is_success, TinyCloud};
+use crate::error::{check_status, Error, Result};
 
 /// First reconnection delay.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -181,10 +181,7 @@ impl<'a> Subscription<'a> {
         let r = tokio::time::timeout(REQUEST_TIMEOUT, request.send())
             .await
             .map_err(|_| Error::Network("timed out opening the event stream".into()))??;
-        if !r.status().is_success() {
-            let status = r.status().as_u16();
-            return Err(from_status(status, r.text().await.unwrap_or_default()));
-        }
+        let r = check_status(r, is_success).await?;
         self.connected_once = true;
         Ok(Connection {
             body: r.bytes_stream().boxed(),
@@ -270,6 +267,7 @@ impl<'a> Subscription<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::from_status;
 
     fn msg(event: &str, id: Option<&str>, data: &str) -> Message {
         Message {

@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 use tinycloud_auth::session::capability;
 
 use super::{Hooks, Scope};
-use crate::error::{from_status, Error, Result};
+use crate::client::is_success;
+use crate::error::{Error, Result};
 
 impl Hooks<'_> {
     async fn call(
@@ -25,12 +26,9 @@ impl Hooks<'_> {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await?;
+        let r = self.client.send(req, is_success).await?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(from_status(status, text));
-        }
         if text.is_empty() {
             return Ok(None);
         }
