@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tinycloud_auth::resource::validate_path;
 
 use crate::store::StoredEvent;
 
@@ -15,85 +14,13 @@ pub const MAX_SCOPES: usize = 32;
 /// Longest ticket lifetime (time to connect), in seconds.
 pub const MAX_TICKET_SECS: i64 = 300;
 
-/// What a subscriber wants to see.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Scope {
-    /// Space id.
-    pub space: String,
-    /// `kv` or `sql`.
-    pub service: String,
-    /// Segment-aware path prefix (`notes` matches `notes` and `notes/…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_prefix: Option<String>,
-    /// Only these abilities (e.g. `tinycloud.kv/put`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abilities: Option<Vec<String>>,
-}
+/// What a subscriber wants to see (the protocol core's type and rules).
+pub use tinycloud_auth::hook_scope::HookScope as Scope;
 
-impl Scope {
-    /// Normalizes (trims `/` from the prefix) and validates a scope.
-    pub fn normalized(mut self) -> Result<Scope, String> {
-        if !matches!(self.service.as_str(), "kv" | "sql") {
-            return Err(format!(
-                "unsupported hook service {:?} (kv or sql)",
-                self.service
-            ));
-        }
-        if let Some(p) = &self.path_prefix {
-            let t = p.trim_matches('/').to_owned();
-            if !t.is_empty() {
-                validate_path(&t).map_err(|e| e.to_string())?;
-            }
-            self.path_prefix = (!t.is_empty()).then_some(t);
-        }
-        if let Some(a) = &self.abilities {
-            let allowed: &[&str] = match self.service.as_str() {
-                "kv" => &[
-                    "tinycloud.kv/put",
-                    "tinycloud.kv/del",
-                    "tinycloud.kv/delete",
-                ],
-                _ => &[
-                    "tinycloud.sql/write",
-                    "tinycloud.sql/admin",
-                    "tinycloud.sql/schema",
-                ],
-            };
-            if let Some(bad) = a.iter().find(|x| !allowed.contains(&x.as_str())) {
-                return Err(format!(
-                    "ability filter {bad:?} is not a {} write ability",
-                    self.service
-                ));
-            }
-        }
-        Ok(self)
-    }
-
-    /// The `<space>/hooks/<service>[/<prefix>]` resource a subscription needs.
-    pub fn resource(&self) -> String {
-        match &self.path_prefix {
-            Some(p) => format!("{}/hooks/{}/{p}", self.space, self.service),
-            None => format!("{}/hooks/{}", self.space, self.service),
-        }
-    }
-
-    /// Whether an event falls in the scope.
-    pub fn matches(&self, e: &StoredEvent) -> bool {
-        let d = &e.draft;
-        d.space == self.space
-            && d.service == self.service
-            && self.path_prefix.as_deref().is_none_or(|p| {
-                d.path == p
-                    || (d.path.starts_with(p) && d.path.as_bytes().get(p.len()) == Some(&b'/'))
-            })
-            && self.abilities.as_ref().is_none_or(|a| {
-                a.iter().any(|x| {
-                    x == &d.ability
-                        || (x == "tinycloud.kv/delete" && d.ability == "tinycloud.kv/del")
-                })
-            })
-    }
+/// Whether a stored write event falls in a scope.
+pub fn in_scope(scope: &Scope, e: &StoredEvent) -> bool {
+    let d = &e.draft;
+    scope.matches(&d.space, &d.service, &d.path, &d.ability)
 }
 
 /// The JSON of a write event: what changed, where, by whom, and its sequence number; never
@@ -176,15 +103,15 @@ mod tests {
         .normalized()
         .unwrap();
         assert_eq!(s.path_prefix.as_deref(), Some("notes"));
-        assert!(s.matches(&ev("notes", "tinycloud.kv/put")));
-        assert!(s.matches(&ev("notes/a", "tinycloud.kv/put")));
-        assert!(!s.matches(&ev("notesx/a", "tinycloud.kv/put")));
+        assert!(in_scope(&s, &ev("notes", "tinycloud.kv/put")));
+        assert!(in_scope(&s, &ev("notes/a", "tinycloud.kv/put")));
+        assert!(!in_scope(&s, &ev("notesx/a", "tinycloud.kv/put")));
         let dels = Scope {
             abilities: Some(vec!["tinycloud.kv/del".into()]),
             ..s.clone()
         };
-        assert!(!dels.matches(&ev("notes/a", "tinycloud.kv/put")));
-        assert!(dels.matches(&ev("notes/a", "tinycloud.kv/del")));
+        assert!(!in_scope(&dels, &ev("notes/a", "tinycloud.kv/put")));
+        assert!(in_scope(&dels, &ev("notes/a", "tinycloud.kv/del")));
         assert!(Scope {
             service: "x".into(),
             ..s.clone()

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::hooks::{event_json, Scope};
+use crate::hooks::{event_json, in_scope, Scope};
 use crate::state::{now, AppState};
 use crate::store::{DeliveryRow, StoredEvent, WebhookRow};
 
@@ -224,7 +224,7 @@ async fn service_one(state: &AppState, client: &reqwest::Client, w: &WebhookRow)
     let Ok(events) = state.index.events_after(&w.space, w.cursor, 100).await else {
         return false;
     };
-    let Some(next) = events.iter().find(|e| scope.matches(e)) else {
+    let Some(next) = events.iter().find(|e| in_scope(&scope, e)) else {
         // Nothing for this subscription: skip past what was read.
         if let Some(last) = events.last() {
             let _ = state.webhooks.advance_webhook(&w.id, last.seq).await;

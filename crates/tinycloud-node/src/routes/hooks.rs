@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::authorization;
 use crate::error::{ApiError, ApiResult};
-use crate::hooks::{event_json, Scope, Ticket, MAX_SCOPES, MAX_TICKET_SECS};
+use crate::hooks::{event_json, in_scope, Scope, Ticket, MAX_SCOPES, MAX_TICKET_SECS};
 use crate::state::{now, rfc3339, SharedState};
 use crate::store::StoredEvent;
 use crate::webhooks::scope_of;
@@ -58,7 +58,7 @@ pub async fn tickets(
         .into_iter()
         .map(Scope::normalized)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let space = scopes[0].space.clone();
     if scopes.iter().any(|s| s.space != space) {
         return Err(ApiError::bad_request("one ticket covers one space"));
@@ -143,7 +143,7 @@ async fn replay(
             return Ok(Some(last));
         };
         for e in &page {
-            if ticket.scopes.iter().any(|s| s.matches(e)) {
+            if ticket.scopes.iter().any(|s| in_scope(s, e)) {
                 tx.send(sse_event(e)).await.map_err(|_| ())?;
             }
         }
@@ -199,7 +199,7 @@ async fn pump(
                         }
                     }
                     last = e.seq;
-                    if ticket.scopes.iter().any(|s| s.matches(&e)) && tx.send(sse_event(&e)).await.is_err() {
+                    if ticket.scopes.iter().any(|s| in_scope(s, &e)) && tx.send(sse_event(&e)).await.is_err() {
                         return;
                     }
                 }
@@ -343,7 +343,7 @@ pub async fn register(
         abilities: req.abilities,
     }
     .normalized()
-    .map_err(ApiError::bad_request)?;
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if req.secret.is_empty() || req.secret.len() > 1024 {
         return Err(ApiError::bad_request("secret must be 1..=1024 bytes"));
     }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tinycloud_auth::capability::Capability;
-use tinycloud_auth::resource::{validate_path, SpaceId};
 use tinycloud_auth::session::capability;
 
 use crate::client::TinyCloud;
@@ -34,77 +33,16 @@ const TICKET_TTL_SECS: i64 = 60;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to watch: one service of one space, optionally under a path prefix and only for some
-/// write abilities. Serialized as the node expects (`{space, service, pathPrefix?,
-/// abilities?}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Scope {
-    /// Space id.
-    pub space: String,
-    /// `kv` or `sql`.
-    pub service: String,
-    /// Segment-aware path prefix (`notes` matches `notes` and `notes/…`, not `notesx`). For
-    /// SQL, paths are `<db>/<table>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_prefix: Option<String>,
-    /// Only these abilities (e.g. `tinycloud.kv/put`, `tinycloud.kv/del`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abilities: Option<Vec<String>>,
-}
+/// write abilities (the protocol core's type, serialized as the node expects).
+pub use tinycloud_auth::hook_scope::HookScope as Scope;
 
-impl Scope {
-    /// Every write to `service` (`kv` or `sql`) in `space`.
-    pub fn new(space: &SpaceId, service: &str) -> Self {
-        Scope {
-            space: space.to_string(),
-            service: service.to_owned(),
-            path_prefix: None,
-            abilities: None,
-        }
-    }
-
-    /// Only paths under `prefix` (segment-aware; leading and trailing `/` are ignored).
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.path_prefix = Some(prefix.into());
-        self
-    }
-
-    /// Only events of these abilities.
-    pub fn with_abilities(mut self, abilities: &[&str]) -> Self {
-        self.abilities = Some(abilities.iter().map(|a| (*a).to_owned()).collect());
-        self
-    }
-
-    /// The prefix without surrounding slashes; `None` for the whole service.
-    fn prefix(&self) -> Option<&str> {
-        self.path_prefix
-            .as_deref()
-            .map(|p| p.trim_matches('/'))
-            .filter(|p| !p.is_empty())
-    }
-
-    /// `<space>/hooks/<service>[/<prefix>]`: the resource a subscription needs
-    /// [`SUBSCRIBE_ABILITY`] on.
-    pub fn resource(&self) -> String {
-        match self.prefix() {
-            Some(p) => format!("{}/hooks/{}/{p}", self.space, self.service),
-            None => format!("{}/hooks/{}", self.space, self.service),
-        }
-    }
-
-    /// The subscribe capability for this scope; checks the scope before anything is signed.
-    pub fn capability(&self) -> Result<Capability> {
-        if !matches!(self.service.as_str(), "kv" | "sql") {
-            return Err(Error::InvalidInput(format!(
-                "hooks watch the kv or sql service, not {:?}",
-                self.service
-            )));
-        }
-        if let Some(p) = self.prefix() {
-            validate_path(p).map_err(|e| Error::InvalidInput(format!("invalid prefix: {e}")))?;
-        }
-        capability(&self.resource(), SUBSCRIBE_ABILITY).map_err(Error::InvalidInput)
-    }
+/// The subscribe capability for a scope; checks the scope before anything is signed.
+pub fn subscribe_capability(scope: &Scope) -> Result<Capability> {
+    let scope = scope
+        .clone()
+        .normalized()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    capability(&scope.resource(), SUBSCRIBE_ABILITY).map_err(Error::InvalidInput)
 }
 
 /// What kind of event arrived.
@@ -188,7 +126,7 @@ impl<'a> Hooks<'a> {
     pub async fn ticket(&self, scopes: &[Scope]) -> Result<Ticket> {
         let caps = scopes
             .iter()
-            .map(Scope::capability)
+            .map(subscribe_capability)
             .collect::<Result<Vec<_>>>()?;
         if caps.is_empty() {
             return Err(Error::InvalidInput("a subscription needs a scope".into()));
@@ -244,7 +182,7 @@ mod tests {
 
     #[test]
     fn scopes_serialize_and_name_their_resource() {
-        let space: SpaceId = SPACE.parse().unwrap();
+        let space: tinycloud_auth::resource::SpaceId = SPACE.parse().unwrap();
         let s = Scope::new(&space, "kv").with_prefix("/notes/");
         assert_eq!(
             serde_json::to_value(&s).unwrap(),
@@ -252,7 +190,7 @@ mod tests {
         );
         assert_eq!(s.resource(), format!("{SPACE}/hooks/kv/notes"));
         assert_eq!(
-            s.capability().unwrap(),
+            subscribe_capability(&s).unwrap(),
             capability(
                 &format!("{SPACE}/hooks/kv/notes"),
                 "tinycloud.hooks/subscribe"
@@ -264,11 +202,11 @@ mod tests {
             format!("{SPACE}/hooks/sql")
         );
         assert!(matches!(
-            Scope::new(&space, "files").capability(),
+            subscribe_capability(&Scope::new(&space, "files")),
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
-            Scope::new(&space, "kv").with_prefix("a/../b").capability(),
+            subscribe_capability(&Scope::new(&space, "kv").with_prefix("a/../b")),
             Err(Error::InvalidInput(_))
         ));
     }

@@ -53,7 +53,7 @@ impl Hooks<'_> {
                 "a webhook needs a non-empty secret".into(),
             ));
         }
-        scope.capability()?;
+        super::subscribe_capability(scope)?;
         let mut body =
             serde_json::to_value(scope).map_err(|e| Error::InvalidInput(e.to_string()))?;
         body["callbackUrl"] = json!(callback_url);
