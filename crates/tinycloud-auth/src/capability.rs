@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::ability::{Ability, AbilityError};
 use crate::did::Did;
-use crate::resource::{Resource, ResourceError};
+use crate::resource::{Resource, ResourceError, SpaceResource};
 use crate::sql_caveat::{self, SqlCaveat, SqlCaveatError};
 
 /// One caveat object.
@@ -187,6 +187,17 @@ impl Capability {
         }
     }
 
+    /// The `<space>/<service>/…` resource of a `tinycloud.<service>/…` capability; `None` when
+    /// the ability belongs to another service than the resource names (`tinycloud.kv/get` on
+    /// `<space>/sql/db`) or the resource is not in a space. A service acts only on its own
+    /// resources.
+    pub fn service_resource(&self) -> Option<&SpaceResource> {
+        match &self.resource {
+            Resource::Space(r) if self.ability.service() == Some(r.service()) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Whether this capability grants `ability` on `resource`: the resource lies within this
     /// one's (segment-aware for space paths, exact for CIDs and networks) and the ability is
     /// covered. Caveats are not consulted: the service that enforces them does that.
@@ -328,6 +339,29 @@ mod tests {
             .parse()
             .unwrap();
         assert!(!cap.grants(&other, &get));
+    }
+
+    #[test]
+    fn a_service_acts_only_on_its_own_resources() {
+        let space = "tinycloud:pkh:eip155:1:0x6da01670d8fc844e736095918bbe11fe8d564163:default";
+        let c = |res: &str, ab: &str| {
+            Capability::new(
+                format!("{space}/{res}").parse().unwrap(),
+                ab.parse().unwrap(),
+            )
+        };
+        let kv = c("kv/notes", "tinycloud.kv/get");
+        assert_eq!(kv.service_resource().map(|r| r.service()), Some("kv"));
+        assert!(c("sql/db", "tinycloud.kv/get").service_resource().is_none());
+        assert!(c("kv/notes", "tinycloud.sql/read")
+            .service_resource()
+            .is_none());
+        assert_eq!(
+            c("sql/db", "tinycloud.sql/read")
+                .service_resource()
+                .map(|r| r.path()),
+            Some(Some("db"))
+        );
     }
 
     const SPACE: &str = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";

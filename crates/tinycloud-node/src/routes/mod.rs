@@ -169,8 +169,10 @@ pub(crate) fn service_resource<'a>(
     cap: &'a Capability,
     service: &str,
 ) -> ApiResult<&'a SpaceResource> {
+    if let Some(r) = cap.service_resource() {
+        return Ok(r);
+    }
     match &cap.resource {
-        Resource::Space(r) if r.service() == service => Ok(r),
         Resource::Space(r) => Err(ApiError::bad_request(format!(
             "{} applies to the {service} service, not {}",
             cap.ability,
