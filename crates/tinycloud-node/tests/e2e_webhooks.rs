@@ -25,6 +25,8 @@ struct Receiver {
     fail_first: Mutex<usize>,
 }
 
+// The test's own receiver is not part of the node's API.
+#[allow(clippy::disallowed_methods)]
 async fn start_receiver(port: u16, r: Arc<Receiver>) -> (u16, tokio::task::JoinHandle<()>) {
     let app = axum::Router::new().route(
         "/hook",

@@ -20,6 +20,24 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
 
 /// `POST /delegate`: register a CACAO or UCAN delegation; create spaces hosted by their owner.
+#[utoipa::path(
+    post, path = "/delegate", tag = "delegation",
+    summary = "Register a delegation",
+    description = "Verifies a SIWE CACAO or UCAN delegation (signature, times, chain to a stored parent or the space owner) and stores it; a delegation of `tinycloud.space/host` from a space owner to this node creates the space.",
+    params(
+        ("Authorization" = String, Header, description = "The delegation: a SIWE CACAO (padded base64url DAG-CBOR) or a UCAN JWT"),
+    ),
+    responses(
+        (status = 200, description = "Stored (or already known)", body = crate::routes::openapi::DelegateResult),
+        (status = 400, description = "Malformed token or header", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
+        (status = 402, description = "Space storage quota exceeded", body = String, content_type = "text/plain"),
+        (status = 403, description = "Not allowed", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Conflict", body = String, content_type = "text/plain"),
+        (status = 413, description = "Token too large", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn delegate(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -110,6 +128,21 @@ async fn revoking_principals(
 }
 
 /// `POST /revoke`: revoke a delegation (and so its whole subtree).
+#[utoipa::path(
+    post, path = "/revoke", tag = "delegation",
+    summary = "Revoke a delegation and its subtree",
+    description = "A single-use UCAN invocation of `tinycloud.delegation/revoke` on `urn:cid:<target>`, by the delegation's delegator, its delegate or the space owner.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+    ),
+    responses(
+        (status = 200, description = "Revoked", body = crate::routes::openapi::RevokeResult),
+        (status = 400, description = "Malformed token or target", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
+        (status = 403, description = "The signer may not revoke the target", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn revoke(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -163,6 +196,24 @@ pub struct StatusRequest {
 }
 
 /// `POST /delegation/status`: active / revoked / expired of one delegation.
+#[utoipa::path(
+    post, path = "/delegation/status", tag = "delegation",
+    summary = "Status of one delegation",
+    description = "Active, revoked (itself or an ancestor) or expired; needs `tinycloud.delegation/status` on `urn:cid:<cid>`.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+    ),
+    request_body = crate::routes::openapi::StatusQuery,
+    responses(
+        (status = 200, description = "Known delegation", body = crate::routes::openapi::DelegationStatus),
+        (status = 404, description = "Unknown delegation", body = crate::routes::openapi::DelegationStatus),
+        (status = 400, description = "Malformed body, CID or token", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
+        (status = 403, description = "The invocation does not name this delegation", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn status(
     State(state): State<SharedState>,
     headers: HeaderMap,

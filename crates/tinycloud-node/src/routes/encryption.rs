@@ -117,6 +117,23 @@ fn check_admin_fact(
 }
 
 /// `POST /encryption/networks`: create a network (`tinycloud.encryption/network.create`).
+#[utoipa::path(
+    post, path = "/encryption/networks", tag = "encryption",
+    summary = "Create an encryption network",
+    description = "The node generates and holds an X25519 key pair for `<ownerDid>:<name>`; needs `tinycloud.encryption/network.create` on the network and the network-admin fact.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+    ),
+    request_body = crate::routes::openapi::NetworkCreate,
+    responses(
+        (status = 200, description = "Created", body = crate::routes::openapi::NetworkAnswer),
+        (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn create(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -173,6 +190,19 @@ pub async fn create(
 }
 
 /// `GET /encryption/networks/<id>`.
+#[utoipa::path(
+    get, path = "/encryption/networks/{id}", tag = "encryption",
+    summary = "Describe a network",
+    description = "The public descriptor: state, public key, algorithm, key version.",
+    params(
+        ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
+    ),
+    responses(
+        (status = 200, description = "The network", body = crate::routes::openapi::NetworkAnswer),
+        (status = 400, description = "Not a network id", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn get(
     State(state): State<SharedState>,
     Path(id): Path<String>,
@@ -193,6 +223,20 @@ pub struct WellKnownQuery {
 }
 
 /// `GET /.well-known/encryption/network/<name>?ownerDid=`.
+#[utoipa::path(
+    get, path = "/.well-known/encryption/network/{name}", tag = "encryption",
+    summary = "Discover a network by owner and name",
+    description = "The discovery record clients use to encrypt to an owner's network.",
+    params(
+        ("name" = String, Path, description = "Network name"),
+        ("ownerDid" = String, Query, description = "The owner's DID"),
+    ),
+    responses(
+        (status = 200, description = "The discovery record", body = crate::routes::openapi::NetworkDiscovery),
+        (status = 400, description = "Bad owner or name", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn well_known(
     State(state): State<SharedState>,
     Path(name): Path<String>,
@@ -217,6 +261,22 @@ pub async fn well_known(
 }
 
 /// `POST /encryption/networks/<id>/revoke` (`tinycloud.encryption/network.revoke`) → 204.
+#[utoipa::path(
+    post, path = "/encryption/networks/{id}/revoke", tag = "encryption",
+    summary = "Revoke a network",
+    description = "No decrypt succeeds afterwards; needs `tinycloud.encryption/network.revoke` and the network-admin fact.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn revoke(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -258,6 +318,24 @@ struct DecryptRequest {
 }
 
 /// `POST /encryption/networks/<id>/decrypt`: re-wrap a content key to the requester's key.
+#[utoipa::path(
+    post, path = "/encryption/networks/{id}/decrypt", tag = "encryption",
+    summary = "Re-wrap a content key to the requester",
+    description = "Needs `tinycloud.encryption/decrypt` on the network, addressed to this node, with every hash of the request bound in the `tinycloud.encryption.decrypt/v1` fact; the answer is signed by the node identity.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
+    ),
+    request_body = crate::routes::openapi::DecryptQuery,
+    responses(
+        (status = 200, description = "The re-wrapped key", body = crate::routes::openapi::DecryptResult),
+        (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn decrypt(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -410,6 +488,22 @@ use sha2::Digest as _;
 
 /// `GET /encryption/networks/<id>/audit`: the decrypt audit trail, for the network's owner (or
 /// anyone delegated `tinycloud.encryption/audit` on it).
+#[utoipa::path(
+    get, path = "/encryption/networks/{id}/audit", tag = "encryption",
+    summary = "The decrypt audit trail",
+    description = "Every decrypt decision on the network, newest first; for the owner or a holder of `tinycloud.encryption/audit`.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
+    ),
+    responses(
+        (status = 200, description = "The trail", body = crate::routes::openapi::AuditTrail),
+        (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
+        (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn audit(
     State(state): State<SharedState>,
     headers: HeaderMap,

@@ -37,6 +37,22 @@ pub struct TicketRequest {
 }
 
 /// `POST /hooks/tickets`: mint a short-lived ticket for an authorized subscription.
+#[utoipa::path(
+    post, path = "/hooks/tickets", tag = "hooks",
+    summary = "Mint an SSE ticket",
+    description = "Verifies the invocation as `/invoke` does (single use) and that it grants `tinycloud.hooks/subscribe` on every scope; the ticket opens `GET /hooks/events`.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+    ),
+    request_body = crate::routes::openapi::TicketQuery,
+    responses(
+        (status = 200, description = "The ticket", body = crate::routes::openapi::TicketResult),
+        (status = 400, description = "Malformed token or scopes", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or a scope is not granted", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn tickets(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -226,6 +242,20 @@ async fn pump(
 }
 
 /// `GET /hooks/events?ticket=…`: the event stream.
+#[utoipa::path(
+    get, path = "/hooks/events", tag = "hooks",
+    summary = "Stream write events (Server-Sent Events)",
+    description = "`ready`, `write` (id = sequence number), `reset` and `end` events; resumes after `Last-Event-ID`; ends when the subscription's delegations are revoked or expire.",
+    params(
+        ("ticket" = String, Query, description = "A ticket from POST /hooks/tickets"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream"),
+        (status = 400, description = "Missing ticket", body = String, content_type = "text/plain"),
+        (status = 401, description = "Invalid or expired ticket", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn events(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -326,6 +356,23 @@ pub struct RegisterRequest {
 }
 
 /// `POST /hooks/webhooks`: register a webhook (`tinycloud.hooks/register`).
+#[utoipa::path(
+    post, path = "/hooks/webhooks", tag = "hooks",
+    summary = "Register a webhook",
+    description = "Needs `tinycloud.hooks/register` on the scope; deliveries are HMAC-signed (`x-tinycloud-signature`, `x-tinycloud-signature-v2` over `timestamp.body`).",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+    ),
+    request_body = crate::routes::openapi::WebhookRegistration,
+    responses(
+        (status = 200, description = "Registered", body = crate::routes::openapi::Webhook),
+        (status = 400, description = "Malformed token, scope, URL or secret", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+        (status = 429, description = "Too many webhooks in the space", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn register(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -404,6 +451,23 @@ pub struct ListQuery {
 }
 
 /// `GET /hooks/webhooks?space=&service=&prefix=` (`tinycloud.hooks/list`).
+#[utoipa::path(
+    get, path = "/hooks/webhooks", tag = "hooks",
+    summary = "List webhooks",
+    description = "Webhooks of a space within the scope `tinycloud.hooks/list` is granted on.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("space" = String, Query, description = "Space id"),
+        ("service" = Option<String>, Query, description = "kv or sql"),
+        ("prefix" = Option<String>, Query, description = "Path prefix"),
+    ),
+    responses(
+        (status = 200, description = "The webhooks", body = crate::routes::openapi::WebhookList),
+        (status = 400, description = "Malformed token or scope", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -455,6 +519,22 @@ async fn authorized_webhook(
 }
 
 /// `DELETE /hooks/webhooks/<id>` (`tinycloud.hooks/unregister`).
+#[utoipa::path(
+    delete, path = "/hooks/webhooks/{id}", tag = "hooks",
+    summary = "Remove a webhook",
+    description = "Needs `tinycloud.hooks/unregister` on the webhook's scope.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("id" = String, Path, description = "Webhook id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed token", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such webhook", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn unregister(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -466,6 +546,22 @@ pub async fn unregister(
 }
 
 /// `GET /hooks/webhooks/<id>/deliveries` (`tinycloud.hooks/list`): delivery history.
+#[utoipa::path(
+    get, path = "/hooks/webhooks/{id}/deliveries", tag = "hooks",
+    summary = "Delivery history of a webhook",
+    description = "Needs `tinycloud.hooks/list` on the webhook's scope.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("id" = String, Path, description = "Webhook id"),
+    ),
+    responses(
+        (status = 200, description = "Deliveries", body = crate::routes::openapi::DeliveryList),
+        (status = 400, description = "Malformed token", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such webhook", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn deliveries(
     State(state): State<SharedState>,
     headers: HeaderMap,

@@ -14,6 +14,35 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
 
 /// `POST /invoke`.
+#[utoipa::path(
+    post, path = "/invoke", tag = "invoke",
+    summary = "Invoke a capability on a space",
+    description = "The data plane. The invocation names one capability: `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>` (body = the value; `If-Match`/`If-None-Match`, `x-tinycloud-limit`, `x-tinycloud-cursor`, `x-tinycloud-max-response-bytes`, `x-tinycloud-meta-*` headers), `tinycloud.sql/*` on `<space>/sql/<db>` (JSON body), `tinycloud.capabilities/read`, `tinycloud.space/*`.",
+    params(
+        ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
+        ("If-Match" = Option<String>, Header, description = "KV put/del: the strong ETag the current value must have"),
+        ("If-None-Match" = Option<String>, Header, description = "KV put: `*` (create only); KV get: an ETag (304 when it matches)"),
+        ("x-tinycloud-limit" = Option<u32>, Header, description = "KV list: page size (1..=limits.max_list_limit)"),
+        ("x-tinycloud-cursor" = Option<String>, Header, description = "KV list: the `x-tinycloud-next-cursor` of the previous page"),
+        ("x-tinycloud-max-response-bytes" = Option<u64>, Header, description = "KV get: return at most this many bytes"),
+    ),
+    request_body(description = "KV put: the value (any content type, kept as metadata); SQL: a JSON request", content((crate::routes::openapi::SqlRequest = "application/json"), ("application/octet-stream"))),
+    responses(
+        (status = 200, description = "Done: a value (KV get), a JSON key list (KV list), a SQL result, an SQLite file (SQL export), or an empty body", content((Object = "application/json"), ("application/octet-stream"), ("application/x-sqlite3"), ("text/plain")), headers(("etag" = String, description = "Strong ETag `\"blake3-<hex>\"`"), ("x-tinycloud-truncated" = String, description = "KV list: more keys follow"), ("x-tinycloud-next-cursor" = String, description = "KV list: cursor of the next page"))),
+        (status = 304, description = "KV get: not modified"),
+        (status = 400, description = "Malformed token, resource, header or body", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the capability", body = String, content_type = "text/plain"),
+        (status = 402, description = "Space storage quota exceeded", body = String, content_type = "text/plain"),
+        (status = 403, description = "Caveats refuse the request", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space or key not found", body = String, content_type = "text/plain"),
+        (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
+        (status = 412, description = "Precondition failed", body = String, content_type = "text/plain"),
+        (status = 413, description = "Value, result or token too large", body = String, content_type = "text/plain"),
+        (status = 429, description = "Too many requests", body = String, content_type = "text/plain"),
+        (status = 501, description = "Ability not supported", body = String, content_type = "text/plain"),
+        (status = 503, description = "Storage temporarily unavailable", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn invoke(
     State(state): State<SharedState>,
     headers: HeaderMap,

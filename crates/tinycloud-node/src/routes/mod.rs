@@ -7,16 +7,21 @@ mod encryption;
 mod hooks;
 mod invoke;
 mod kv;
+mod openapi;
 mod public;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::json;
 use tinycloud_auth::capability::Capability;
 use tinycloud_auth::resource::{Resource, SpaceId, SpaceResource};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
@@ -24,43 +29,14 @@ use crate::state::SharedState;
 /// The protocol version spoken.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Builds the router.
+/// Builds the router. Every route goes through `routes!`, so it carries its OpenAPI description.
 pub fn router(state: SharedState) -> Router {
     let cors = state.config.cors;
-    let r = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/info", get(info))
-        .route("/version", get(info))
-        .route("/peer/generate/{space}", get(peer_generate))
-        .route("/delegate", post(delegation::delegate))
-        .route("/revoke", post(delegation::revoke))
-        .route("/delegation/status", post(delegation::status))
-        .route("/invoke", post(invoke::invoke))
-        .route("/encryption/networks", post(encryption::create))
-        .route("/encryption/networks/{id}", get(encryption::get))
-        .route(
-            "/encryption/networks/{id}/decrypt",
-            post(encryption::decrypt),
-        )
-        .route("/encryption/networks/{id}/revoke", post(encryption::revoke))
-        .route("/encryption/networks/{id}/audit", get(encryption::audit))
-        .route(
-            "/.well-known/encryption/network/{name}",
-            get(encryption::well_known),
-        )
-        .route("/hooks/tickets", post(hooks::tickets))
-        .route("/hooks/events", get(hooks::events))
-        .route("/hooks/webhooks", post(hooks::register).get(hooks::list))
-        .route(
-            "/hooks/webhooks/{id}",
-            axum::routing::delete(hooks::unregister),
-        )
-        .route("/hooks/webhooks/{id}/deliveries", get(hooks::deliveries))
-        .route("/public/{space}/kv", get(public::list))
-        .route(
-            "/public/{space}/kv/{*key}",
-            get(public::get).head(public::get),
-        )
+    let (r, doc) = api_router().split_for_parts();
+    // Serialized once: the document is fixed for the life of the process.
+    let doc = Bytes::from(serde_json::to_vec(&openapi::finish(doc)).unwrap_or_default());
+    let r = r
+        .layer(Extension(OpenApiBytes(doc)))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -70,6 +46,58 @@ pub fn router(state: SharedState) -> Router {
     } else {
         r
     }
+}
+
+/// The routes with their descriptions (the `/openapi.json` route documents itself).
+fn api_router() -> OpenApiRouter<SharedState> {
+    let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(info))
+        .routes(routes!(version))
+        .routes(routes!(openapi_json))
+        .routes(routes!(peer_generate))
+        .routes(routes!(encryption::get))
+        .routes(routes!(encryption::well_known))
+        .routes(routes!(hooks::events))
+        .routes(routes!(public::list))
+        .routes(routes!(public::get));
+    // Routes that act on authority: a request without `Authorization` is refused before its
+    // path, query or body is looked at.
+    let authenticated = OpenApiRouter::new()
+        .routes(routes!(delegation::delegate))
+        .routes(routes!(delegation::revoke))
+        .routes(routes!(delegation::status))
+        .routes(routes!(invoke::invoke))
+        .routes(routes!(encryption::create))
+        .routes(routes!(encryption::decrypt))
+        .routes(routes!(encryption::revoke))
+        .routes(routes!(encryption::audit))
+        .routes(routes!(hooks::tickets))
+        .routes(routes!(hooks::register, hooks::list))
+        .routes(routes!(hooks::unregister))
+        .routes(routes!(hooks::deliveries))
+        .route_layer(axum::middleware::from_fn(require_authorization));
+    public.merge(authenticated)
+}
+
+/// 401 for a request to an authenticated route that carries no `Authorization` header.
+async fn require_authorization(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != Method::OPTIONS
+        && !req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return ApiError::unauthorized("missing Authorization header").into_response();
+    }
+    next.run(req).await
+}
+
+/// The node's OpenAPI document (what `GET /openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(api_router().into_openapi())
 }
 
 /// Permissive CORS for browser clients: any origin (mirrored, so credentials work), the
@@ -125,6 +153,33 @@ async fn method_not_allowed(method: Method) -> Response {
     }
 }
 
+/// The serialized OpenAPI document.
+#[derive(Clone)]
+struct OpenApiBytes(Bytes);
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "discovery",
+    summary = "This API's OpenAPI 3.1 document",
+    description = "The description of every route of this node, generated from the code that serves them.",
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json(Extension(doc): Extension<OpenApiBytes>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.0,
+    )
+        .into_response()
+}
+
+#[utoipa::path(
+    get, path = "/healthz", tag = "discovery",
+    summary = "Liveness and storage health",
+    description = "200 when the index store answers; 500 otherwise (details are logged, not returned).",
+    responses(
+        (status = 200, description = "Healthy"),
+        (status = 500, description = "The index store does not answer"),
+    )
+)]
 async fn healthz(State(state): State<SharedState>) -> StatusCode {
     match state.index.ping().await {
         Ok(()) => StatusCode::OK,
@@ -135,6 +190,14 @@ async fn healthz(State(state): State<SharedState>) -> StatusCode {
     }
 }
 
+#[utoipa::path(
+    get, path = "/info", tag = "discovery",
+    summary = "Node identity and protocol",
+    description = "The protocol version, implementation version, features and the node's DID.",
+    responses(
+        (status = 200, description = "Node information", body = openapi::Info),
+    )
+)]
 async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
     Json(json!({
         "protocol": PROTOCOL_VERSION,
@@ -145,6 +208,28 @@ async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(
+    get, path = "/version", tag = "discovery",
+    summary = "Node identity and protocol (alias of /info)",
+    description = "The same answer as `GET /info`; reference clients read either.",
+    responses(
+        (status = 200, description = "Node information", body = openapi::Info),
+    )
+)]
+async fn version(state: State<SharedState>) -> Json<serde_json::Value> {
+    info(state).await
+}
+
+#[utoipa::path(
+    get, path = "/peer/generate/{space}", tag = "discovery",
+    summary = "The node's host key for a space",
+    description = "The `did:key` this node uses as host of `space`; owners delegate `tinycloud.space/host` to it to create the space.",
+    params(("space" = String, Path, description = "Space id `tinycloud:<did suffix>:<name>`")),
+    responses(
+        (status = 200, description = "The host DID", body = String, content_type = "text/plain"),
+        (status = 400, description = "Not a space id", body = String, content_type = "text/plain"),
+    )
+)]
 async fn peer_generate(
     State(state): State<SharedState>,
     Path(space): Path<String>,

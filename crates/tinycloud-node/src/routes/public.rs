@@ -32,6 +32,21 @@ fn public_space(state: &SharedState, addr: &SocketAddr, space: &str) -> ApiResul
 }
 
 /// `GET|HEAD /public/<space>/kv/<key>`.
+#[utoipa::path(
+    method(get, head), path = "/public/{space}/kv/{*key}", tag = "public",
+    summary = "Read a value of a public space",
+    description = "Unauthenticated, rate-limited per client IP.",
+    params(
+        ("space" = String, Path, description = "A space named `public`"),
+        ("key" = String, Path, description = "The key"),
+    ),
+    responses(
+        (status = 200, description = "The value", content(("application/octet-stream")), headers(("etag" = String, description = "Strong ETag"))),
+        (status = 400, description = "Bad space id or key", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space or key not found", body = String, content_type = "text/plain"),
+        (status = 429, description = "Rate limit exceeded", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn get(
     State(state): State<SharedState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -50,6 +65,21 @@ pub struct ListQuery {
 }
 
 /// `GET /public/<space>/kv?prefix=`.
+#[utoipa::path(
+    get, path = "/public/{space}/kv", tag = "public",
+    summary = "List keys of a public space",
+    description = "Unauthenticated, rate-limited per client IP; raw prefix match.",
+    params(
+        ("space" = String, Path, description = "A space named `public`"),
+        ("prefix" = Option<String>, Query, description = "Key prefix"),
+    ),
+    responses(
+        (status = 200, description = "Keys", body = Vec<String>, headers(("x-tinycloud-truncated" = String, description = "More keys follow"))),
+        (status = 400, description = "Bad space id", body = String, content_type = "text/plain"),
+        (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
+        (status = 429, description = "Rate limit exceeded", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
