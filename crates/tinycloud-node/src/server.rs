@@ -31,6 +31,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let networks: Arc<dyn crate::store::EncryptionStore> = sqlite.clone();
     let sql_log: Arc<dyn crate::store::SqlLogStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
+    let blob_gc = Arc::new(crate::store::blob_gc::BlobCollector::new(
+        index.clone(),
+        blobs.clone(),
+    ));
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
     let cursor_key = keys.derive("tinycloud/kv/list-cursor");
@@ -80,6 +84,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         keys,
         index,
         blobs,
+        blob_gc,
         auth,
         spaces: RwLock::new(spaces),
         cursor_key,
@@ -159,6 +164,8 @@ pub async fn run(
         })
     };
     let dispatcher = tokio::spawn(crate::webhooks::dispatch(state.clone()));
+    // Blobs older than this process that nothing refers to were left by a crash.
+    let collector = tokio::spawn(state.blob_gc.clone().run(std::time::SystemTime::now()));
     let app = crate::routes::router(state);
     axum::serve(
         listener,
@@ -168,6 +175,7 @@ pub async fn run(
     .await?;
     sweeper.abort();
     dispatcher.abort();
+    collector.abort();
     Ok(())
 }
 

@@ -214,8 +214,12 @@ async fn put(
         w.write(&chunk).await?;
     }
     let hash: Hash = *hasher.finalize().as_bytes();
+    // Held until the index write below has committed, so the collector cannot take the blob
+    // this head is about to point at.
+    let mut _pin = None;
     let location = match writer {
         Some(w) => {
+            _pin = Some(state.blob_gc.pins().pin(hash).await);
             w.commit(&hash).await?;
             ValueLocation::Blob
         }
@@ -238,6 +242,7 @@ async fn put(
             event: Some(kv_event(inv, r, "tinycloud.kv/put", key)),
         })
         .await?;
+    drop(_pin);
     match outcome {
         WriteOutcome::Done(_) => {
             Ok((StatusCode::OK, [(header::ETAG, etag(&hash))]).into_response())
