@@ -170,7 +170,7 @@ CREATE TABLE IF NOT EXISTS sql_segment (
 /// The SQLite index store.
 pub struct SqliteIndex {
     jobs: Mutex<mpsc::Sender<Job>>,
-    replay: ReplayLog,
+    replay: Arc<ReplayLog>,
     heads: HeadCache,
     bus: tokio::sync::broadcast::Sender<Arc<StoredEvent>>,
     garbage: Arc<tokio::sync::Notify>,
@@ -213,7 +213,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, replay: Arc<ReplayLog>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -233,10 +233,19 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         };
         let completions: Vec<Completion> = batch.into_iter().map(|job| job(&tx)).collect();
-        let err = tx.commit().err().map(|e| {
-            tracing::error!(error = %e, "write batch commit failed");
-            e.to_string()
-        });
+        // The nonces of the invocations behind these writes reach the disk first: a write that
+        // survives a power loss must never be replayable.
+        let err = match replay.sync() {
+            Err(e) => {
+                tracing::error!(error = %e, "replay log sync failed; write batch rolled back");
+                drop(tx);
+                Some(e.to_string())
+            }
+            Ok(()) => tx.commit().err().map(|e| {
+                tracing::error!(error = %e, "write batch commit failed");
+                e.to_string()
+            }),
+        };
         for c in completions {
             c(err.clone());
         }
@@ -259,11 +268,12 @@ impl SqliteIndex {
         let now_ms =
             i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                 .unwrap_or(i64::MAX);
-        let replay = ReplayLog::open(&path.with_file_name("replay.log"), now_ms)?;
+        let replay = Arc::new(ReplayLog::open(&path.with_file_name("replay.log"), now_ms)?);
         let (tx, rx) = mpsc::channel::<Job>();
+        let synced = replay.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))?;
+            .spawn(move || writer_loop(writer, rx, synced))?;
         Ok(SqliteIndex {
             jobs: Mutex::new(tx),
             replay,
@@ -1682,6 +1692,24 @@ mod tests {
         assert!(db.consume_nonce([2; 32], 100, 0).await.unwrap());
         assert_eq!(db.sweep_nonces(200).await.unwrap(), 1);
         assert!(db.consume_nonce([2; 32], 300, 200).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_writes_nonce_is_durable_when_the_write_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteIndex::open(&dir.path().join("index.db")).unwrap();
+        // The invocation's nonce is consumed (written, not yet synced), then its write commits.
+        assert!(db.consume_nonce([7; 32], i64::MAX, 0).await.unwrap());
+        let (written, durable) = db.replay.durability().unwrap();
+        assert!(durable < written, "consuming alone does not fsync");
+        db.kv_put(put("k", b"v", Precondition::None, None))
+            .await
+            .unwrap();
+        let (_, durable) = db.replay.durability().unwrap();
+        assert!(
+            durable >= written,
+            "the write was acknowledged before its nonce was on disk"
+        );
     }
 
     #[tokio::test]
