@@ -35,7 +35,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/delegate", post(delegation::delegate))
         .route("/revoke", post(delegation::revoke))
         .route("/delegation/status", post(delegation::status))
-        .route("/invoke", post(invoke::invoke))
+        // The data plane streams bodies under its own caps (KV: `limits.max_value_bytes`).
+        .route(
+            "/invoke",
+            post(invoke::invoke).layer(DefaultBodyLimit::disable()),
+        )
         .route("/encryption/networks", post(encryption::create))
         .route("/encryption/networks/{id}", get(encryption::get))
         .route(
@@ -63,7 +67,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::disable())
+        // Every other route reads small JSON bodies (and caps them itself as well).
+        .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
     if cors {
         r.layer(cors_layer())
