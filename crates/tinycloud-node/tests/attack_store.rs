@@ -99,6 +99,7 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
             let client = http();
             // Per key: the last acknowledged value (None: acknowledged delete).
             let mut acked: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+            let mut in_flight;
             for i in 0..100_000usize {
                 let key = format!("kv/churn/{w}/{}", i % 5);
                 let (ability, body) = if i % 3 == 2 {
@@ -107,6 +108,10 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
                     // Same content under several keys: blobs are shared.
                     ("tinycloud.kv/put", value(i % 7, 4096))
                 };
+                in_flight = (
+                    key.clone(),
+                    (ability == "tinycloud.kv/put").then(|| body.clone()),
+                );
                 let h = invoke_header(&o.session, &[o.session_cid], &o.res(&key), ability);
                 let r = client
                     .post(format!("{url}/invoke"))
@@ -120,10 +125,11 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
                         acked.push((key, (ability == "tinycloud.kv/put").then_some(body)));
                     }
                     Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => return acked,
+                    // Unacknowledged: it may or may not have happened.
+                    Err(_) => return (acked, Some(in_flight)),
                 }
             }
-            acked
+            (acked, None)
         }));
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -131,8 +137,11 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
     let _tmp = node.take_tmp();
     node.kill9();
     let mut acked = Vec::new();
+    let mut unsure = Vec::new();
     for w in workers {
-        acked.extend(w.await.unwrap());
+        let (a, f) = w.await.unwrap();
+        acked.extend(a);
+        unsure.extend(f);
     }
     assert!(acked.len() >= 10, "the load produced too few writes");
     let node = Node::start_in(&dir, &env);
@@ -140,6 +149,16 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
     let mut live = std::collections::HashSet::new();
     for (key, v) in &acked {
         let r = c.call(&o.res(key), "get").await;
+        if let Some((_, maybe)) = unsure.iter().find(|(k, _)| k == key) {
+            // The write in flight at the kill either happened or did not.
+            let now = (r.status == 200).then(|| r.body.clone());
+            assert!(
+                now == *v || now == *maybe,
+                "{key} is neither its acknowledged nor its in-flight value"
+            );
+            live.extend(now);
+            continue;
+        }
         match v {
             Some(v) => {
                 assert_eq!(r.status, 200, "acknowledged {key} lost: {}", r.text());
@@ -147,6 +166,16 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
                 live.insert(v.clone());
             }
             None => assert_eq!(r.status, 404, "acknowledged delete of {key} undone"),
+        }
+    }
+    for (key, maybe) in &unsure {
+        if acked.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let r = c.call(&o.res(key), "get").await;
+        if r.status == 200 {
+            assert_eq!(Some(&r.body), maybe.as_ref(), "{key}: unexpected value");
+            live.insert(r.body.clone());
         }
     }
     // Orphans of the crash are swept after the restart: one file per distinct live value.
