@@ -47,6 +47,38 @@ pub struct Config {
     pub sql: SqlConfig,
     /// Hooks and webhook delivery.
     pub hooks: HooksConfig,
+    /// HTTP connection limits and timeouts.
+    pub server: ServerConfig,
+}
+
+/// HTTP connection limits and timeouts (enforced by hyper and tower at the connection level).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Seconds a client has to send a request's complete headers, counted from when the
+    /// connection is accepted or becomes idle (so it also bounds an idle keep-alive).
+    pub header_read_timeout_secs: u64,
+    /// Seconds without any byte moving in either direction after which a connection is
+    /// closed (a stalled body, a client that stops reading its response).
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may go without delivering data before the request fails (408).
+    pub body_read_timeout_secs: u64,
+    /// Open connections at once; further ones are closed on accept.
+    pub max_connections: usize,
+    /// Open connections at once per client address (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_read_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+        }
+    }
 }
 
 /// Hooks and webhook delivery settings.
@@ -190,6 +222,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             sql: SqlConfig::default(),
             hooks: HooksConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -374,6 +407,17 @@ impl Config {
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let srv = &cfg.server;
+        if srv.header_read_timeout_secs == 0
+            || srv.idle_timeout_secs == 0
+            || srv.body_read_timeout_secs == 0
+            || srv.max_connections == 0
+            || srv.max_connections_per_ip == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server timeouts and connection limits must be positive".into(),
+            ));
+        }
         if cfg.invocation.max_lifetime_secs <= 0 {
             return Err(ConfigError::Invalid(
                 "invocation.max_lifetime_secs must be positive".into(),

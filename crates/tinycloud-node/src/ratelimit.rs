@@ -1,8 +1,9 @@
-//! A per-key token bucket (used per client IP for unauthenticated public reads).
+//! A per-key token bucket (used per client IP for unauthenticated public reads), and the
+//! caps on open connections (global and per client address).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Token buckets keyed by IP.
@@ -47,9 +48,110 @@ impl RateLimiter {
     }
 }
 
+/// The address a per-client cap counts: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64,
+/// the block one subscriber usually holds.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
+    }
+}
+
+/// Counts open connections against a global and a per-client cap.
+pub struct ConnectionCaps {
+    max_total: usize,
+    max_per_client: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One open connection; dropping it frees its place.
+pub struct ConnectionPermit {
+    caps: Arc<ConnectionCaps>,
+    client: IpAddr,
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapExceeded {
+    /// The node holds `max_connections`.
+    Total,
+    /// This client holds `max_connections_per_ip`.
+    Client,
+}
+
+impl ConnectionCaps {
+    /// Caps of `max_total` connections, `max_per_client` per client address.
+    pub fn new(max_total: usize, max_per_client: usize) -> Arc<Self> {
+        Arc::new(ConnectionCaps {
+            max_total,
+            max_per_client,
+            open: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// Takes a place for a connection from `ip`, or says which cap is full.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, CapExceeded> {
+        let client = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *open;
+        if *total >= self.max_total {
+            return Err(CapExceeded::Total);
+        }
+        let n = per.entry(client).or_insert(0);
+        if *n >= self.max_per_client {
+            return Err(CapExceeded::Client);
+        }
+        *n += 1;
+        *total += 1;
+        Ok(ConnectionPermit {
+            caps: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self.caps.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.client);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_caps_count_per_client_and_in_total() {
+        let caps = ConnectionCaps::new(3, 2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let p1 = caps.try_acquire(a).unwrap();
+        let _p2 = caps.try_acquire(a).unwrap();
+        assert_eq!(caps.try_acquire(a).err(), Some(CapExceeded::Client));
+        // One IPv6 /64 is one client.
+        let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let _p3 = caps.try_acquire(v6a).unwrap();
+        assert_eq!(caps.try_acquire(v6b).err(), Some(CapExceeded::Total));
+        drop(p1);
+        let _p4 = caps.try_acquire(v6b).unwrap();
+        assert_eq!(caps.try_acquire(v6b).err(), Some(CapExceeded::Total));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), a);
+    }
 
     #[test]
     fn bucket_empties_and_refills() {

@@ -1,7 +1,9 @@
 //! Starting and stopping a node.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -9,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::auth::Authorizer;
 use crate::config::{Config, SqlHosting};
 use crate::keys::NodeKeys;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{ConnectionCaps, RateLimiter};
 use crate::sql::hosting::{Hosting, Shipper};
 use crate::state::{now, AppState, SharedState};
 use crate::store::fs_blobs::FsBlobStore;
@@ -31,6 +33,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let networks: Arc<dyn crate::store::EncryptionStore> = sqlite.clone();
     let sql_log: Arc<dyn crate::store::SqlLogStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
+    let blob_gc = Arc::new(crate::store::blob_gc::BlobCollector::new(
+        index.clone(),
+        blobs.clone(),
+    ));
     let auth = Authorizer::new(index.clone(), config.invocation.max_lifetime_secs).await?;
     let spaces = index.spaces().await?.into_iter().collect();
     let cursor_key = keys.derive("tinycloud/kv/list-cursor");
@@ -80,6 +86,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         keys,
         index,
         blobs,
+        blob_gc,
         auth,
         spaces: RwLock::new(spaces),
         cursor_key,
@@ -159,16 +166,173 @@ pub async fn run(
         })
     };
     let dispatcher = tokio::spawn(crate::webhooks::dispatch(state.clone()));
-    let app = crate::routes::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    // Blobs older than this process that nothing refers to were left by a crash.
+    let collector = tokio::spawn(state.blob_gc.clone().run(std::time::SystemTime::now()));
+    let result = serve_connections(listener, state, shutdown).await;
     sweeper.abort();
     dispatcher.abort();
+    collector.abort();
+    result
+}
+
+/// The accept loop: connection caps, hyper's header-read timeout, an idle timeout on the
+/// socket, a per-frame body-read timeout; on shutdown, in-flight requests finish first.
+async fn serve_connections(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let cfg = state.config.server.clone();
+    let caps = ConnectionCaps::new(cfg.max_connections, cfg.max_connections_per_ip);
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs));
+    let app = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(cfg.body_read_timeout_secs),
+        ))
+        .service(crate::routes::router(state));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let permit = match caps.try_acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(cap) => {
+                tracing::debug!(peer = %peer.ip(), ?cap, "connection refused: cap reached");
+                drop(stream);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<_>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let conn = http.serve_connection(TokioIo::new(IdleTimeout::new(stream, idle)), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
+}
+
+/// Closes a connection on which no byte moved for `timeout` while it waited to read or write.
+struct IdleTimeout<T> {
+    inner: T,
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleTimeout<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        IdleTimeout {
+            inner,
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+
+    /// Pending unless the connection has been idle for the whole timeout. The timer is moved
+    /// forward lazily, so busy connections never touch it.
+    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            let deadline = self.last + self.timeout;
+            if deadline <= tokio::time::Instant::now() {
+                return std::task::Poll::Ready(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection idle",
+                ));
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleTimeout<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last = tokio::time::Instant::now();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => this.poll_idle(cx).map(Err),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleTimeout<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_write(cx, data) {
+            std::task::Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    this.last = tokio::time::Instant::now();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => this.poll_idle(cx).map(Err),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_flush(cx) {
+            std::task::Poll::Pending => this.poll_idle(cx).map(Err),
+            ready => ready,
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// A node running inside this process (for embedding and tests).

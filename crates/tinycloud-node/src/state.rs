@@ -21,6 +21,8 @@ pub struct AppState {
     pub index: Arc<dyn IndexStore>,
     /// Large values.
     pub blobs: Arc<dyn BlobStore>,
+    /// Deletes KV blobs no head points at (uploads pin through it).
+    pub blob_gc: Arc<crate::store::blob_gc::BlobCollector>,
     /// The authorization door.
     pub auth: Authorizer,
     /// Existing spaces (loaded at start, added on creation).

@@ -137,6 +137,21 @@ fn collect_metadata(headers: &HeaderMap) -> ApiResult<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// A request body that failed to arrive: 408 when it stalled past the body-read timeout.
+fn body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stalled past the body-read timeout",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::bad_request(format!("cannot read body: {e}"))
+}
+
 fn too_large(msg: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, msg)
 }
@@ -188,7 +203,7 @@ async fn put(
     let mut total: u64 = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
+        let chunk = chunk.map_err(body_error)?;
         total += chunk.len() as u64;
         if total > cap {
             return Err(too_large(if cap < max_value {
@@ -214,8 +229,12 @@ async fn put(
         w.write(&chunk).await?;
     }
     let hash: Hash = *hasher.finalize().as_bytes();
+    // Held until the index write below has committed, so the collector cannot take the blob
+    // this head is about to point at.
+    let mut _pin = None;
     let location = match writer {
         Some(w) => {
+            _pin = Some(state.blob_gc.pins().pin(hash).await);
             w.commit(&hash).await?;
             ValueLocation::Blob
         }
@@ -238,6 +257,7 @@ async fn put(
             event: Some(kv_event(inv, r, "tinycloud.kv/put", key)),
         })
         .await?;
+    drop(_pin);
     match outcome {
         WriteOutcome::Done(_) => {
             Ok((StatusCode::OK, [(header::ETAG, etag(&hash))]).into_response())

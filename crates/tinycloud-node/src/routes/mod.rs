@@ -39,7 +39,8 @@ pub fn router(state: SharedState) -> Router {
         .layer(Extension(OpenApiBytes(doc)))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::disable())
+        // Every other route reads small JSON bodies (and caps them itself as well).
+        .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
     if cors {
         r.layer(cors_layer())
@@ -67,7 +68,12 @@ fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(delegation::delegate))
         .routes(routes!(delegation::revoke))
         .routes(routes!(delegation::status))
-        .routes(routes!(invoke::invoke))
+        // The data plane streams bodies under its own caps (KV: `limits.max_value_bytes`).
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(invoke::invoke))
+                .route_layer(DefaultBodyLimit::disable()),
+        )
         .routes(routes!(encryption::create))
         .routes(routes!(encryption::decrypt))
         .routes(routes!(encryption::revoke))

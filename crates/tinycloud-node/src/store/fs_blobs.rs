@@ -2,7 +2,9 @@
 //!
 //! Uploads stream into `<root>/tmp/`, are fsynced, then renamed into place and the directory
 //! fsynced, so a blob is either absent or complete and durable. Identical content is stored
-//! once.
+//! once; committing content that is already stored refreshes the file's modification time,
+//! so the orphan sweep (which only considers files older than the process) never takes a
+//! blob an upload of this process relies on.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +81,38 @@ impl BlobStore for FsBlobStore {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn list(&self, shard: u8) -> StoreResult<Vec<(Hash, std::time::SystemTime)>> {
+        let dir = self.root.join(hex::encode([shard]));
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            for entry in entries {
+                let entry = entry?;
+                // Anything that is not a 64-hex-digit name is not a blob of this store.
+                let Some(hash) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| hex::decode(n).ok())
+                    .and_then(|b| Hash::try_from(b).ok())
+                else {
+                    continue;
+                };
+                match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => out.push((hash, t)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| super::StoreError::Backend(format!("blob listing failed: {e}")))?
+    }
 }
 
 #[async_trait]
@@ -95,8 +129,24 @@ impl BlobWriter for FsWriter {
         let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
         tokio::fs::create_dir_all(&dir).await?;
         if tokio::fs::try_exists(&target).await? {
-            tokio::fs::remove_file(&self.tmp).await?;
-            return Ok(());
+            let t = target.clone();
+            let touched = tokio::task::spawn_blocking(move || {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&t)?
+                    .set_modified(std::time::SystemTime::now())
+            })
+            .await
+            .map_err(|e| super::StoreError::Backend(format!("blob touch failed: {e}")))?;
+            match touched {
+                Ok(()) => {
+                    tokio::fs::remove_file(&self.tmp).await?;
+                    return Ok(());
+                }
+                // Collected meanwhile: store this upload's bytes after all (below).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         tokio::fs::rename(&self.tmp, &target).await?;
         let d = tokio::fs::File::open(&dir).await?;

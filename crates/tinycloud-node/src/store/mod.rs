@@ -6,7 +6,13 @@
 //!
 //! Durability rule: a value's blob is durable before the index entry that points at it is
 //! written, and a write is acknowledged only after the index commit is durable.
+//!
+//! Reclamation rule: the index counts the KV heads that point at each blob; the write that
+//! drops a count to zero queues the blob as garbage in the same transaction, and the
+//! [`blob_gc::BlobCollector`] deletes queued blobs off the write path (see there for why it
+//! never deletes a blob a committed or in-flight head points at).
 
+pub mod blob_gc;
 pub mod fs_blobs;
 pub mod head_cache;
 pub mod replay_log;
@@ -208,8 +214,22 @@ pub trait IndexStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<KeyPage>;
-    /// Bytes used by a space's current values.
+    /// Bytes used by a space's current values and stored delegations.
     async fn usage(&self, space: &str) -> StoreResult<u64>;
+
+    /// Up to `limit` queued garbage blobs (no KV head points at them), oldest first, each with
+    /// its queue id.
+    async fn blob_garbage(&self, limit: usize) -> StoreResult<Vec<(i64, Hash)>>;
+    /// Which of the queue ids `ids` are still queued (a write that points a head at the blob
+    /// again removes it from the queue).
+    async fn blob_garbage_queued(&self, ids: Vec<i64>) -> StoreResult<Vec<i64>>;
+    /// Removes collected entries from the queue (by queue id; a re-queued blob has a new id).
+    async fn blob_collected(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// Queues those of `hashes` that nothing in the index refers to (no KV head, no SQL log
+    /// piece): blobs left behind by a crash between a blob upload and its index write.
+    async fn queue_orphans(&self, hashes: Vec<Hash>) -> StoreResult<usize>;
+    /// Notified after a commit that queued garbage blobs.
+    fn garbage_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
     /// A cheap liveness check.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -240,9 +260,13 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn begin(&self) -> StoreResult<Box<dyn BlobWriter>>;
     /// Opens a blob for reading.
     async fn open(&self, hash: &Hash) -> StoreResult<Option<BlobReader>>;
-    /// Removes a blob (absent is not an error). Only for blobs whose address is private to one
-    /// owner (the SQL log's per-database addresses); content-addressed KV values may be shared.
+    /// Removes a blob (absent is not an error). For the SQL log's per-database addresses, and
+    /// for KV values only through the [`blob_gc::BlobCollector`] (KV values are shared by
+    /// content, so only the index knows when one is garbage).
     async fn delete(&self, hash: &Hash) -> StoreResult<()>;
+    /// The blobs whose address starts with the byte `shard`, with their last modification
+    /// time (for the orphan sweep).
+    async fn list(&self, shard: u8) -> StoreResult<Vec<(Hash, std::time::SystemTime)>>;
 }
 
 /// An in-progress blob upload.

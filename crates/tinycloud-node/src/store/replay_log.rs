@@ -3,15 +3,18 @@
 //! Every consumed nonce is written to the file (40 bytes: nonce ‖ expiry) before the request
 //! is answered, so a process crash or `kill -9` never forgets one: after a restart a replayed
 //! invocation still gets 409 for as long as it could be valid. The file is not fsynced per
-//! nonce — making every read wait for a disk flush would halve read throughput — so an
-//! operating-system crash may forget nonces of the last moments; KV data itself is always
-//! fsynced before acknowledgement. The file is compacted (live nonces only) as it grows.
+//! nonce (reads would wait for a disk flush); instead the index writer calls [`ReplayLog::sync`]
+//! before every commit, so the nonce of a write is durable no later than the write itself and
+//! a power loss can never leave a write whose invocation could be replayed (rolling back newer
+//! data). One fsync serves a whole group commit. The file is compacted (live nonces only) as it
+//! grows.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::{Hash, StoreError, StoreResult};
 
@@ -21,14 +24,18 @@ const COMPACT_SLACK: usize = 100_000;
 
 struct Inner {
     live: HashMap<Hash, i64>,
-    file: File,
+    file: Arc<File>,
     records: usize,
+    /// Nonces consumed since open.
+    written: u64,
 }
 
 /// Consumed nonces.
 pub struct ReplayLog {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// How many of the nonces consumed since open are known to be on disk.
+    durable: AtomicU64,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -60,9 +67,11 @@ impl ReplayLog {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 live,
-                file: open_append(path)?,
+                file: Arc::new(open_append(path)?),
                 records,
+                written: 0,
             }),
+            durable: AtomicU64::new(0),
         };
         log.compact(now_ms)?;
         Ok(log)
@@ -77,9 +86,10 @@ impl ReplayLog {
         let mut rec = [0u8; RECORD];
         rec[..32].copy_from_slice(&nonce);
         rec[32..].copy_from_slice(&expires_ms.to_le_bytes());
-        inner.file.write_all(&rec)?;
+        (&*inner.file).write_all(&rec)?;
         inner.live.insert(nonce, expires_ms);
         inner.records += 1;
+        inner.written += 1;
         let compact = inner.records > inner.live.len() + COMPACT_SLACK;
         drop(inner);
         if compact {
@@ -106,9 +116,36 @@ impl ReplayLog {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        inner.file = open_append(&self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        inner.file = Arc::new(open_append(&self.path)?);
         inner.records = inner.live.len();
+        // Every live nonce is in the file just synced.
+        self.durable.fetch_max(inner.written, Ordering::AcqRel);
         Ok(removed)
+    }
+
+    /// Makes every nonce consumed so far durable (one fsync; nothing if none is pending).
+    pub fn sync(&self) -> StoreResult<()> {
+        let (file, target) = {
+            let inner = self.lock()?;
+            if self.durable.load(Ordering::Acquire) >= inner.written {
+                return Ok(());
+            }
+            (inner.file.clone(), inner.written)
+        };
+        // Outside the lock: consumers keep appending meanwhile. A compaction in between wrote
+        // and synced its own file, which holds these records too.
+        file.sync_data()?;
+        self.durable.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Nonces consumed since open, and how many of them are known durable.
+    pub fn durability(&self) -> StoreResult<(u64, u64)> {
+        let written = self.lock()?.written;
+        Ok((written, self.durable.load(Ordering::Acquire)))
     }
 
     fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Inner>> {

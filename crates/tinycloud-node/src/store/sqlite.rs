@@ -148,6 +148,14 @@ CREATE TABLE IF NOT EXISTS sql_generation (
     db_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (space, db)
 );
+CREATE TABLE IF NOT EXISTS blob_ref (
+    hash BLOB PRIMARY KEY,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_gc (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash BLOB NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS sql_segment (
     space TEXT NOT NULL,
     db TEXT NOT NULL,
@@ -162,9 +170,10 @@ CREATE TABLE IF NOT EXISTS sql_segment (
 /// The SQLite index store.
 pub struct SqliteIndex {
     jobs: Mutex<mpsc::Sender<Job>>,
-    replay: ReplayLog,
+    replay: Arc<ReplayLog>,
     heads: HeadCache,
     bus: tokio::sync::broadcast::Sender<Arc<StoredEvent>>,
+    garbage: Arc<tokio::sync::Notify>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -187,7 +196,24 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+/// Brings an index written by an older version up to the current schema version.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 {
+        // Version 1 counts the KV heads per blob; older indexes never did.
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "DELETE FROM blob_ref;
+             INSERT INTO blob_ref (hash, refs)
+                 SELECT hash, count(*) FROM kv WHERE inline_value IS NULL GROUP BY hash;
+             PRAGMA user_version = 1;",
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, replay: Arc<ReplayLog>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -207,10 +233,19 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         };
         let completions: Vec<Completion> = batch.into_iter().map(|job| job(&tx)).collect();
-        let err = tx.commit().err().map(|e| {
-            tracing::error!(error = %e, "write batch commit failed");
-            e.to_string()
-        });
+        // The nonces of the invocations behind these writes reach the disk first: a write that
+        // survives a power loss must never be replayable.
+        let err = match replay.sync() {
+            Err(e) => {
+                tracing::error!(error = %e, "replay log sync failed; write batch rolled back");
+                drop(tx);
+                Some(e.to_string())
+            }
+            Ok(()) => tx.commit().err().map(|e| {
+                tracing::error!(error = %e, "write batch commit failed");
+                e.to_string()
+            }),
+        };
         for c in completions {
             c(err.clone());
         }
@@ -223,8 +258,9 @@ impl SqliteIndex {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = open(path, false)?;
+        let mut writer = open(path, false)?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open(path, true)?);
@@ -232,16 +268,18 @@ impl SqliteIndex {
         let now_ms =
             i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                 .unwrap_or(i64::MAX);
-        let replay = ReplayLog::open(&path.with_file_name("replay.log"), now_ms)?;
+        let replay = Arc::new(ReplayLog::open(&path.with_file_name("replay.log"), now_ms)?);
         let (tx, rx) = mpsc::channel::<Job>();
+        let synced = replay.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))?;
+            .spawn(move || writer_loop(writer, rx, synced))?;
         Ok(SqliteIndex {
             jobs: Mutex::new(tx),
             replay,
             heads: HeadCache::new(32 * 1024 * 1024),
             bus: tokio::sync::broadcast::channel(EVENT_BUS).0,
+            garbage: Arc::default(),
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_path_buf(),
         })
@@ -359,16 +397,85 @@ fn to_entry(raw: RawEntry) -> StoreResult<KvEntry> {
     })
 }
 
-fn current(tx: &Connection, space: &str, key: &str) -> StoreResult<Option<(Hash, u64)>> {
-    let row: Option<(Vec<u8>, i64)> = tx
+/// A key's current head: hash, size, and whether the value lives in the blob store.
+struct Head {
+    hash: Hash,
+    size: u64,
+    blob: bool,
+}
+
+fn current(tx: &Connection, space: &str, key: &str) -> StoreResult<Option<Head>> {
+    let row: Option<(Vec<u8>, i64, bool)> = tx
         .query_row(
-            "SELECT hash, size FROM kv WHERE space = ?1 AND key = ?2",
+            "SELECT hash, size, inline_value IS NULL FROM kv WHERE space = ?1 AND key = ?2",
             params![space, key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    row.map(|(h, s)| Ok((hash_from(h)?, u64::try_from(s).unwrap_or(0))))
-        .transpose()
+    row.map(|(h, s, blob)| {
+        Ok(Head {
+            hash: hash_from(h)?,
+            size: u64::try_from(s).unwrap_or(0),
+            blob,
+        })
+    })
+    .transpose()
+}
+
+/// One more head points at `hash`; it is no longer garbage.
+fn blob_ref(tx: &Connection, hash: &Hash) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO blob_ref (hash, refs) VALUES (?1, 1)
+         ON CONFLICT (hash) DO UPDATE SET refs = refs + 1",
+        params![hash.as_slice()],
+    )?;
+    tx.execute(
+        "DELETE FROM blob_gc WHERE hash = ?1",
+        params![hash.as_slice()],
+    )?;
+    Ok(())
+}
+
+/// One head fewer points at `hash`; at zero the blob is queued as garbage (true).
+fn blob_unref(tx: &Connection, hash: &Hash) -> StoreResult<bool> {
+    let refs: Option<i64> = tx
+        .query_row(
+            "UPDATE blob_ref SET refs = refs - 1 WHERE hash = ?1 RETURNING refs",
+            params![hash.as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if refs.is_none_or(|n| n <= 0) {
+        tx.execute(
+            "DELETE FROM blob_ref WHERE hash = ?1",
+            params![hash.as_slice()],
+        )?;
+        queue_garbage(tx, hash)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Queues `hash` for deletion (no-op if queued already).
+fn queue_garbage(tx: &Connection, hash: &Hash) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO blob_gc (hash) VALUES (?1) ON CONFLICT (hash) DO NOTHING",
+        params![hash.as_slice()],
+    )?;
+    Ok(())
+}
+
+/// Queues an uploaded blob that no head points at (its put was refused); true if queued.
+fn queue_if_unreferenced(tx: &Connection, hash: &Hash) -> StoreResult<bool> {
+    let referenced: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM blob_ref WHERE hash = ?1)",
+        params![hash.as_slice()],
+        |r| r.get(0),
+    )?;
+    if !referenced {
+        queue_garbage(tx, hash)?;
+    }
+    Ok(!referenced)
 }
 
 fn usage_of(tx: &Connection, space: &str) -> StoreResult<u64> {
@@ -498,6 +605,9 @@ impl SqliteIndex {
     }
 }
 
+/// A KV write's outcome, its logged event, and whether it queued a garbage blob.
+type KvWrite = (WriteOutcome, Option<StoredEvent>, bool);
+
 /// Uncached KV access; the trait methods put the head cache in front.
 impl SqliteIndex {
     async fn kv_get_uncached(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
@@ -515,31 +625,40 @@ impl SqliteIndex {
         .await
     }
 
-    async fn kv_put_uncached(
-        &self,
-        put: KvPut,
-    ) -> StoreResult<(WriteOutcome, Option<StoredEvent>)> {
+    async fn kv_put_uncached(&self, put: KvPut) -> StoreResult<KvWrite> {
         self.write(move |tx| {
             let existing = current(tx, &put.space, &put.key)?;
-            match (put.precondition, &existing) {
-                (Precondition::Absent, Some(_)) => {
-                    return Ok((WriteOutcome::PreconditionFailed, None))
-                }
-                (Precondition::Matches(_), None) => {
-                    return Ok((WriteOutcome::PreconditionFailed, None))
-                }
-                (Precondition::Matches(h), Some((cur, _))) if h != *cur => {
-                    return Ok((WriteOutcome::PreconditionFailed, None))
-                }
-                _ => {}
-            }
-            let old = existing.map(|(_, s)| s).unwrap_or(0);
             let e = &put.entry;
-            if let Some(limit) = put.limit {
-                let used = usage_of(tx, &put.space)?;
-                if used.saturating_sub(old).saturating_add(e.size) > limit {
-                    return Ok((WriteOutcome::QuotaExceeded { used, limit }, None));
+            let is_blob = e.location == ValueLocation::Blob;
+            let refused = match (put.precondition, &existing) {
+                (Precondition::Absent, Some(_)) | (Precondition::Matches(_), None) => {
+                    Some(WriteOutcome::PreconditionFailed)
                 }
+                (Precondition::Matches(h), Some(cur)) if h != cur.hash => {
+                    Some(WriteOutcome::PreconditionFailed)
+                }
+                _ => None,
+            };
+            let old = existing.as_ref().map_or(0, |h| h.size);
+            let refused = refused.or(match put.limit {
+                Some(limit) => {
+                    let used = usage_of(tx, &put.space)?;
+                    (used.saturating_sub(old).saturating_add(e.size) > limit)
+                        .then_some(WriteOutcome::QuotaExceeded { used, limit })
+                }
+                None => None,
+            });
+            if let Some(outcome) = refused {
+                // The upload is stored but nothing may point at it: garbage unless shared.
+                let garbage = is_blob && queue_if_unreferenced(tx, &e.hash)?;
+                return Ok((outcome, None, garbage));
+            }
+            if is_blob {
+                blob_ref(tx, &e.hash)?;
+            }
+            let mut garbage = false;
+            if let Some(old) = existing.as_ref().filter(|h| h.blob) {
+                garbage = blob_unref(tx, &old.hash)?;
             }
             let inline = match &e.location {
                 ValueLocation::Inline(b) => Some(b.to_vec()),
@@ -563,7 +682,7 @@ impl SqliteIndex {
             let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
             add_usage(tx, &put.space, delta)?;
             let event = put.event.map(|d| append_event_tx(tx, d)).transpose()?;
-            Ok((WriteOutcome::Done(None), event))
+            Ok((WriteOutcome::Done(None), event, garbage))
         })
         .await
     }
@@ -574,21 +693,22 @@ impl SqliteIndex {
         key: &str,
         pre: Precondition,
         event: Option<EventDraft>,
-    ) -> StoreResult<(WriteOutcome, Option<StoredEvent>)> {
+    ) -> StoreResult<KvWrite> {
         let (space, key) = (space.to_owned(), key.to_owned());
         self.write(move |tx| {
-            let Some((hash, size)) = current(tx, &space, &key)? else {
+            let Some(Head { hash, size, blob }) = current(tx, &space, &key)? else {
                 return Ok((
                     match pre {
                         Precondition::Matches(_) => WriteOutcome::PreconditionFailed,
                         _ => WriteOutcome::NotFound,
                     },
                     None,
+                    false,
                 ));
             };
             if let Precondition::Matches(h) = pre {
                 if h != hash {
-                    return Ok((WriteOutcome::PreconditionFailed, None));
+                    return Ok((WriteOutcome::PreconditionFailed, None, false));
                 }
             }
             tx.execute(
@@ -596,8 +716,9 @@ impl SqliteIndex {
                 params![space, key],
             )?;
             add_usage(tx, &space, -i64::try_from(size).unwrap_or(0))?;
+            let garbage = blob && blob_unref(tx, &hash)?;
             let event = event.map(|d| append_event_tx(tx, d)).transpose()?;
-            Ok((WriteOutcome::Done(Some(hash)), event))
+            Ok((WriteOutcome::Done(Some(hash)), event, garbage))
         })
         .await
     }
@@ -745,8 +866,11 @@ impl IndexStore for SqliteIndex {
         let (space, key) = (put.space.clone(), put.key.clone());
         let out = self.kv_put_uncached(put).await;
         self.heads.invalidate(&space, &key);
-        let (outcome, event) = out?;
+        let (outcome, event, garbage) = out?;
         self.publish(event);
+        if garbage {
+            self.garbage.notify_one();
+        }
         Ok(outcome)
     }
 
@@ -759,8 +883,11 @@ impl IndexStore for SqliteIndex {
     ) -> StoreResult<WriteOutcome> {
         let out = self.kv_delete_uncached(space, key, pre, event).await;
         self.heads.invalidate(space, key);
-        let (outcome, event) = out?;
+        let (outcome, event, garbage) = out?;
         self.publish(event);
+        if garbage {
+            self.garbage.notify_one();
+        }
         Ok(outcome)
     }
 
@@ -807,6 +934,84 @@ impl IndexStore for SqliteIndex {
     async fn usage(&self, space: &str) -> StoreResult<u64> {
         let space = space.to_owned();
         self.read(move |c| usage_of(c, &space)).await
+    }
+
+    async fn blob_garbage(&self, limit: usize) -> StoreResult<Vec<(i64, Hash)>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT id, hash FROM blob_gc ORDER BY id LIMIT ?1")?;
+            let rows = st.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            rows.map(|r| {
+                let (id, h) = r?;
+                Ok((id, hash_from(h)?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn blob_garbage_queued(&self, ids: Vec<i64>) -> StoreResult<Vec<i64>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT EXISTS (SELECT 1 FROM blob_gc WHERE id = ?1)")?;
+            let mut out = Vec::new();
+            for id in ids {
+                if st.query_row(params![id], |r| r.get::<_, bool>(0))? {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn blob_collected(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.write(move |tx| {
+            let mut st = tx.prepare_cached("DELETE FROM blob_gc WHERE id = ?1")?;
+            for id in ids {
+                st.execute(params![id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_orphans(&self, hashes: Vec<Hash>) -> StoreResult<usize> {
+        self.write(move |tx| {
+            let mut sql_pieces = std::collections::HashSet::new();
+            {
+                let mut st = tx.prepare(
+                    "SELECT snapshot_hash FROM sql_generation WHERE snapshot_hash IS NOT NULL
+                     UNION SELECT hash FROM sql_segment WHERE hash IS NOT NULL",
+                )?;
+                for h in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+                    sql_pieces.insert(h?);
+                }
+            }
+            let mut queued = 0;
+            for h in hashes {
+                if sql_pieces.contains(h.as_slice()) {
+                    continue;
+                }
+                let referenced: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM blob_ref WHERE hash = ?1)",
+                    params![h.as_slice()],
+                    |r| r.get(0),
+                )?;
+                if !referenced {
+                    queued += tx.execute(
+                        "INSERT INTO blob_gc (hash) VALUES (?1) ON CONFLICT (hash) DO NOTHING",
+                        params![h.as_slice()],
+                    )?;
+                }
+            }
+            Ok(queued)
+        })
+        .await
+    }
+
+    fn garbage_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.garbage.clone()
     }
 
     async fn append_event(&self, draft: EventDraft) -> StoreResult<StoredEvent> {
@@ -1332,6 +1537,15 @@ fn ship_one(tx: &Transaction<'_>, s: &SqlShipment) -> StoreResult<Vec<Hash>> {
             )));
         }
     }
+    // A piece the log refers to is never garbage (an orphan sweep may have queued it).
+    for h in s
+        .snapshot
+        .iter()
+        .filter_map(blob_of)
+        .chain(blob_of(&s.segment))
+    {
+        tx.execute("DELETE FROM blob_gc WHERE hash = ?1", params![h.as_slice()])?;
+    }
     let (inline, hash, len) = log_columns(&s.segment);
     tx.execute(
                 "INSERT INTO sql_segment (space, db, seq, inline_bytes, hash, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1478,6 +1692,24 @@ mod tests {
         assert!(db.consume_nonce([2; 32], 100, 0).await.unwrap());
         assert_eq!(db.sweep_nonces(200).await.unwrap(), 1);
         assert!(db.consume_nonce([2; 32], 300, 200).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_writes_nonce_is_durable_when_the_write_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteIndex::open(&dir.path().join("index.db")).unwrap();
+        // The invocation's nonce is consumed (written, not yet synced), then its write commits.
+        assert!(db.consume_nonce([7; 32], i64::MAX, 0).await.unwrap());
+        let (written, durable) = db.replay.durability().unwrap();
+        assert!(durable < written, "consuming alone does not fsync");
+        db.kv_put(put("k", b"v", Precondition::None, None))
+            .await
+            .unwrap();
+        let (_, durable) = db.replay.durability().unwrap();
+        assert!(
+            durable >= written,
+            "the write was acknowledged before its nonce was on disk"
+        );
     }
 
     #[tokio::test]
