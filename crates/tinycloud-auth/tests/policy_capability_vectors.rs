@@ -1,87 +1,65 @@
-//! The policy-capability vectors of the reference (`shared/vectors/tinycloud/core/policy-capability/`):
-//! canonicalization and hashing, containment (attenuation) and rejection at the boundary.
-//! Every case of every file runs; none is skipped (none of them exercises policy v3 selectors).
+//! Policy capabilities against the project's vectors (`tests/vectors/tinycloud/policy/`):
+//! normalization with its JCS bytes and identity hash, containment (attenuation), and the
+//! refusals at the boundary. Every case of every file runs.
+
+mod support;
 
 use serde_json::Value;
-use tinycloud_auth::policy::PolicyCapability;
+use tinycloud_auth::policy::{PolicyCapability, HASH_DOMAIN};
 
-fn load(name: &str) -> Value {
-    let path = format!(
-        "{}/../../../shared/vectors/tinycloud/core/policy-capability/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn vectors(file: &str) -> Vec<Value> {
-    load(file)["vectors"].as_array().unwrap().clone()
+fn expected<'a>(case: &'a Value, key: &str) -> &'a str {
+    case[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: no `{key}`", support::id(case)))
 }
 
 #[test]
-fn canonicalization_and_hash() {
-    let cases = vectors("canonicalization-vectors.json");
-    assert!(!cases.is_empty());
-    for v in cases {
-        let name = v["name"].as_str().unwrap();
+fn canonical_form_bytes_and_hash() {
+    let file = support::json("tinycloud/policy/canonical.json");
+    assert_eq!(file["domain"], HASH_DOMAIN, "hash domain");
+    for case in support::cases("tinycloud/policy/canonical.json", "cases") {
+        let id = support::id(&case);
         let cap =
-            PolicyCapability::from_json(&v["input"]).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(cap.to_json(), v["canonical"], "{name}: canonical form");
+            PolicyCapability::from_json(&case["given"]).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(cap.to_json(), case["normalized"], "{id}: normalized form");
         assert_eq!(
             hex::encode(cap.canonical_bytes()),
-            v["canonical_jcs_utf8_hex"].as_str().unwrap(),
-            "{name}: JCS bytes"
+            expected(&case, "jcs_hex"),
+            "{id}: JCS bytes"
         );
-        assert_eq!(
-            cap.hash_hex(),
-            v["policy_capability_hash_hex"].as_str().unwrap(),
-            "{name}: hash"
-        );
-        // canonicalization is idempotent
-        let again = PolicyCapability::from_json(&cap.to_json()).unwrap();
-        assert_eq!(again, cap, "{name}: idempotent");
+        assert_eq!(cap.hash_hex(), expected(&case, "sha256_hex"), "{id}: hash");
+        // The normalized form is a fixed point.
+        let again = PolicyCapability::from_json(&case["normalized"])
+            .unwrap_or_else(|e| panic!("{id}: normalized form refused: {e}"));
+        assert_eq!(again, cap, "{id}: normalizing twice");
     }
 }
 
 #[test]
 fn containment() {
-    let cases = vectors("containment-vectors.json");
-    assert!(cases.len() >= 20);
-    for v in cases {
-        let name = v["name"].as_str().unwrap();
-        let expected = v["contained"].as_bool().unwrap();
-        let result = PolicyCapability::from_json(&v["auth"])
-            .map_err(|e| e.code().to_owned())
-            .and_then(|auth| {
-                let req =
-                    PolicyCapability::from_json(&v["req"]).map_err(|e| e.code().to_owned())?;
-                auth.contains(&req).map_err(|e| e.code().to_owned())
-            });
-        match (expected, result) {
-            (true, Ok(())) => {}
-            (false, Err(code)) => assert_eq!(
-                code,
-                v["rejection_code"].as_str().unwrap(),
-                "{name}: rejection code"
-            ),
-            (want, got) => panic!("{name}: expected contained={want}, got {got:?}"),
+    for case in support::cases("tinycloud/policy/containment.json", "cases") {
+        let id = support::id(&case);
+        let parse = |key: &str| PolicyCapability::from_json(&case[key]).map_err(|e| e.code());
+        let outcome = parse("grant").and_then(|grant| {
+            let request = parse("request")?;
+            grant.contains(&request).map_err(|e| e.code())
+        });
+        match (expected(&case, "expect"), outcome) {
+            ("contained", Ok(())) => {}
+            (code, Err(got)) if code == got => {}
+            (want, got) => panic!("{id}: expected {want}, got {got:?}"),
         }
     }
 }
 
 #[test]
-fn rejection() {
-    let cases = vectors("rejection-vectors.json");
-    assert!(!cases.is_empty());
-    for v in cases {
-        let name = v["name"].as_str().unwrap();
-        let err = PolicyCapability::from_json(&v["input"])
+fn malformed_capabilities_are_refused() {
+    for case in support::cases("tinycloud/policy/malformed.json", "cases") {
+        let id = support::id(&case);
+        let err = PolicyCapability::from_json(&case["given"])
             .err()
-            .unwrap_or_else(|| panic!("{name}: accepted"));
-        assert_eq!(
-            err.code(),
-            v["rejection_code"].as_str().unwrap(),
-            "{name}: {err}"
-        );
+            .unwrap_or_else(|| panic!("{id}: accepted"));
+        assert_eq!(err.code(), expected(&case, "expect"), "{id}: {err}");
+        assert!(!err.to_string().is_empty(), "{id}: empty message");
     }
 }

@@ -1,16 +1,16 @@
-//! The SIWE + ReCap messages of `shared/vectors/siwe-recap/tests/` (older `kepler:` resource
+//! The SIWE + ReCap messages of `tests/vectors/siwe-recap/tests/` (older `kepler:` resource
 //! names): each message parses, re-serializes byte-identically, its ReCap decodes, re-encodes to
 //! the identical `urn:recap:` resource, and the statement verifies against it.
 
-use tinycloud_auth::recap::Recap;
+mod support;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use tinycloud_auth::recap::{Recap, RECAP_PREFIX};
 use tinycloud_auth::siwe::Message;
 
 fn read(name: &str) -> String {
-    let path = format!(
-        "{}/../../../shared/vectors/siwe-recap/tests/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    support::text(&format!("siwe-recap/tests/{name}"))
 }
 
 fn round_trip(name: &str) -> (Message, Option<Recap>) {
@@ -97,4 +97,17 @@ fn altered_statement_is_rejected() {
     let recap = recap.unwrap();
     let tampered = msg.statement.unwrap().replace("'get', 'list'", "'get'");
     assert!(recap.verify_statement(Some(&tampered)).is_err());
+}
+
+/// `serialized_cap.json` is the JCS form of a ReCap object: it decodes from its `urn:recap:`
+/// resource and encodes back to the same bytes.
+#[test]
+fn serialized_cap_round_trips() {
+    let text = read("serialized_cap.json");
+    let jcs = text.trim_end();
+    let uri = format!("{RECAP_PREFIX}{}", URL_SAFE_NO_PAD.encode(jcs));
+    let recap = Recap::from_resource(&uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    assert_eq!(String::from_utf8(recap.to_jcs()).unwrap(), jcs);
+    assert_eq!(recap.to_resource(), uri);
+    assert_eq!(recap.prf.len(), 1);
 }

@@ -1,9 +1,11 @@
-//! Runs the EIP-4361 test vectors of the spruceid `siwe` crate (see
-//! `shared/vectors/README.md` for provenance) against the public API.
+//! Runs the EIP-4361 test vectors of the spruceid `siwe` crate (`tests/vectors/siwe/test/`; see
+//! `tests/vectors/README.md` for provenance) against the public API.
 //!
 //! Every case of every file is checked; failures name the file and case.
 //! `eip1271.json` (contract-wallet signatures) needs a chain RPC and is out of
 //! scope for this I/O-free crate; see `eip1271_contract_wallets_are_out_of_scope`.
+
+mod support;
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -14,17 +16,10 @@ use tinycloud_auth::siwe::{
     abnf, Message, MessageFields, SiweError, TimeField, TimeStampError, VerificationOpts,
 };
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/siwe/test/"
-);
-
 fn load(name: &str) -> Map<String, Value> {
-    let path = format!("{VECTORS}{name}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(map)) => map,
-        other => panic!("{path}: expected a JSON object, got {other:?}"),
+    match support::json(&format!("siwe/test/{name}")) {
+        Value::Object(map) => map,
+        other => panic!("siwe/test/{name}: expected a JSON object, got {other}"),
     }
 }
 

@@ -1,181 +1,133 @@
-//! Runs the TinyCloud SQL caveat conformance vectors
-//! (`shared/vectors/tinycloud/{core,node}/sql-caveat/`, from
-//! `TinyCloudLabs/tinycloud-node` `.../tests/fixtures/w1/sql-caveat/`; see
-//! `shared/vectors/README.md` for provenance).
-//!
-//! Vector invocations are tagged with `kind`; the node wire format uses
-//! `action`, so the harness renames the key before parsing a [`SqlRequest`].
+//! SQL caveats against the project's vectors (`tests/vectors/tinycloud/sql-caveat/`): narrowing
+//! a constrained-statements caveat when it is delegated, and enforcing one against requests —
+//! which calls run with which bound values, which are refused with which code.
+
+mod support;
 
 use serde_json::Value;
 use tinycloud_auth::sql_caveat::{
-    check_request, contains, ConstrainedStatements, SqlCaveat, SqlCaveatError, SqlRequest,
+    check_request, contains, Authorized, ConstrainedStatements, SqlCaveat, SqlCaveatError,
+    SqlRequest,
 };
 
-const CORE_CONTAINMENT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/tinycloud/core/sql-caveat/containment.json"
-);
-const CORE_REJECT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/tinycloud/core/sql-caveat/reject.json"
-);
-const NODE_ACCEPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/tinycloud/node/sql-caveat/accept.json"
-);
-const NODE_REJECT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/tinycloud/node/sql-caveat/reject.json"
-);
-
-fn load(path: &str, list: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
-    let cases = json[list]
-        .as_array()
-        .unwrap_or_else(|| panic!("{path}: no `{list}`"));
-    assert!(!cases.is_empty(), "{path}: empty `{list}`");
-    cases.clone()
+/// Parses and validates a caveat object.
+fn caveat(value: &Value) -> Result<SqlCaveat, SqlCaveatError> {
+    SqlCaveat::from_value(value).map(|c| c.expect("a SQL caveat"))
 }
 
-fn case_name(case: &Value) -> String {
-    case["case"]
-        .as_str()
-        .or_else(|| case["name"].as_str())
-        .unwrap_or("<unnamed>")
-        .to_owned()
-}
-
-/// Parses (and validates) a caveat object.
-fn parse_caveat(value: &Value) -> Result<SqlCaveat, SqlCaveatError> {
-    SqlCaveat::from_value(value).map(|c| c.expect("vector caveat is a SQL caveat"))
-}
-
-/// Parses a caveat without validation, for the "slipped through" case.
-fn parse_unvalidated(value: &Value) -> SqlCaveat {
+/// Parses a caveat without validating it: what a caveat that slipped past validation would be.
+fn unvalidated(value: &Value) -> SqlCaveat {
     let map = value.as_object().expect("caveat object");
     SqlCaveat::from_caveat_unvalidated(map)
         .expect("well-shaped caveat")
-        .expect("SQL caveat")
+        .expect("a SQL caveat")
 }
 
-/// Converts a vector invocation (`kind`) to a wire request (`action`).
-fn request(invocation: &Value) -> SqlRequest {
-    let mut body = invocation.as_object().expect("invocation object").clone();
-    let kind = body.remove("kind").expect("invocation kind");
-    body.insert("action".into(), kind);
-    SqlRequest::from_value(&Value::Object(body)).expect("valid request")
+/// The caveat a case names, from the file's `caveats` table.
+fn named_caveat<'a>(file: &'a Value, case: &Value) -> &'a Value {
+    let name = case["caveat"].as_str().expect("caveat name");
+    let value = &file["caveats"][name];
+    assert!(
+        value.is_object(),
+        "{}: no caveat {name:?}",
+        support::id(case)
+    );
+    value
 }
 
-/// Runs one enforcement case: parse the caveat, then check the invocation.
-/// A case without invocation only checks the caveat parse.
-fn enforce(case: &Value) -> Result<(), SqlCaveatError> {
-    let caveat_json = &case["auth_capability"]["caveats"];
-    let invocation = &case["invocation"];
-    if invocation.is_null() {
-        return parse_caveat(caveat_json).map(drop);
-    }
-    let caveat = match parse_caveat(caveat_json) {
-        Ok(caveat) => caveat,
+/// Runs one enforcement case: the caveat is parsed, then the call (if any) is checked.
+fn enforce(caveat_json: &Value, call: &Value) -> Result<Authorized, SqlCaveatError> {
+    let request = || SqlRequest::from_value(call).expect("well-formed call");
+    match caveat(caveat_json) {
+        Ok(_) if call.is_null() => Ok(Authorized::Unchanged),
+        Ok(c) => check_request(&c, &request()),
         Err(err) => {
-            // The caveat itself is rejected up-front; the invocation must
-            // *still* be blocked if such a caveat slipped through.
-            let unvalidated = parse_unvalidated(caveat_json);
-            let again = check_request(&unvalidated, &request(invocation))
-                .expect_err("invocation under a malformed caveat must fail");
-            assert_eq!(
-                again.code(),
-                err.code(),
-                "{}: invocation check",
-                case_name(case)
-            );
-            return Err(err);
-        }
-    };
-    check_request(&caveat, &request(invocation)).map(drop)
-}
-
-fn run_reject_file(path: &str) -> usize {
-    let cases = load(path, "cases");
-    for case in &cases {
-        let name = case_name(case);
-        let expected = case["rejection_code"].as_str().expect("rejection_code");
-        let err = enforce(case).expect_err(&format!("{name}: expected rejection {expected}"));
-        assert_eq!(err.code(), expected, "{name}: wrong rejection code ({err})");
-        assert!(!err.to_string().is_empty(), "{name}: empty message");
-    }
-    cases.len()
-}
-
-#[test]
-fn core_reject_vectors() {
-    assert_eq!(run_reject_file(CORE_REJECT), 12);
-}
-
-#[test]
-fn node_reject_vectors() {
-    assert_eq!(run_reject_file(NODE_REJECT), 12);
-}
-
-#[test]
-fn node_accept_vectors() {
-    let cases = load(NODE_ACCEPT, "cases");
-    for case in &cases {
-        let name = case_name(case);
-        assert_eq!(case["expected"], "accept", "{name}");
-        if let Err(err) = enforce(case) {
-            panic!("{name}: expected accept, got {} ({err})", err.code());
+            if !call.is_null() {
+                // A refused caveat that slipped through must still refuse the call, for the
+                // same reason.
+                let again = check_request(&unvalidated(caveat_json), &request())
+                    .expect_err("a call under a refused caveat must be refused");
+                assert_eq!(again.code(), err.code(), "call under a refused caveat");
+            }
+            Err(err)
         }
     }
-    assert_eq!(cases.len(), 3);
 }
 
 #[test]
-fn node_accept_vectors_bind_fixed_params() {
-    for case in load(NODE_ACCEPT, "cases") {
-        let name = case_name(&case);
-        let caveat = parse_caveat(&case["auth_capability"]["caveats"]).expect(&name);
-        let out = check_request(&caveat, &request(&case["invocation"])).expect(&name);
-        let tinycloud_auth::sql_caveat::Authorized::Statement(bound) = out else {
-            panic!("{name}: constrained caveat must yield a bound statement");
+fn allowed_calls_bind_their_values() {
+    let file = support::json("tinycloud/sql-caveat/allowed.json");
+    let cases = support::cases("tinycloud/sql-caveat/allowed.json", "cases");
+    for case in &cases {
+        let id = support::id(case);
+        let out = enforce(named_caveat(&file, case), &case["call"])
+            .unwrap_or_else(|e| panic!("{id}: refused with {} ({e})", e.code()));
+        let Authorized::Statement(bound) = out else {
+            panic!("{id}: a constrained caveat must yield the statement to run");
         };
-        let expected = match name.as_str() {
-            "search-primitive-bind-allowed" => "%standup%",
-            _ => "conv_456",
-        };
-        assert_eq!(bound.params, vec![Value::from(expected)], "{name}");
-    }
-}
-
-#[test]
-fn core_containment_vectors() {
-    let cases = load(CORE_CONTAINMENT, "vectors");
-    for case in &cases {
-        let name = case_name(case);
-        let parent = parse_caveat(&case["auth_caveat"]).expect(&name);
-        // The child is checked by `contains`, which validates it after the
-        // narrowing rules (the `adds-statement` child adds a DELETE).
-        let child = parse_unvalidated(&case["req_caveat"]);
-        let result = contains(&parent, &child);
-        if case["contained"] == Value::Bool(true) {
-            assert_eq!(result, Ok(()), "{name}: expected contained");
-        } else {
-            let expected = case["rejection_code"].as_str().expect("rejection_code");
-            let err = result.expect_err(&format!("{name}: expected {expected}"));
-            assert_eq!(err.code(), expected, "{name}: wrong rejection code ({err})");
-        }
-    }
-    assert_eq!(cases.len(), 6);
-}
-
-#[test]
-fn containment_vector_caveats_round_trip() {
-    for case in load(CORE_CONTAINMENT, "vectors") {
-        let parent: ConstrainedStatements =
-            serde_json::from_value(case["auth_caveat"].clone()).expect("typed caveat");
+        let statement = &file["caveats"][case["caveat"].as_str().unwrap()]["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == case["call"]["name"])
+            .unwrap_or_else(|| panic!("{id}: statement not in the caveat"))["sql"];
         assert_eq!(
-            serde_json::to_value(&parent).ok().as_ref(),
-            Some(&case["auth_caveat"])
+            bound.sql,
+            statement.as_str().unwrap(),
+            "{id}: the caveat's SQL runs"
         );
+        assert_eq!(
+            Value::from(bound.params),
+            case["binds"],
+            "{id}: bound values"
+        );
+    }
+    assert_eq!(cases.len(), 5);
+}
+
+#[test]
+fn refused_calls_and_caveats() {
+    let file = support::json("tinycloud/sql-caveat/refused.json");
+    let cases = support::cases("tinycloud/sql-caveat/refused.json", "cases");
+    for case in &cases {
+        let id = support::id(case);
+        let want = case["expect"].as_str().expect("expect");
+        let err = enforce(named_caveat(&file, case), &case["call"])
+            .err()
+            .unwrap_or_else(|| panic!("{id}: allowed, expected {want}"));
+        assert_eq!(err.code(), want, "{id}: {err}");
+        assert!(!err.to_string().is_empty(), "{id}: empty message");
+    }
+    assert_eq!(cases.len(), 17);
+}
+
+#[test]
+fn narrowing_on_delegation() {
+    let cases = support::cases("tinycloud/sql-caveat/narrowing.json", "cases");
+    for case in &cases {
+        let id = support::id(case);
+        let parent = caveat(&case["parent"]).unwrap_or_else(|e| panic!("{id}: parent: {e}"));
+        // `contains` validates the child after the narrowing rules (so a child that adds a
+        // DELETE reports the added statement), hence the unvalidated parse.
+        let result = contains(&parent, &unvalidated(&case["child"]));
+        match (case["expect"].as_str().expect("expect"), result) {
+            ("contained", Ok(())) => {}
+            (code, Err(e)) if e.code() == code => {}
+            (want, got) => panic!("{id}: expected {want}, got {got:?}"),
+        }
+    }
+    assert_eq!(cases.len(), 8);
+}
+
+#[test]
+fn caveats_round_trip_through_the_typed_form() {
+    let file = support::json("tinycloud/sql-caveat/allowed.json");
+    let table = file["caveats"].as_object().expect("caveats table");
+    let narrowing = support::cases("tinycloud/sql-caveat/narrowing.json", "cases");
+    let parents = narrowing.iter().map(|c| &c["parent"]);
+    for value in table.values().chain(parents) {
+        let typed: ConstrainedStatements =
+            serde_json::from_value(value.clone()).expect("typed caveat");
+        assert_eq!(serde_json::to_value(&typed).unwrap(), *value);
     }
 }

@@ -187,12 +187,12 @@ async fn limits_stop_runaway_statements() {
 #[tokio::test]
 async fn delegated_read_only_and_constrained_statements() {
     let node = Node::start(&[]);
-    let o = Owner::sign_in(&node, 23, "applications").await;
+    let o = Owner::sign_in(&node, 23, "household").await;
     let p = [o.session_cid];
-    let db = o.res("sql/xyz.tinycloud.listen/conversations");
+    let db = o.res("sql/pantry.db");
     o.client(&node).sql(&db, "admin", json!({"action":"batch","statements":[
-        {"sql":"CREATE TABLE conversation (id TEXT PRIMARY KEY, title TEXT, source TEXT, source_id TEXT, source_url TEXT, started_at TEXT, ended_at TEXT, duration_secs INTEGER, summary TEXT, metadata TEXT, transcript_json TEXT, transcript_text TEXT, created_at TEXT, updated_at TEXT)"},
-        {"sql":"INSERT INTO conversation (id, title) VALUES ('conv_456', 'standup'), ('conv_999', 'secret')"}
+        {"sql":"CREATE TABLE item (id TEXT PRIMARY KEY, label TEXT, quantity INTEGER, unit TEXT, best_before TEXT, shelf TEXT)"},
+        {"sql":"INSERT INTO item VALUES ('itm_17', 'rye flour', 2, 'kg', '2027-01-31', 'shelf_b'), ('itm_99', 'saffron', 1, 'g', NULL, 'shelf_a')"}
     ]})).await.expect(200);
 
     // A plain read-only delegate: (ability, body, expected status).
@@ -210,17 +210,17 @@ async fn delegated_read_only_and_constrained_statements() {
     for (ability, body, want) in [
         (
             "read",
-            json!({"action":"query","sql":"SELECT title FROM conversation"}),
+            json!({"action":"query","sql":"SELECT label FROM item"}),
             200,
         ),
         (
             "write",
-            json!({"action":"execute","sql":"DELETE FROM conversation"}),
+            json!({"action":"execute","sql":"DELETE FROM item"}),
             401,
         ),
         (
             "read",
-            json!({"action":"execute","sql":"DELETE FROM conversation"}),
+            json!({"action":"execute","sql":"DELETE FROM item"}),
             403,
         ),
     ] {
@@ -228,48 +228,77 @@ async fn delegated_read_only_and_constrained_statements() {
         assert_eq!(r.status, want, "{ability} {body}: {}", r.text());
     }
 
-    // A delegate limited to one named statement with a pinned parameter (the Listen vector).
-    let file: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../../../shared/vectors/tinycloud/node/sql-caveat/accept.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let caveat = file["cases"][0]["auth_capability"]["caveats"]
+    // A delegate limited to named statements with pinned parameters (the `pantry` caveat of
+    // the SQL caveat vectors).
+    let caveat = vector("tinycloud/sql-caveat/allowed.json")["caveats"]["pantry"]
         .as_object()
-        .unwrap()
+        .expect("the pantry caveat")
         .clone();
     let mut cap: Capability = capability(&db, "tinycloud.sql/read").unwrap();
     cap.caveats = Caveats::from_objects(vec![caveat]);
     let agent = ed25519(61);
     let ac = delegate(&node, &o.session, &agent.did(), &p, vec![cap], 600).await;
     let acl = Client::new(&node, &agent, &[ac]);
-    // The named statement runs server-side with the pinned id: only conv_456 is reachable.
+    // The named statement runs server-side with the pinned id: only itm_17 is reachable.
     let r = acl
         .sql(
             &db,
             "read",
-            json!({"action":"executeStatement","name":"listen.getConversation","params":{}}),
+            json!({"action":"executeStatement","name":"pantry.item","params":{}}),
         )
         .await
         .expect(200);
     let v = r.json();
-    assert_eq!(v["rows"][0][0], "conv_456");
-    assert_eq!(v["rows"][0][1], "standup");
+    assert_eq!(
+        v["rows"],
+        json!([["itm_17", "rye flour", 2, "kg", "2027-01-31"]])
+    );
     assert_eq!(v["rowCount"], 1);
     let r = acl
-        .query(&db, "read", "SELECT * FROM conversation")
+        .sql(
+            &db,
+            "read",
+            json!({"action":"executeStatement","name":"pantry.shelf"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.json()["rows"], json!([["itm_17", "rye flour"]]));
+    let r = acl
+        .query(&db, "read", "SELECT * FROM item")
         .await
         .expect(403);
     assert!(r.text().contains("sql-raw-query-blocked"), "{}", r.text());
-    let r = acl.sql(&db, "read", json!({"action":"executeStatement","name":"listen.getConversation","params":{"0":"conv_999"}})).await.expect(403);
+    let r = acl
+        .sql(
+            &db,
+            "read",
+            json!({"action":"executeStatement","name":"pantry.item","params":{"0":"itm_99"}}),
+        )
+        .await
+        .expect(403);
     assert!(
         r.text().contains("sql-fixed-param-override"),
         "{}",
         r.text()
     );
+}
+
+/// A JSON file of the repository's test vectors (`tests/vectors/<rel>`); panics with the path if
+/// it is missing, malformed or empty.
+fn vector(rel: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/vectors")
+        .join(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("vector file {}: {e}", path.display()));
+    let value: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("vector file {}: {e}", path.display()));
+    assert!(
+        value.as_object().is_some_and(|o| !o.is_empty()),
+        "vector file {} is empty",
+        path.display()
+    );
+    value
 }
 
 #[tokio::test]
