@@ -39,6 +39,9 @@ pub enum ResourceError {
     /// Not a URI at all (no scheme).
     #[error("invalid resource URI {0:?}")]
     InvalidUri(String),
+    /// An SQL resource path that is not a database name (see [`sql_database`]).
+    #[error("invalid SQL database name {0:?}: use '/'-separated segments of letters, digits, '.', '_' or '-' (not starting with '.'), at most 128 bytes")]
+    InvalidDatabase(String),
 }
 
 /// Maximum length of any resource URI we accept.
@@ -269,6 +272,8 @@ impl SpaceResource {
 
     /// Segment-aware containment: `self` is within `parent`.
     ///
+    /// SQL resources (service `sql`) are database-exact instead: see [`database_extends`].
+    ///
     /// Same space, service, query and fragment, and: a parent with no path covers everything; a
     /// parent with a path never covers a child without one; otherwise the child path starts with
     /// the parent path and either the parent ends with `/`, the two are equal, or the next child
@@ -285,8 +290,55 @@ impl SpaceResource {
         match (&parent.path, &self.path) {
             (None, _) => true,
             (Some(_), None) => false,
+            (Some(p), Some(c)) if self.service == SQL_SERVICE => database_extends(c, p),
             (Some(p), Some(c)) => path_extends(c, p),
         }
+    }
+
+    /// The SQL database this `<space>/sql[/<name>]` resource names; see [`sql_database`].
+    pub fn sql_database(&self) -> Result<&str, ResourceError> {
+        sql_database(self.path())
+    }
+}
+
+/// The short name of the SQL service, whose paths name databases.
+pub const SQL_SERVICE: &str = "sql";
+
+/// Longest SQL database name, in bytes.
+pub const MAX_SQL_DATABASE_LEN: usize = 128;
+
+/// The database an SQL resource path names: the whole path (`xyz.tinycloud.listen/conversations`
+/// is one database, not `conversations`), `default` when there is no path. A name is
+/// `/`-separated non-empty segments of ASCII letters, digits, `.`, `_` and `-`, none starting
+/// with `.`, at most [`MAX_SQL_DATABASE_LEN`] bytes; anything else (the empty path `sql/`, a
+/// trailing or doubled `/`, other characters) names no database and is refused, never
+/// rewritten.
+pub fn sql_database(path: Option<&str>) -> Result<&str, ResourceError> {
+    let Some(name) = path else {
+        return Ok("default");
+    };
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if name.len() > MAX_SQL_DATABASE_LEN || !name.split('/').all(segment_ok) {
+        return Err(ResourceError::InvalidDatabase(truncate(name)));
+    }
+    Ok(name)
+}
+
+/// Containment of SQL resource paths, which name whole databases: a grant on a database covers
+/// exactly that database (`app1` never covers `app1/secrets`); only a grant whose path ends
+/// with `/` is a namespace and covers every database whose name starts with it
+/// (`xyz.tinycloud.listen/` covers `xyz.tinycloud.listen/conversations`). A grant with no path
+/// (the whole service) covers every database; see [`SpaceResource::extends`].
+pub fn database_extends(child: &str, parent: &str) -> bool {
+    if parent.ends_with('/') {
+        child.starts_with(parent)
+    } else {
+        child == parent
     }
 }
 
@@ -507,6 +559,84 @@ mod tests {
         assert!(!r(&format!("{SPACE}/sql/docs")).extends(&docs));
         let other_space = SPACE.replace(":default", ":secrets");
         assert!(!r(&format!("{other_space}/kv/docs")).extends(&docs));
+    }
+
+    #[test]
+    fn sql_containment_is_database_exact() {
+        let app1 = r(&format!("{SPACE}/sql/app1"));
+        assert!(app1.extends(&app1));
+        for other in ["app1/secrets", "app1/", "app1x", "APP1", "app1/x/y", ""] {
+            assert!(
+                !r(&format!("{SPACE}/sql/{other}")).extends(&app1),
+                "{other:?} within app1"
+            );
+        }
+        assert!(!r(&format!("{SPACE}/sql")).extends(&app1));
+        // The whole service covers every database.
+        let whole = r(&format!("{SPACE}/sql"));
+        for db in [
+            "default",
+            "app1",
+            "app1/secrets",
+            "xyz.tinycloud.listen/conversations",
+        ] {
+            assert!(r(&format!("{SPACE}/sql/{db}")).extends(&whole), "{db}");
+        }
+        // A trailing slash is a namespace: the databases under it, not the bare prefix.
+        let ns = r(&format!("{SPACE}/sql/xyz.tinycloud.listen/"));
+        assert!(r(&format!("{SPACE}/sql/xyz.tinycloud.listen/conversations")).extends(&ns));
+        assert!(r(&format!("{SPACE}/sql/xyz.tinycloud.listen/a/b")).extends(&ns));
+        assert!(ns.extends(&ns));
+        assert!(!r(&format!("{SPACE}/sql/xyz.tinycloud.listen")).extends(&ns));
+        assert!(!r(&format!("{SPACE}/sql/xyz.tinycloud.listenx/a")).extends(&ns));
+        let multi = r(&format!("{SPACE}/sql/xyz.tinycloud.listen/conversations"));
+        assert!(!r(&format!("{SPACE}/sql/xyz.tinycloud.listen/conversations/x")).extends(&multi));
+        // Other services keep segment-aware containment.
+        let docs = r(&format!("{SPACE}/kv/app1"));
+        assert!(r(&format!("{SPACE}/kv/app1/secrets")).extends(&docs));
+    }
+
+    #[test]
+    fn sql_database_names() {
+        assert_eq!(sql_database(None), Ok("default"));
+        for ok in [
+            "default",
+            "app1",
+            "xyz.tinycloud.listen/conversations",
+            "a/b/c",
+            "A-b_c.d",
+        ] {
+            assert_eq!(sql_database(Some(ok)), Ok(ok));
+        }
+        let long = "a".repeat(MAX_SQL_DATABASE_LEN + 1);
+        for bad in [
+            "",
+            "app1/",
+            "/app1",
+            "a//b",
+            ".hidden",
+            "a/.b",
+            "a b",
+            "a%2Fb",
+            "a\\b",
+            "ä",
+            "a:b",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    sql_database(Some(bad)),
+                    Err(ResourceError::InvalidDatabase(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(sql_database(Some(&"a".repeat(MAX_SQL_DATABASE_LEN))).is_ok());
+        let Resource::Space(s) = r(&format!("{SPACE}/sql/xyz.tinycloud.listen/conversations"))
+        else {
+            panic!()
+        };
+        assert_eq!(s.sql_database(), Ok("xyz.tinycloud.listen/conversations"));
     }
 
     #[test]

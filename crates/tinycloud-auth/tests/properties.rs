@@ -267,8 +267,11 @@ fn narrow_mask(parent: Option<u8>, pick: Option<u8>) -> Option<u8> {
     }
 }
 
-fn extend_path(parent: &Option<String>, segs: &[String]) -> Option<String> {
-    if segs.is_empty() {
+/// A path within `parent` in `service`: `segs` appended. SQL paths name whole databases, so
+/// below a database name (no trailing `/`) the only path within it is itself.
+fn extend_path(service: &str, parent: &Option<String>, segs: &[String]) -> Option<String> {
+    let sql_database = service == "sql" && parent.as_deref().is_some_and(|p| !p.ends_with('/'));
+    if segs.is_empty() || sql_database {
         return parent.clone();
     }
     let tail = segs.join("/");
@@ -666,8 +669,8 @@ prop_compose! {
         let ab_b = (*abilities.1.get(&under_c)).clone();
         let under_b: Vec<&Ability> = reg.iter().filter(|x| ab_b.covers(x)).collect();
         let ab_a = (*abilities.2.get(&under_b)).clone();
-        let path_b = extend_path(&base, &ext_b);
-        let path_a = extend_path(&path_b, &ext_a);
+        let path_b = extend_path(service, &base, &ext_b);
+        let path_a = extend_path(service, &path_b, &ext_a);
         let mask_c = masks.0;
         let mask_b = narrow_mask(mask_c, masks.1);
         let mask_a = narrow_mask(mask_b, masks.2);
@@ -781,8 +784,8 @@ proptest! {
         tail_b in "[a-z0-9/]{0,5}",
         tail_a in "[a-z0-9/]{0,5}",
     ) {
-        let pb = extend_path(&base, &ext_b);
-        let pa = extend_path(&pb, &ext_a);
+        let pb = extend_path(service, &base, &ext_b);
+        let pa = extend_path(service, &pb, &ext_a);
         let c = space_resource(&space, service, base.as_deref());
         let b = space_resource(&space, service, pb.as_deref());
         let a = space_resource(&space, service, pa.as_deref());
@@ -798,6 +801,28 @@ proptest! {
         prop_assert!(!space_resource(&other_space, service, pa.as_deref()).extends(&c));
         let other_service = if service == "kv" { "sql" } else { "kv" };
         prop_assert!(!space_resource(&space, other_service, pa.as_deref()).extends(&c));
+    }
+
+    #[test]
+    fn sql_containment_is_database_exact(
+        space in arb_space(),
+        parent in vec(arb_segment(), 1..3),
+        slash in any::<bool>(),
+        below in vec(arb_segment(), 1..3),
+    ) {
+        let mut p = parent.join("/");
+        if slash {
+            p.push('/');
+        }
+        let grant = space_resource(&space, "sql", Some(&p));
+        prop_assert!(grant.extends(&grant));
+        // A database below another's name is another database, unless the grant is a namespace.
+        let child = format!("{}/{}", parent.join("/"), below.join("/"));
+        prop_assert_eq!(space_resource(&space, "sql", Some(&child)).extends(&grant), slash);
+        // The whole service covers every database; no database covers the whole service.
+        let whole = space_resource(&space, "sql", None);
+        prop_assert!(grant.extends(&whole));
+        prop_assert!(!whole.extends(&grant));
     }
 
     #[test]

@@ -127,6 +127,11 @@ pub struct SqlConfig {
     /// With `shipped`: the WAL size (bytes) past which it is folded into a new snapshot (also
     /// never before the WAL outgrows the database file).
     pub checkpoint_bytes: u64,
+    /// Most databases open at once; idle ones past it are closed, least recently used first
+    /// (each open database holds up to 7 file descriptors).
+    pub max_open_databases: usize,
+    /// Most databases one space may hold (a request creating one more gets 402).
+    pub max_databases_per_space: usize,
 }
 
 /// Where SQL databases live durably.
@@ -148,6 +153,8 @@ impl Default for SqlConfig {
             workers: 8,
             hosting: SqlHosting::Local,
             checkpoint_bytes: 4 * 1024 * 1024,
+            max_open_databases: 256,
+            max_databases_per_space: 100,
         }
     }
 }

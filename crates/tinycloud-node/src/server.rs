@@ -49,6 +49,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         time: std::time::Duration::from_millis(config.sql.time_limit_ms),
         max_rows: config.sql.max_rows,
         max_response_bytes: config.sql.max_response_bytes,
+        max_open: config.sql.max_open_databases.max(1),
+        max_per_space: config.sql.max_databases_per_space,
         ..Default::default()
     };
     let (sql_root, hosting) = match config.sql.hosting {

@@ -4,10 +4,18 @@
 //! connection (WAL, `synchronous=FULL`: a write is acknowledged only once durable) and a few
 //! read-only connections, so readers never wait for the writer. Every statement runs with an
 //! authorizer for the invoker's level, a wall-clock limit enforced by a progress handler, and
-//! SQLite's length limits (a `randomblob(1e9)` fails instead of allocating a gigabyte).
+//! SQLite's length limits (a `randomblob(1e9)` fails instead of allocating a gigabyte). Rows are
+//! charged against the response cap as they are stepped, by the size of their JSON encoding,
+//! before they are converted.
+//!
+//! Open databases are bounded: past `max_open`, the least recently used idle database is
+//! closed (its connections, and so its descriptors, released); its next use reopens it (shipped
+//! hosting: restores it from the store, which holds every acknowledged write). A space holds at
+//! most `max_per_space` databases; the check runs before a new file is created.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,9 +24,10 @@ use base64::Engine as _;
 use rusqlite::limits::Limit;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
 
-use super::gate::{decide, Level, Restrictions};
+use super::gate::{Gate, Level, Restrictions};
 use super::hosting::{self, Hosting, ShipState};
 
 /// Errors from running SQL; each maps to an HTTP status at the edge.
@@ -33,6 +42,9 @@ pub enum SqlError {
     /// Read-only operation on a database that does not exist.
     #[error("database {0:?} not found")]
     NotFound(String),
+    /// A limit on what a client may create (databases per space).
+    #[error("{0}")]
+    Limit(String),
     /// Result or value too large.
     #[error("{0}")]
     TooLarge(String),
@@ -58,6 +70,10 @@ pub struct SqlLimits {
     pub max_response_bytes: usize,
     /// Largest string or blob SQLite may build.
     pub max_value_bytes: i32,
+    /// Most databases open at once (idle ones beyond it are closed, least recently used first).
+    pub max_open: usize,
+    /// Most databases one space may hold.
+    pub max_per_space: usize,
 }
 
 impl Default for SqlLimits {
@@ -67,11 +83,38 @@ impl Default for SqlLimits {
             max_rows: 10_000,
             max_response_bytes: 10 * 1024 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
+            max_open: 256,
+            max_per_space: 100,
         }
     }
 }
 
-const READERS: usize = 4;
+/// Idle read-only connections kept per open database (each holds two descriptors).
+const READERS: usize = 2;
+
+/// Longest file stem kept in escaped form; longer names are stored under a hash.
+const MAX_STEM: usize = 160;
+
+/// The file stem of a database name, injective and stable under case folding (so no two
+/// databases share a file, even on a case-insensitive file system): `[a-z0-9._-]` bytes as they
+/// are, every other byte (upper case, `/`) as `+` and two hex digits; a stem that would be longer
+/// than [`MAX_STEM`] is `~` and 32 hex digits of a hash of the name. A name made of lower-case
+/// letters, digits, `.`, `_` and `-` keeps the file it always had.
+pub fn file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02x}"));
+        }
+    }
+    if out.len() > MAX_STEM {
+        let h = blake3::derive_key("tinycloud sql file name v1", name.as_bytes());
+        return format!("~{}", hex::encode(&h[..16]));
+    }
+    out
+}
 
 struct Database {
     space: String,
@@ -83,6 +126,8 @@ struct Database {
     shipping: hosting::ShipQueue,
     /// The working copy was discarded; its files may be gone or being rebuilt.
     closed: std::sync::atomic::AtomicBool,
+    /// When it was last used (a tick of [`Databases::clock`]), for closing idle ones.
+    last_used: AtomicU64,
 }
 
 /// The single writer connection of a database, with its shipping progress when the storage
@@ -112,6 +157,11 @@ pub struct Databases {
     open: Mutex<HashMap<PathBuf, Arc<Slot>>>,
     limits: SqlLimits,
     hosting: Hosting,
+    /// Use counter ordering databases by recency.
+    clock: AtomicU64,
+    /// Held from counting a space's databases until a new one's file exists, so concurrent
+    /// creations cannot overshoot the per-space limit.
+    creating: Mutex<()>,
 }
 
 fn configure(conn: &Connection, limits: &SqlLimits) -> rusqlite::Result<()> {
@@ -206,15 +256,62 @@ pub fn to_sql(v: &Value) -> Result<SqlValue, SqlError> {
     })
 }
 
-fn to_json(v: ValueRef<'_>) -> Value {
+/// One value of a result row. Blobs stay bytes until they are written out (as the byte
+/// arrays the reference SDK expects), so a row costs about its own size in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// Null, number or text.
+    Json(Value),
+    /// A BLOB.
+    Blob(Vec<u8>),
+}
+
+impl Serialize for Cell {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Json(v) => v.serialize(s),
+            Cell::Blob(b) => {
+                let mut seq = s.serialize_seq(Some(b.len()))?;
+                for x in b {
+                    seq.serialize_element(x)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// Bytes a value takes in the JSON response, at most (plus its separator): known before the
+/// value is converted, so an oversized result is refused before memory is spent on it.
+fn encoded_len(v: ValueRef<'_>) -> usize {
     match v {
+        ValueRef::Null => 5,
+        ValueRef::Integer(_) => 21,
+        ValueRef::Real(_) => 25,
+        // Quotes, and `\u00XX` for control characters.
+        ValueRef::Text(t) => {
+            3 + t
+                .iter()
+                .map(|&b| match b {
+                    b'"' | b'\\' => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                })
+                .sum::<usize>()
+        }
+        // Up to three digits and a comma per byte.
+        ValueRef::Blob(b) => 2 + 4 * b.len(),
+    }
+}
+
+fn to_cell(v: ValueRef<'_>) -> Cell {
+    Cell::Json(match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::from(i),
         ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        // Byte arrays, as the reference SDK expects.
-        ValueRef::Blob(b) => Value::Array(b.iter().map(|x| Value::from(*x)).collect()),
-    }
+        ValueRef::Blob(b) => return Cell::Blob(b.to_vec()),
+    })
 }
 
 /// What one statement did.
@@ -225,7 +322,7 @@ pub enum Outcome {
         /// Column names.
         columns: Vec<String>,
         /// Row values.
-        rows: Vec<Vec<Value>>,
+        rows: Vec<Vec<Cell>>,
     },
     /// Changes of a write.
     Changes {
@@ -236,18 +333,34 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
+impl Serialize for Outcome {
     /// The reference's JSON shapes.
-    pub fn to_json(&self) -> Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Outcome::Rows { columns, rows } => {
-                json!({"columns": columns, "rows": rows, "rowCount": rows.len()})
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("columns", columns)?;
+                m.serialize_entry("rows", rows)?;
+                m.serialize_entry("rowCount", &rows.len())?;
+                m.end()
             }
             Outcome::Changes {
                 changes,
                 last_insert_row_id,
-            } => json!({"changes": changes, "lastInsertRowId": last_insert_row_id}),
+            } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("changes", changes)?;
+                m.serialize_entry("lastInsertRowId", last_insert_row_id)?;
+                m.end()
+            }
         }
+    }
+}
+
+impl Outcome {
+    /// The reference's JSON shapes, as a value.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -286,13 +399,90 @@ impl Databases {
             open: Mutex::new(HashMap::new()),
             limits,
             hosting,
+            clock: AtomicU64::new(0),
+            creating: Mutex::new(()),
         })
     }
 
-    /// The file of a database.
-    pub fn path_of(&self, space: &str, name: &str) -> PathBuf {
+    /// The directory of a space's databases.
+    fn space_dir(&self, space: &str) -> PathBuf {
         let dir = hex::encode(&blake3::hash(space.as_bytes()).as_bytes()[..16]);
-        self.root.join(dir).join(format!("{name}.db"))
+        self.root.join(dir)
+    }
+
+    /// The file of a database (see [`file_stem`]).
+    pub fn path_of(&self, space: &str, name: &str) -> PathBuf {
+        self.space_dir(space)
+            .join(format!("{}.db", file_stem(name)))
+    }
+
+    /// Local hosting: a database whose name has upper-case letters was stored as `<name>.db`
+    /// before names were escaped; move it (WAL first, so a crash in between loses nothing) to
+    /// its escaped file. The old file is recognised by its exact directory entry, never by a
+    /// (possibly case-insensitive) lookup that could match another database's file.
+    fn migrate_legacy(&self, space: &str, name: &str, path: &Path) -> Result<(), SqlError> {
+        let legacy = format!("{name}.db");
+        if name.contains('/') || path.exists() || path.file_name() == Some(legacy.as_ref()) {
+            return Ok(());
+        }
+        let dir = self.space_dir(space);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let found = entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name() == std::ffi::OsStr::new(&legacy));
+        if !found {
+            return Ok(());
+        }
+        let old = dir.join(&legacy);
+        let io = |e: std::io::Error| SqlError::Internal(format!("renaming a database: {e}"));
+        let old_wal = hosting::wal_path(&old);
+        if old_wal.exists() {
+            std::fs::rename(&old_wal, hosting::wal_path(path)).map_err(io)?;
+        }
+        let _ = std::fs::remove_file(format!("{}-shm", old.display()));
+        std::fs::rename(&old, path).map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        tracing::info!(
+            space,
+            db = name,
+            "moved a database to its escaped file name"
+        );
+        Ok(())
+    }
+
+    /// The file stems of a space's databases (stored ones too, with shipped hosting).
+    fn stems_in(&self, space: &str) -> Result<HashSet<String>, SqlError> {
+        let mut stems: HashSet<String> = std::fs::read_dir(self.space_dir(space))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let n = e.file_name().into_string().ok()?;
+                        n.strip_suffix(".db").map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Hosting::Shipped(s) = &self.hosting {
+            stems.extend(s.databases(space)?.iter().map(|n| file_stem(n)));
+        }
+        Ok(stems)
+    }
+
+    /// Refuses a new database in a space that already holds the most allowed.
+    fn check_room(&self, space: &str) -> Result<(), SqlError> {
+        let n = self.stems_in(space)?.len();
+        if n >= self.limits.max_per_space {
+            return Err(SqlError::Limit(format!(
+                "this space already holds {n} SQL databases, the most allowed ({}); use an existing database",
+                self.limits.max_per_space
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes used by a space's databases (files plus WAL).
@@ -302,11 +492,7 @@ impl Databases {
         if let Hosting::Shipped(s) = &self.hosting {
             return s.usage(space).await;
         }
-        let dir = self.path_of(space, "x");
-        let Some(dir) = dir.parent() else {
-            return Ok(0);
-        };
-        Ok(std::fs::read_dir(dir)
+        Ok(std::fs::read_dir(self.space_dir(space))
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.metadata().ok())
@@ -325,16 +511,90 @@ impl Databases {
             .entry(path.clone())
             .or_default()
             .clone();
-        let opened = self.open_in(space, name, create, &path, &slot);
-        if opened.is_err() {
-            // Lookups of absent databases must not grow the registry.
+        match self.open_in(space, name, create, &path, &slot) {
+            Ok((db, fresh)) => {
+                db.last_used.store(
+                    self.clock.fetch_add(1, Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
+                drop(slot);
+                if fresh {
+                    self.close_idle();
+                }
+                Ok(db)
+            }
+            Err(e) => {
+                // Lookups of absent databases must not grow the registry.
+                self.forget_slot(&path, slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the least recently used idle databases while more than `max_open` are open. A
+    /// database is idle when nobody holds it (no request runs on it, no write waits for the
+    /// store), so every write it acknowledged is durable: local files are fsynced per commit,
+    /// shipped ones are in the store (the next use restores from it).
+    fn close_idle(&self) {
+        loop {
+            let Ok(open) = self.open.lock() else { return };
+            let mut count = 0usize;
+            let mut victim: Option<(u64, &PathBuf)> = None;
+            for (path, slot) in open.iter() {
+                // Slots are only cloned under the registry lock, which this holds: a count of
+                // one means nobody is opening or using this one.
+                let Ok(guard) = slot.try_lock() else {
+                    count += 1;
+                    continue;
+                };
+                let Some(db) = guard.as_ref() else { continue };
+                count += 1;
+                if Arc::strong_count(slot) == 1 && Arc::strong_count(db) == 1 {
+                    let t = db.last_used.load(Ordering::Relaxed);
+                    if victim.is_none_or(|(best, _)| t < best) {
+                        victim = Some((t, path));
+                    }
+                }
+            }
+            if count <= self.limits.max_open.max(1) {
+                return;
+            }
+            let Some((_, path)) = victim else {
+                // Every open database is busy (at most one per SQL worker): nothing to close.
+                return;
+            };
+            let path = path.clone();
+            let Some(slot) = open.get(&path).cloned() else {
+                return;
+            };
+            let Ok(mut guard) = slot.try_lock() else {
+                return;
+            };
+            let db = guard.take();
+            drop(open);
+            // Connections close here, under the slot's lock: a request for the same database
+            // waits for them to be closed before reopening it.
+            drop(db);
+            drop(guard);
             self.forget_slot(&path, slot);
         }
-        opened
+    }
+
+    /// Databases open right now (tests).
+    #[cfg(test)]
+    pub fn open_databases(&self) -> usize {
+        self.open
+            .lock()
+            .map(|o| {
+                o.values()
+                    .filter(|s| s.lock().map(|d| d.is_some()).unwrap_or(true))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// Opens (restoring if shipped) the database at `path` into its slot, or returns the open
-    /// one.
+    /// one; `true` when it was opened now.
     fn open_in(
         &self,
         space: &str,
@@ -342,24 +602,43 @@ impl Databases {
         create: bool,
         path: &Path,
         slot: &Slot,
-    ) -> Result<Arc<Database>, SqlError> {
+    ) -> Result<(Arc<Database>, bool), SqlError> {
         let path = path.to_path_buf();
         let mut open = slot
             .lock()
             .map_err(|_| SqlError::Internal("database slot poisoned".into()))?;
         if let Some(db) = open.as_ref() {
-            return Ok(db.clone());
+            return Ok((db.clone(), false));
         }
+        let mut creating = None;
         let ship = match &self.hosting {
-            Hosting::Local => None,
+            Hosting::Local => {
+                self.migrate_legacy(space, name, &path)?;
+                None
+            }
             Hosting::Shipped(s) => match s.restore(space, name, &path)? {
                 Some(state) => Some(state),
-                None if create => Some(ShipState::default()),
+                None if create => {
+                    creating = Some(self.creating.lock().map_err(|_| {
+                        SqlError::Internal("database creation lock poisoned".into())
+                    })?);
+                    self.check_room(space)?;
+                    Some(ShipState::default())
+                }
                 None => return Err(SqlError::NotFound(name.to_owned())),
             },
         };
-        if !create && !path.exists() {
-            return Err(SqlError::NotFound(name.to_owned()));
+        if !path.exists() {
+            if !create {
+                return Err(SqlError::NotFound(name.to_owned()));
+            }
+            if creating.is_none() {
+                creating =
+                    Some(self.creating.lock().map_err(|_| {
+                        SqlError::Internal("database creation lock poisoned".into())
+                    })?);
+                self.check_room(space)?;
+            }
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| SqlError::Internal(e.to_string()))?;
@@ -393,9 +672,11 @@ impl Databases {
             readers: Mutex::new(Vec::new()),
             shipping: hosting::ShipQueue::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            last_used: AtomicU64::new(0),
         });
+        drop(creating);
         *open = Some(db.clone());
-        Ok(db)
+        Ok((db, true))
     }
 
     fn reader(&self, db: &Database) -> Result<Connection, SqlError> {
@@ -669,15 +950,10 @@ impl Databases {
         touched: &Touched,
     ) -> Result<Outcome, SqlError> {
         let level = if read_only { Level::Read } else { exec.level };
-        let restrictions = exec.restrictions.clone();
-        let dropping = stmt
-            .sql
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("drop"));
+        let mut gate = Gate::new(level, exec.restrictions.clone());
         let record = touched.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
-            let d = decide(level, dropping, &restrictions, &ctx);
+            let d = gate.decide(&ctx);
             if d == rusqlite::hooks::Authorization::Allow {
                 use rusqlite::hooks::AuthAction as A;
                 if let A::Insert { table_name }
@@ -755,7 +1031,13 @@ impl Databases {
             .unwrap_or(self.limits.max_rows)
             .min(self.limits.max_rows);
         let mut rows_out = Vec::new();
-        let mut bytes = 0usize;
+        let budget = self.limits.max_response_bytes;
+        let too_large = || SqlError::TooLarge(format!("the result is larger than {budget} bytes"));
+        // The column names and the envelope.
+        let mut bytes = 64 + columns.iter().map(|c| c.len() + 3).sum::<usize>();
+        if bytes > budget {
+            return Err(too_large());
+        }
         let mut rows = st
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(sqlite_err)?;
@@ -766,20 +1048,15 @@ impl Databases {
                 )));
             }
             let mut vals = Vec::with_capacity(columns.len());
+            bytes += 3;
             for i in 0..columns.len() {
-                let v = to_json(row.get_ref(i).map_err(sqlite_err)?);
-                bytes += match &v {
-                    Value::String(s) => s.len() + 2,
-                    Value::Array(a) => a.len() * 4,
-                    _ => 8,
-                };
-                vals.push(v);
-            }
-            if bytes > self.limits.max_response_bytes {
-                return Err(SqlError::TooLarge(format!(
-                    "the result is larger than {} bytes",
-                    self.limits.max_response_bytes
-                )));
+                let v = row.get_ref(i).map_err(sqlite_err)?;
+                // Charged before it is converted: the budget is checked before memory is spent.
+                bytes = bytes.saturating_add(encoded_len(v));
+                if bytes > budget {
+                    return Err(too_large());
+                }
+                vals.push(to_cell(v));
             }
             rows_out.push(vals);
         }
@@ -790,12 +1067,76 @@ impl Databases {
     }
 }
 
-/// A JSON object for batch results.
-pub fn results_json(outcomes: &[Outcome]) -> Value {
-    let mut m = Map::new();
-    m.insert(
-        "results".into(),
-        Value::Array(outcomes.iter().map(Outcome::to_json).collect()),
-    );
-    Value::Object(m)
+/// Batch results: `{"results": [...]}`.
+#[derive(serde::Serialize)]
+pub struct Results<'a> {
+    /// One outcome per statement.
+    pub results: &'a [Outcome],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_injective_and_case_fold_safe() {
+        // Lower-case names keep the files they always had.
+        assert_eq!(file_stem("app1"), "app1");
+        assert_eq!(file_stem("my-db_2.x"), "my-db_2.x");
+        // `/` and upper case are escaped; no two names share a stem, even folded to one case.
+        let names = [
+            "app1",
+            "APP1",
+            "App1",
+            "app1/secrets",
+            "app1+2fsecrets",
+            "xyz.tinycloud.listen/conversations",
+            "a/b",
+            "a+2fb",
+        ];
+        let stems: HashSet<String> = names.iter().map(|n| file_stem(n).to_lowercase()).collect();
+        assert_eq!(stems.len(), names.len());
+        assert!(names.iter().all(|n| !file_stem(n).contains('/')));
+        // Long names get a fixed-length hashed stem.
+        let long = "A".repeat(128);
+        let s = file_stem(&long);
+        assert!(s.starts_with('~') && s.len() == 33, "{s}");
+        assert_ne!(s, file_stem(&"B".repeat(128)));
+        assert!(file_stem(&"a/".repeat(60)).len() <= MAX_STEM);
+    }
+
+    #[test]
+    fn legacy_upper_case_files_are_moved_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = Databases::new(dir.path(), SqlLimits::default(), Hosting::Local).unwrap();
+        let space_dir = dbs.space_dir("s");
+        std::fs::create_dir_all(&space_dir).unwrap();
+        {
+            let c = Connection::open(space_dir.join("MyDb.db")).unwrap();
+            c.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES ('old')")
+                .unwrap();
+        }
+        let read = |name: &str| {
+            dbs.run(
+                "s",
+                name,
+                &Stmt {
+                    sql: "SELECT v FROM t".into(),
+                    params: vec![],
+                },
+                &Exec {
+                    level: Level::Read,
+                    restrictions: Restrictions::default(),
+                    read_only: true,
+                    max_rows: None,
+                },
+            )
+            .map(|(o, _)| o.to_json()["rows"].clone())
+        };
+        // Another spelling never claims the file.
+        assert!(matches!(read("MYDB"), Err(SqlError::NotFound(_))));
+        assert_eq!(read("MyDb").unwrap(), serde_json::json!([["old"]]));
+        assert!(!space_dir.join("MyDb.db").exists());
+        assert!(dbs.path_of("s", "MyDb").exists());
+    }
 }

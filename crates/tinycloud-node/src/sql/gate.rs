@@ -38,7 +38,8 @@ impl Level {
     }
 }
 
-/// Pragmas that only read (allowed at every level).
+/// Pragmas that only read (allowed at every level). `database_list` (the server's file paths)
+/// and every pragma not listed here are denied.
 const READ_PRAGMAS: &[&str] = &[
     "table_info",
     "table_xinfo",
@@ -47,8 +48,16 @@ const READ_PRAGMAS: &[&str] = &[
     "index_info",
     "index_xinfo",
     "foreign_key_list",
-    "database_list",
     "collation_list",
+];
+
+/// Read pragmas whose argument is a table: under a table restriction allowed only for a
+/// permitted table (named literally; the table-valued form passes it at run time).
+const TABLE_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "foreign_key_list",
 ];
 
 /// Pragmas an admin may change. Anything touching durability, the file or the schema table
@@ -226,6 +235,11 @@ pub struct Restrictions {
 }
 
 impl Restrictions {
+    /// Whether a table or column list restricts the grant.
+    pub fn any(&self) -> bool {
+        self.tables.is_some() || self.columns.is_some()
+    }
+
     fn table_ok(&self, t: &str) -> bool {
         self.tables
             .as_ref()
@@ -239,16 +253,62 @@ impl Restrictions {
     }
 }
 
-/// Decides one action for a statement compiled at `level`. `dropping` says the statement is a
-/// `DROP`: SQLite reports dropping a table as deleting its rows, which the schema level may do
-/// as part of the DDL it holds.
-pub fn decide(
+/// The authorizer of one statement: its level, the caveat's restrictions, and what the
+/// statement was allowed so far (SQLite reports a DDL statement's own bookkeeping as further
+/// actions of the same statement).
+#[derive(Clone, Debug)]
+pub struct Gate {
     level: Level,
-    dropping: bool,
-    r: &Restrictions,
-    ctx: &AuthContext<'_>,
-) -> Authorization {
+    r: Restrictions,
+    /// The table or view a `DROP` in this statement was allowed to drop: SQLite reports
+    /// dropping it as deleting its rows, which the schema level may do as part of its DDL.
+    dropped: Option<String>,
+    /// SQLite's own schema bookkeeping has begun (an update or delete of the schema table, an
+    /// `ALTER TABLE`): its reads of the schema table are SQLite's, not the client's. A client's
+    /// read (`SELECT … FROM sqlite_master`, also inside `CREATE TABLE … AS SELECT`) always comes
+    /// before it.
+    bookkeeping: bool,
+}
+
+impl Gate {
+    /// The authorizer of a statement compiled at `level` under `r`.
+    pub fn new(level: Level, r: Restrictions) -> Self {
+        Gate {
+            level,
+            r,
+            dropped: None,
+            bookkeeping: false,
+        }
+    }
+
+    /// Decides one action.
+    pub fn decide(&mut self, ctx: &AuthContext<'_>) -> Authorization {
+        let d = decide(self.level, self, ctx);
+        if d == Authorization::Allow {
+            use AuthAction as A;
+            match &ctx.action {
+                A::DropTable { table_name }
+                | A::DropView {
+                    view_name: table_name,
+                } => {
+                    self.dropped = Some((*table_name).to_owned());
+                }
+                A::Update { table_name, .. } | A::Delete { table_name }
+                    if schema_bookkeeping(table_name) =>
+                {
+                    self.bookkeeping = true;
+                }
+                A::AlterTable { .. } => self.bookkeeping = true,
+                _ => {}
+            }
+        }
+        d
+    }
+}
+
+fn decide(level: Level, g: &Gate, ctx: &AuthContext<'_>) -> Authorization {
     use AuthAction as A;
+    let r = &g.r;
     let allow = |ok: bool| {
         if ok {
             Authorization::Allow
@@ -268,15 +328,31 @@ pub fn decide(
             table_name,
             column_name,
         } => {
-            // Reading the schema table is how SQLite compiles statements; allow it read-only.
-            allow(internal(table_name) || (r.table_ok(table_name) && r.column_ok(column_name)))
+            // Reading the schema table is how SQLite compiles statements and runs DDL; a
+            // client restricted to some tables or columns may not read it (it holds every
+            // table's DDL), nor any other internal table.
+            if internal(table_name) {
+                return allow(!r.any() || g.bookkeeping);
+            }
+            allow(r.table_ok(table_name) && r.column_ok(column_name))
         }
         A::Function { function_name } => {
             allow(FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()))
         }
-        A::Pragma { pragma_name, .. } => {
+        A::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
             // The argument of the read pragmas names a table or index; they never change state.
+            // Under a table or column restriction only the table pragmas on a permitted table
+            // remain (the others list every table or index).
             let name = pragma_name.to_ascii_lowercase();
+            if r.any() && READ_PRAGMAS.contains(&name.as_str()) {
+                return allow(
+                    TABLE_PRAGMAS.contains(&name.as_str())
+                        && pragma_value.is_some_and(|t| r.table_ok(t)),
+                );
+            }
             allow(
                 READ_PRAGMAS.contains(&name.as_str())
                     || (level == Level::Admin && ADMIN_PRAGMAS.contains(&name.as_str())),
@@ -291,7 +367,14 @@ pub fn decide(
                     || (level.dml() && table_name.eq_ignore_ascii_case("sqlite_sequence")),
             )
         }
-        A::Delete { table_name } if dropping && level.ddl() => allow(r.table_ok(table_name)),
+        A::Delete { table_name }
+            if level.ddl()
+                && g.dropped
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(table_name)) =>
+        {
+            allow(r.table_ok(table_name))
+        }
         A::Insert { table_name } | A::Delete { table_name } => {
             allow(level.dml() && r.table_ok(table_name))
         }

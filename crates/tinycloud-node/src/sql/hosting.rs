@@ -444,6 +444,13 @@ impl Shipper {
         .map_err(|e| SqlError::Internal(e.to_string()))
     }
 
+    /// Names of a space's databases the store holds.
+    pub fn databases(&self, space: &str) -> Result<Vec<String>, SqlError> {
+        self.runtime
+            .block_on(self.log.sql_databases(space))
+            .map_err(store)
+    }
+
     /// Total size of a space's databases, as recorded with their last shipments.
     pub async fn usage(&self, space: &str) -> Result<u64, SqlError> {
         self.log.sql_usage(space).await.map_err(store)
@@ -621,6 +628,9 @@ mod tests {
         async fn sql_usage(&self, space: &str) -> crate::store::StoreResult<u64> {
             self.inner.sql_usage(space).await
         }
+        async fn sql_databases(&self, space: &str) -> crate::store::StoreResult<Vec<String>> {
+            self.inner.sql_databases(space).await
+        }
     }
 
     struct Fixture {
@@ -762,7 +772,7 @@ mod tests {
             .unwrap()
             .0
         {
-            Outcome::Rows { rows, .. } => rows,
+            o @ Outcome::Rows { .. } => serde_json::from_value(o.to_json()["rows"].take()).unwrap(),
             Outcome::Changes { .. } => panic!("not a query"),
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::EventDraft;
-use engine::{results_json, Databases, Exec, Outcome, SqlError, Stmt};
+use engine::{Databases, Exec, Outcome, Results, SqlError, Stmt};
 use gate::{Level, Restrictions};
 
 /// Largest request body.
@@ -47,6 +47,7 @@ impl From<SqlError> for ApiError {
             SqlError::Invalid(m) => ApiError::bad_request(m),
             SqlError::Denied(m) => ApiError::forbidden(m),
             SqlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            SqlError::Limit(m) => ApiError::new(StatusCode::PAYMENT_REQUIRED, m),
             SqlError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
             SqlError::Timeout(_) => ApiError::bad_request(e.to_string()),
             SqlError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
@@ -56,24 +57,6 @@ impl From<SqlError> for ApiError {
             }
         }
     }
-}
-
-fn db_name(path: Option<&str>) -> ApiResult<String> {
-    let name = path
-        .and_then(|p| p.rsplit('/').next())
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default");
-    let ok = name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && !name.starts_with('.');
-    if !ok {
-        return Err(ApiError::bad_request(format!(
-            "invalid database name {name:?}: use letters, digits, '.', '_' or '-'"
-        )));
-    }
-    Ok(name.to_owned())
 }
 
 /// What the delegation chain's caveats allow.
@@ -128,7 +111,11 @@ pub async fn handle(
     let ability = cap.ability.canonical();
     let level = Level::from_ability(ability.name())
         .ok_or_else(|| ApiError::bad_request(format!("unknown SQL ability {}", cap.ability)))?;
-    let name = db_name(r.path())?;
+    // The whole path names the database (the core's rule, the same one containment uses).
+    let name = r
+        .sql_database()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+        .to_owned();
     let space = r.space().to_string();
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
@@ -215,7 +202,7 @@ fn run(
     exec: &Exec,
 ) -> ApiResult<(Response, Vec<String>)> {
     let dbs = &state.sql.dbs;
-    let json = |(o, t): (Outcome, Vec<String>)| (Json(o.to_json()).into_response(), t);
+    let json = |(o, t): (Outcome, Vec<String>)| (Json(o).into_response(), t);
     Ok(match req {
         SqlRequest::Query { sql, params, .. } => {
             json(dbs.run(space, name, &Stmt { sql, params }, exec)?)
@@ -256,7 +243,7 @@ fn run(
                 ));
             }
             let (outcomes, tables) = dbs.batch(space, name, &stmts, exec)?;
-            (Json(results_json(&outcomes)).into_response(), tables)
+            (Json(Results { results: &outcomes }).into_response(), tables)
         }
         SqlRequest::ExecuteStatement {
             name: stmt_name, ..

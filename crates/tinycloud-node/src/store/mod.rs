@@ -472,4 +472,6 @@ pub trait SqlLogStore: Send + Sync + 'static {
     async fn sql_ship(&self, batch: Vec<SqlShipment>) -> StoreResult<Vec<Hash>>;
     /// Total size of a space's databases as of their last shipments.
     async fn sql_usage(&self, space: &str) -> StoreResult<u64>;
+    /// Names of a space's stored databases (for the per-space database limit).
+    async fn sql_databases(&self, space: &str) -> StoreResult<Vec<String>>;
 }

@@ -1459,6 +1459,18 @@ impl SqlLogStore for SqliteIndex {
         })
         .await
     }
+
+    async fn sql_databases(&self, space: &str) -> StoreResult<Vec<String>> {
+        let space = space.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare("SELECT db FROM sql_generation WHERE space = ?1")?;
+            let names = st
+                .query_map(params![space], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(names)
+        })
+        .await
+    }
 }
 
 /// Records one shipment inside the caller's transaction.
