@@ -356,16 +356,12 @@ impl TinyCloud {
             .http()
             .post(self.url("/revoke"))
             .header("authorization", token);
-        let text = self.send_for_text(req).await?;
-        let status = 200;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Node {
-            status,
-            message: e.to_string(),
-        })?;
+        let v: serde_json::Value = self.send_for_json(req).await?;
         if v["revoked"] != true || v["cid"].as_str() != Some(&cid.to_string()) {
+            let receipt: String = v.to_string().chars().take(300).collect();
             return Err(Error::Node {
-                status,
-                message: format!("unexpected revocation receipt: {text}"),
+                status: 200,
+                message: format!("unexpected revocation receipt: {receipt}"),
             });
         }
         Ok(())

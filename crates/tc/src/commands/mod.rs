@@ -118,18 +118,46 @@ impl Ctx {
     }
 }
 
-/// Reads a whole document from a file, or stdin for `None` / `-`.
+/// Longest document (request, delegation) read from a file or stdin: real ones are a few KiB.
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+
+fn too_large(what: &str, limit: u64) -> CliError {
+    CliError::usage(format!(
+        "{what} is larger than {} KiB; refused",
+        limit / 1024
+    ))
+}
+
+/// Reads at most `limit` bytes of UTF-8 text from `reader`; more is refused.
+fn read_capped(reader: impl std::io::Read, limit: u64, what: &str) -> Result<String, CliError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::usage(format!("cannot read {what}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(what, limit));
+    }
+    String::from_utf8(bytes).map_err(|_| CliError::usage(format!("{what} is not UTF-8 text")))
+}
+
+/// Reads a text file of at most `limit` bytes (checked before reading, and while reading).
+pub fn read_capped_file(path: &Path, limit: u64) -> Result<String, CliError> {
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::usage(format!("cannot read {what}: {e}")))?;
+    if file.metadata().is_ok_and(|m| m.len() > limit) {
+        return Err(too_large(&what, limit));
+    }
+    read_capped(file, limit, &what)
+}
+
+/// Reads a whole document (at most [`MAX_DOCUMENT_BYTES`]) from a file, or stdin for `None` /
+/// `-`.
 pub fn read_source(source: Option<&str>) -> Result<String, CliError> {
     match source {
-        None | Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
-            Ok(text)
-        }
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("cannot read {path}: {e}"))),
+        None | Some("-") => read_capped(std::io::stdin().lock(), MAX_DOCUMENT_BYTES, "stdin"),
+        Some(path) => read_capped_file(Path::new(path), MAX_DOCUMENT_BYTES),
     }
 }
 
