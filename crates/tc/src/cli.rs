@@ -68,6 +68,18 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
+    /// Longest wait to connect to the node [env: TC_CONNECT_TIMEOUT; default: 10s]
+    #[arg(long, env = "TC_CONNECT_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub connect_timeout: Option<i64>,
+
+    /// Longest silence from the node while reading an answer [env: TC_READ_TIMEOUT; default: 30s]
+    #[arg(long, env = "TC_READ_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub read_timeout: Option<i64>,
+
+    /// Longest a request may take, streamed values excepted [env: TC_TIMEOUT; default: 60s]
+    #[arg(long, env = "TC_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub timeout: Option<i64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -272,6 +284,19 @@ Examples:
     Import {
         /// File to read, or `-` for stdin [default: stdin]
         source: Option<String>,
+    },
+    /// Pin (or re-pin) the node's DID in this profile: answers from a node with another DID are refused
+    #[command(after_help = "\
+The DID is pinned at sign-in and import. Re-pin only when the node's identity changed on
+purpose (its operator replaced its secret): the node's current DID is fetched and shown.
+
+Examples:
+  tc auth pin-node
+  tc --host https://new-node.example auth pin-node --yes")]
+    PinNode {
+        /// Re-pin without asking
+        #[arg(short, long)]
+        yes: bool,
     },
 }
 
