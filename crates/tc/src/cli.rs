@@ -68,6 +68,18 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
+    /// Longest wait to connect to the node [env: TC_CONNECT_TIMEOUT; default: 10s]
+    #[arg(long, env = "TC_CONNECT_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub connect_timeout: Option<i64>,
+
+    /// Longest silence from the node while reading an answer [env: TC_READ_TIMEOUT; default: 30s]
+    #[arg(long, env = "TC_READ_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub read_timeout: Option<i64>,
+
+    /// Longest a request may take, streamed values excepted [env: TC_TIMEOUT; default: 60s]
+    #[arg(long, env = "TC_TIMEOUT", hide_env = true, global = true, value_name = "DURATION", value_parser = duration::parse_secs, help_heading = "Global options")]
+    pub timeout: Option<i64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -272,6 +284,19 @@ Examples:
     Import {
         /// File to read, or `-` for stdin [default: stdin]
         source: Option<String>,
+    },
+    /// Pin (or re-pin) the node's DID in this profile: answers from a node with another DID are refused
+    #[command(after_help = "\
+The DID is pinned at sign-in and import. Re-pin only when the node's identity changed on
+purpose (its operator replaced its secret): the node's current DID is fetched and shown.
+
+Examples:
+  tc auth pin-node
+  tc --host https://new-node.example auth pin-node --yes")]
+    PinNode {
+        /// Re-pin without asking
+        #[arg(short, long)]
+        yes: bool,
     },
 }
 
@@ -626,14 +651,19 @@ Examples:
     #[command(
         override_usage = "tc secrets run [OPTIONS] -- <COMMAND> [ARGS]...",
         after_help = "\
-Reads every secret of the scope this profile can read (owner: all of them; delegate: the ones
-its delegation grants), adds each as NAME=value to the command's environment, and runs it
-with this terminal's stdin/stdout/stderr. Exits with the command's exit code. Values are never
-written to disk, put on a command line, or printed.
+Adds secrets as NAME=value to the command's environment and runs it with this terminal's
+stdin/stdout/stderr; exits with the command's exit code. Which secrets: the ones you name
+(--only, or --env-file with one NAME per line); without either, every secret of the scope this
+profile can read (owner: all; delegate: the ones its delegation grants) that the owner wrote -
+a secret someone else wrote (a delegate with write access) is skipped unless you name it.
+Names that change how programs run (PATH, LD_*, DYLD_*, BASH_ENV, NODE_OPTIONS, PYTHON*, …;
+see the README) are never injected. The injected names (never values) are listed on stderr.
+Values are never written to disk, put on a command line, or printed.
 
 Examples:
   tc secrets run -- ./deploy.sh
   tc secrets run --scope prod --only DB_URL,DB_PASSWORD -- python manage.py migrate
+  tc secrets run --env-file .tc-secrets -- npm start
   tc -p agent secrets run -- sh -c 'curl -H \"Authorization: Bearer $API_KEY\" https://api.example'"
     )]
     Run(SecretRunArgs),
@@ -693,6 +723,9 @@ pub struct SecretRunArgs {
     /// Only these secrets (comma-separated); each must be readable
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Only the secrets named in FILE (one NAME per line; blank lines and `#` comments skipped)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     /// The command and its arguments (after `--`)
     #[arg(value_name = "COMMAND", required = true, last = true)]
     pub command: Vec<std::ffi::OsString>,

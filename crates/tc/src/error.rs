@@ -182,6 +182,11 @@ pub fn from_sdk(e: &SdkError, ctx: &HintContext) -> CliError {
         SdkError::Token(_) | SdkError::Storage(_) | SdkError::Signer(_) => {
             CliError::general(e.to_string())
         }
+        SdkError::NodeMismatch { .. } => CliError::new(Exit::Node, "NODE_MISMATCH", e.to_string())
+            .hint("if the node's identity really changed (a new node secret), check with its operator, then re-pin with `tc auth pin-node`; otherwise check --host / TC_HOST"),
+        SdkError::ResponseTooLarge { .. } => {
+            CliError::new(Exit::Node, "RESPONSE_TOO_LARGE", e.to_string())
+        }
     }
 }
 

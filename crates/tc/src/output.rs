@@ -1,10 +1,17 @@
 //! Output for people and for machines. Results go to stdout (JSON with `--json`); notes,
 //! prompts, progress and errors go to stderr. A closed stdout (`tc kv ls | head`) is not an
 //! error.
+//!
+//! Everything printed for people passes through the SDK's one sanitizer
+//! ([`tinycloud_sdk::terminal`]): here as a last pass over whole texts (no terminal control,
+//! bidi or invisible character survives), and in the commands per untrusted field (so a line
+//! feed inside a key or a host cannot fake a line). JSON escapes what the sanitizer escapes.
 
 use std::io::{IsTerminal, Write};
 
 use serde_json::{json, Value};
+
+use tinycloud_sdk::terminal;
 
 use crate::error::CliError;
 
@@ -26,11 +33,33 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
-/// Pretty JSON with a trailing newline.
+/// Pretty JSON with a trailing newline. serde_json escapes C0 controls; the other characters
+/// the sanitizer escapes (DEL, C1, bidi, invisibles) are written as `\uXXXX` too, which is the
+/// same JSON (they can only occur inside strings).
 pub fn to_json_text(value: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-    s.push('\n');
-    s
+    let mut out =
+        json_safe(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    out.push('\n');
+    out
+}
+
+/// JSON text with every character the sanitizer escapes (other than the line feeds of
+/// pretty-printing, which are never inside a string) written as `\uXXXX`.
+pub fn json_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut buf = [0u8; 4];
+    for c in json.chars() {
+        let s: &str = c.encode_utf8(&mut buf);
+        if c != '\n' && terminal::field(s) != s {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Output {
@@ -40,7 +69,7 @@ impl Output {
         if self.json {
             write_stdout(to_json_text(value).as_bytes())
         } else {
-            let mut text = human();
+            let mut text = terminal::text(&human()).into_owned();
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
@@ -69,6 +98,11 @@ impl Output {
     /// closed (`tc watch | head -3`): the caller should stop.
     pub fn line(&self, text: &str) -> Result<bool, CliError> {
         let mut out = std::io::stdout().lock();
+        let text: std::borrow::Cow<'_, str> = if self.json {
+            json_safe(text).into()
+        } else {
+            terminal::text(text)
+        };
         match writeln!(out, "{text}").and_then(|()| out.flush()) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
@@ -84,13 +118,14 @@ impl Output {
     /// A note for people on stderr (hidden by `--quiet` and `--json`).
     pub fn note(&self, text: &str) {
         if !self.quiet && !self.json {
-            eprintln!("{text}");
+            eprintln!("{}", terminal::text(text));
         }
     }
 
     /// Text the user must see before signing (stderr; hidden only by `--quiet`).
     pub fn notice(&self, text: &str) {
         if !self.quiet {
+            let text = terminal::text(text);
             eprint!("{text}");
             if !text.ends_with('\n') {
                 eprintln!();
@@ -110,11 +145,11 @@ impl Output {
             if let Some(h) = &e.hint {
                 err["hint"] = json!(h);
             }
-            eprintln!("{}", json!({ "error": err }));
+            eprintln!("{}", json_safe(&json!({ "error": err }).to_string()));
         } else {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", terminal::field(&e.message));
             if let Some(h) = &e.hint {
-                eprintln!("hint: {h}");
+                eprintln!("hint: {}", terminal::field(h));
             }
         }
     }

@@ -61,6 +61,9 @@ pub struct ProfileConfig {
     pub space_id: Option<String>,
     /// Owner or delegate.
     pub posture: Posture,
+    /// The node's DID, pinned at sign-in or import (`tc auth pin-node` re-pins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_did: Option<String>,
     /// When the profile was created (RFC 3339).
     pub created_at: String,
 }
@@ -321,6 +324,7 @@ mod tests {
                 owner_did: None,
                 space_id: None,
                 posture: Posture::DelegateSession,
+                node_did: None,
                 created_at: now_rfc3339(),
             },
         )

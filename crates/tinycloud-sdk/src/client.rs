@@ -15,7 +15,7 @@ use tinycloud_auth::session::{
 };
 use tinycloud_auth::timestamp::Timestamp;
 
-use crate::error::{check_status, Error, Result};
+use crate::error::{check_status, read_capped, read_json, Error, Result};
 use crate::session::{now, Jwk, Session};
 use crate::signer::Signer;
 
@@ -39,7 +39,34 @@ pub struct Config {
     pub auto_create_space: bool,
     /// Capabilities to request at sign-in; `None` = the default set.
     pub capabilities: Option<Vec<Capability>>,
+    /// The node's DID pinned for this host: a node announcing another one in `/info` is
+    /// refused with [`Error::NodeMismatch`]. `None` = learn it from `/info`.
+    pub node_did: Option<Did>,
+    /// Longest wait for a TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for (part of) an answer, streams included.
+    pub read_timeout: Duration,
+    /// Longest a whole request may take (streamed values excepted: they are bounded by
+    /// `read_timeout` between chunks).
+    pub request_timeout: Duration,
+    /// Largest JSON answer read (lists, delegations, audit trails).
+    pub max_json_bytes: usize,
+    /// Largest value [`crate::kv::Kv::get`] buffers (`get_stream` has no cap).
+    pub max_value_bytes: usize,
 }
+
+/// Default [`Config::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Config::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`Config::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`Config::max_json_bytes`].
+pub const DEFAULT_MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
+/// Default [`Config::max_value_bytes`].
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest `/info` answer read.
+const MAX_INFO_BYTES: usize = 64 * 1024;
 
 impl Config {
     /// Defaults for a node at `host`.
@@ -52,6 +79,12 @@ impl Config {
             invocation_ttl_secs: DEFAULT_INVOCATION_TTL_SECS,
             auto_create_space: true,
             capabilities: None,
+            node_did: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -132,7 +165,8 @@ impl TinyCloud {
     /// A client with no session.
     pub fn new(config: Config) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
             .build()
             .map_err(|e| Error::Network(e.to_string()))?;
         Ok(TinyCloud {
@@ -153,10 +187,22 @@ impl TinyCloud {
         &self.http
     }
 
-    /// Sends `req`; an answer whose status `accept` refuses becomes the typed error of
-    /// [`crate::error::from_status`]. Service requests go through here (the event stream,
-    /// which bounds its own send with a timeout, calls [`check_status`] itself).
+    /// Sends `req` within [`Config::request_timeout`] (body included); an answer whose status
+    /// `accept` refuses becomes the typed error of [`crate::error::from_status`]. Service
+    /// requests go through here (streamed values use [`Self::send_streaming`]; the event
+    /// stream, which bounds its own send with a timeout, calls [`check_status`] itself).
     pub(crate) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        accept: impl Fn(u16) -> bool,
+    ) -> Result<reqwest::Response> {
+        let req = req.timeout(self.config.request_timeout);
+        check_status(req.send().await?, accept).await
+    }
+
+    /// [`Self::send`] without the overall timeout, for values streamed in or out: the client's
+    /// read timeout still ends a stalled transfer.
+    pub(crate) async fn send_streaming(
         &self,
         req: reqwest::RequestBuilder,
         accept: impl Fn(u16) -> bool,
@@ -164,10 +210,25 @@ impl TinyCloud {
         check_status(req.send().await?, accept).await
     }
 
-    /// Sends `req` and returns the body of its `200 OK` answer (any other status is an error).
-    pub(crate) async fn send_for_text(&self, req: reqwest::RequestBuilder) -> Result<String> {
+    /// Sends `req` and returns the JSON body of its `200 OK` answer (any other status is an
+    /// error), read up to [`Config::max_json_bytes`].
+    pub(crate) async fn send_for_json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T> {
         let r = self.send(req, |s| s == 200).await?;
-        Ok(r.text().await.unwrap_or_default())
+        read_json(r, self.config.max_json_bytes).await
+    }
+
+    /// Sends `req` and returns the text body of its `200 OK` answer, read up to `limit` bytes.
+    pub(crate) async fn send_for_text(
+        &self,
+        req: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<String> {
+        let r = self.send(req, |s| s == 200).await?;
+        let body = read_capped(r, limit, "answer").await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `host + path`.
@@ -175,14 +236,12 @@ impl TinyCloud {
         format!("{}{path}", self.config.host)
     }
 
-    /// Fetches `/info` and checks the protocol version.
+    /// Fetches `/info` and checks the protocol version and, when one is pinned
+    /// ([`Config::node_did`]), the node's DID.
     pub async fn info(&self) -> Result<NodeInfo> {
-        let req = self
-            .http
-            .get(self.url("/info"))
-            .timeout(Duration::from_secs(5));
+        let req = self.http.get(self.url("/info"));
         let r = self.send(req, is_success).await?;
-        let v: Value = r.json().await.map_err(|e| Error::Network(e.to_string()))?;
+        let v: Value = read_json(r, MAX_INFO_BYTES).await?;
         let info = NodeInfo {
             protocol: v["protocol"].as_u64().unwrap_or(0),
             version: v["version"].as_str().unwrap_or_default().to_owned(),
@@ -202,6 +261,14 @@ impl TinyCloud {
                 client: PROTOCOL_VERSION,
             });
         }
+        if let Some(pinned) = &self.config.node_did {
+            if info.node_id != pinned.to_string() {
+                return Err(Error::NodeMismatch {
+                    expected: pinned.to_string(),
+                    actual: info.node_id.chars().take(200).collect(),
+                });
+            }
+        }
         Ok(info)
     }
 
@@ -211,11 +278,7 @@ impl TinyCloud {
             .http
             .post(self.url("/delegate"))
             .header("authorization", header);
-        let text = self.send_for_text(req).await?;
-        serde_json::from_str(&text).map_err(|e| Error::Node {
-            status: 200,
-            message: format!("invalid /delegate response: {e}"),
-        })
+        self.send_for_json(req).await
     }
 
     async fn siwe_delegation(
@@ -252,7 +315,7 @@ impl TinyCloud {
     /// `tinycloud.space/host` delegation to the node's host key.
     pub async fn host_space(&self, signer: &dyn Signer, space: &SpaceId) -> Result<()> {
         let req = self.http.get(self.url(&format!("/peer/generate/{space}")));
-        let host = self.send_for_text(req).await?;
+        let host = self.send_for_text(req, 4096).await?;
         let cap = host_capability(space).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let header = self
             .siwe_delegation(signer, host.trim().to_owned(), vec![cap], None)
@@ -414,10 +477,6 @@ impl TinyCloud {
             .http
             .post(self.url("/invoke"))
             .header("authorization", token);
-        let text = self.send_for_text(req).await?;
-        serde_json::from_str(&text).map_err(|e| Error::Node {
-            status: 200,
-            message: e.to_string(),
-        })
+        self.send_for_json(req).await
     }
 }

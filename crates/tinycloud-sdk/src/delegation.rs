@@ -208,7 +208,73 @@ impl PortableDelegation {
                 "the delegation's audience does not match delegateDID".into(),
             ));
         }
+        p.check_against(&d)?;
         Ok((p, d))
+    }
+
+    /// The owner the signed token's resources belong to (every space and network it names must
+    /// have the same owner).
+    pub fn token_owner(d: &Delegation) -> Result<Did> {
+        let mut owner: Option<&Did> = None;
+        for c in &d.info().capabilities {
+            let o = match &c.resource {
+                Resource::Space(r) => r.space().owner(),
+                Resource::Network(n) => n.owner(),
+                _ => continue,
+            };
+            match owner {
+                Some(prev) if prev != o => {
+                    return Err(Error::InvalidInput(
+                        "the delegation names resources of more than one owner".into(),
+                    ))
+                }
+                _ => owner = Some(o),
+            }
+        }
+        owner
+            .cloned()
+            .ok_or_else(|| Error::InvalidInput("the delegation names no space or network".into()))
+    }
+
+    /// Refuses a file whose unsigned fields (space, owner, delegator, resources, expiry)
+    /// disagree with what the signed token says: only the token is believed.
+    fn check_against(&self, d: &Delegation) -> Result<()> {
+        let signed =
+            PortableDelegation::from_delegation(d, &self.owner_address, self.chain_id, None);
+        let mismatch = |field: &str| {
+            Err(Error::InvalidInput(format!(
+                "the file's {field} does not match the signed delegation; refused"
+            )))
+        };
+        if self.space_id != signed.space_id {
+            return mismatch("spaceId");
+        }
+        if self.delegator_did != signed.delegator_did {
+            return mismatch("delegatorDID");
+        }
+        if self.resources != signed.resources
+            || self.path != signed.path
+            || self.actions != signed.actions
+        {
+            return mismatch("resources");
+        }
+        if self.expiry != signed.expiry {
+            return mismatch("expiry");
+        }
+        if self.parent_cid != signed.parent_cid {
+            return mismatch("parentCid");
+        }
+        match Self::token_owner(d)? {
+            Did::Pkh { chain_id, address } => {
+                if !self.owner_address.eq_ignore_ascii_case(&address.to_eip55())
+                    || self.chain_id != chain_id
+                {
+                    return mismatch("ownerAddress/chainId");
+                }
+            }
+            Did::Key(_) => {}
+        }
+        Ok(())
     }
 
     /// The consent text of what it grants.
@@ -356,16 +422,12 @@ impl TinyCloud {
             .http()
             .post(self.url("/revoke"))
             .header("authorization", token);
-        let text = self.send_for_text(req).await?;
-        let status = 200;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Node {
-            status,
-            message: e.to_string(),
-        })?;
+        let v: serde_json::Value = self.send_for_json(req).await?;
         if v["revoked"] != true || v["cid"].as_str() != Some(&cid.to_string()) {
+            let receipt: String = v.to_string().chars().take(300).collect();
             return Err(Error::Node {
-                status,
-                message: format!("unexpected revocation receipt: {text}"),
+                status: 200,
+                message: format!("unexpected revocation receipt: {receipt}"),
             });
         }
         Ok(())

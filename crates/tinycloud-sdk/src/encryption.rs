@@ -14,14 +14,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tinycloud_auth::did::Did;
+use tinycloud_auth::keys::SecretKey;
 use tinycloud_auth::resource::NetworkId;
 use tinycloud_auth::session::{capability, invocation};
+use tinycloud_auth::token::Delegation;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::client::is_success;
 use crate::client::TinyCloud;
-use crate::error::{Error, Result};
+use crate::error::{read_json, Error, Result};
 use crate::session::now;
+
+/// Largest decrypt answer read (a signed, re-wrapped key: well under 1 KiB).
+const MAX_DECRYPT_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The algorithm identifier.
 pub const ALG: &str = "x25519-aes256gcm/v1";
@@ -91,6 +96,42 @@ pub struct Envelope {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// Who wrote it: a signature over the rest of the envelope (see [`Envelope::sign_writer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterSignature>,
+}
+
+/// The writer's signature over an envelope: the signing key, the delegation that gave it
+/// authority (the owner's sign-in for owner writes), and the signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriterSignature {
+    /// The signing key's `did:key`.
+    pub did: String,
+    /// The delegation the key acted under (an `Authorization` header), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    /// Base64 signature over [`Envelope::writer_message`].
+    pub sig: String,
+}
+
+/// Domain separation of writer signatures.
+const WRITER_CONTEXT: &[u8] = b"tinycloud.envelope.writer/v1\n";
+
+/// What an envelope's writer signature shows.
+#[derive(Clone, Debug)]
+pub enum WriterCheck {
+    /// No signature (written before signatures existed, or by another client).
+    Unsigned,
+    /// The signature does not verify: the envelope was altered or the signature forged.
+    Invalid,
+    /// Signed by `key`; `proof` is its delegation, verified and addressed to `key`, if any.
+    Signed {
+        /// The signing key.
+        key: Did,
+        /// The delegation it acted under.
+        proof: Option<Box<Delegation>>,
+    },
 }
 
 /// A network's public description.
@@ -138,7 +179,61 @@ impl Envelope {
             ciphertext: STANDARD.encode(blob),
             aad: STANDARD.encode(aad),
             metadata,
+            writer: None,
         }
+    }
+
+    /// The bytes a writer signs: a context string and the canonical JSON of the envelope with
+    /// the writer's DID and proof but without the signature. Binds the ciphertext, wrapped
+    /// key, `aad` (the storage location) and metadata.
+    pub fn writer_message(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(w) = v.get_mut("writer").and_then(Value::as_object_mut) {
+            w.remove("sig");
+        }
+        let mut out = WRITER_CONTEXT.to_vec();
+        out.extend(serde_json_canonicalizer::to_vec(&v).unwrap_or_default());
+        out
+    }
+
+    /// Signs the envelope as written by `key`, acting under `proof` (its delegation header).
+    pub fn sign_writer(&mut self, key: &SecretKey, proof: Option<String>) {
+        self.writer = Some(WriterSignature {
+            did: key.did().to_string(),
+            proof,
+            sig: String::new(),
+        });
+        let sig = STANDARD.encode(key.sign(&self.writer_message()));
+        if let Some(w) = self.writer.as_mut() {
+            w.sig = sig;
+        }
+    }
+
+    /// Checks the writer signature (and that its proof, if any, is a valid delegation to the
+    /// signing key). Says nothing about whom the key acts for: see [`crate::secrets`].
+    pub fn check_writer(&self) -> WriterCheck {
+        let Some(w) = &self.writer else {
+            return WriterCheck::Unsigned;
+        };
+        let Ok(key) = w.did.parse::<Did>() else {
+            return WriterCheck::Invalid;
+        };
+        let verified = key.public_key().is_some_and(|pk| {
+            STANDARD
+                .decode(&w.sig)
+                .is_ok_and(|sig| pk.verify(&self.writer_message(), &sig).is_ok())
+        });
+        if !verified {
+            return WriterCheck::Invalid;
+        }
+        let proof = match &w.proof {
+            None => None,
+            Some(header) => match Delegation::from_header(header) {
+                Ok(d) if d.info().delegatee == key => Some(Box::new(d)),
+                _ => return WriterCheck::Invalid,
+            },
+        };
+        WriterCheck::Signed { key, proof }
     }
 
     /// Decrypts with the content key; `expected_aad` must match the envelope's.
@@ -195,7 +290,7 @@ impl TinyCloud {
             Err(Error::NotFound(_)) => return Ok(None),
             r => r?,
         };
-        let v: Value = r.json().await?;
+        let v: Value = read_json(r, 64 * 1024).await?;
         let d = &v["descriptor"];
         let public_key: [u8; 32] = d["publicEncryptionKey"]
             .as_str()
@@ -278,8 +373,7 @@ impl TinyCloud {
                 id.to_string().replace(':', "%3A")
             )))
             .header("authorization", token);
-        let text = self.send_for_text(req).await?;
-        serde_json::from_str(&text).map_err(|e| Error::Token(e.to_string()))
+        self.send_for_json(req).await
     }
 
     /// Decrypts an envelope through the node: a fresh receiver key, a single-use invocation
@@ -322,8 +416,9 @@ impl TinyCloud {
             .header("authorization", &token)
             .header("content-type", "application/json")
             .body(body.to_string());
-        let text = self.send_for_text(req).await?;
-        let mut resp: Value = serde_json::from_str(&text)
+        let r = self.send(req, |s| s == 200).await?;
+        let mut resp: Value = read_json(r, MAX_DECRYPT_ANSWER_BYTES)
+            .await
             .map_err(|e| Error::Token(format!("invalid decrypt response: {e}")))?;
         let sig = resp
             .as_object_mut()
@@ -443,6 +538,39 @@ mod tests {
         assert_eq!(env.open_with(&key, b"here").unwrap(), b"old");
         env.v = 3;
         assert!(env.open_with(&key, b"here").is_err());
+    }
+
+    #[test]
+    fn writer_signature_binds_the_envelope() {
+        let (_, network) = network();
+        let mut env = Envelope::seal(&network, b"v", b"here", Map::new());
+        assert!(matches!(env.check_writer(), WriterCheck::Unsigned));
+        let key = SecretKey::ed25519_from_seed(&[7; 32]);
+        env.sign_writer(&key, None);
+        match env.check_writer() {
+            WriterCheck::Signed { key: k, proof } => {
+                assert_eq!(k, key.did());
+                assert!(proof.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Any change to what was signed: moved (aad), swapped ciphertext, another claimed key.
+        let mut moved = env.clone();
+        moved.aad = STANDARD.encode(b"elsewhere");
+        assert!(matches!(moved.check_writer(), WriterCheck::Invalid));
+        let other = Envelope::seal(&network, b"evil", b"here", Map::new());
+        let mut swapped = env.clone();
+        swapped.ciphertext = other.ciphertext;
+        assert!(matches!(swapped.check_writer(), WriterCheck::Invalid));
+        let mut claimed = env.clone();
+        if let Some(w) = claimed.writer.as_mut() {
+            w.did = SecretKey::ed25519_from_seed(&[8; 32]).did().to_string();
+        }
+        assert!(matches!(claimed.check_writer(), WriterCheck::Invalid));
+        // A proof that is not a delegation is refused.
+        let mut bad_proof = env.clone();
+        bad_proof.sign_writer(&key, Some("not a token".into()));
+        assert!(matches!(bad_proof.check_writer(), WriterCheck::Invalid));
     }
 
     #[test]

@@ -68,11 +68,38 @@ pub enum Error {
     /// The signer refused or failed.
     #[error("signer: {0}")]
     Signer(String),
+    /// The node answered with another identity than the one pinned for it.
+    #[error("the node identifies as {actual}, but {expected} is pinned for it; refusing to trust its answers")]
+    NodeMismatch {
+        /// The pinned DID.
+        expected: String,
+        /// The DID the node announced.
+        actual: String,
+    },
+    /// A response body exceeded the cap for its kind; reading stopped at the cap.
+    #[error("the node's {what} exceeds {limit} bytes; refused")]
+    ResponseTooLarge {
+        /// What was being read (`error message`, `JSON answer`, `value`).
+        what: &'static str,
+        /// The cap in bytes.
+        limit: usize,
+    },
 }
 
 impl From<reqwest::Error> for Error {
     fn from(e: reqwest::Error) -> Self {
-        Error::Network(e.to_string())
+        if e.is_timeout() {
+            return Error::Network(format!("{e}: timed out"));
+        }
+        // reqwest's own text hides the cause ("error sending request"); add the chain.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Error::Network(message)
     }
 }
 
@@ -85,8 +112,61 @@ impl From<std::io::Error> for Error {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Passes `r` on when `accept` takes its status; otherwise reads the body and maps the status
-/// to the typed error of [`from_status`].
+/// Longest error body read from a node (the rest is dropped unread).
+pub const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
+
+/// Reads a response body, refusing it as soon as it exceeds `limit` bytes (checked against
+/// `Content-Length` first, then while reading), so a flooding node costs at most `limit`.
+pub(crate) async fn read_capped(
+    mut r: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+) -> Result<bytes::Bytes> {
+    let too_large = || Error::ResponseTooLarge { what, limit };
+    if r.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = r.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// Reads a JSON body of at most `limit` bytes.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    r: reqwest::Response,
+    limit: usize,
+) -> Result<T> {
+    let status = r.status().as_u16();
+    let body = read_capped(r, limit, "JSON answer").await?;
+    serde_json::from_slice(&body).map_err(|e| Error::Node {
+        status,
+        message: format!("invalid JSON answer: {e}"),
+    })
+}
+
+/// The start of an error body: at most [`MAX_ERROR_BODY_BYTES`] are read, whatever the node
+/// sends; invalid UTF-8 is replaced.
+async fn error_body(mut r: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    while out.len() < MAX_ERROR_BODY_BYTES {
+        match r.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ERROR_BODY_BYTES - out.len();
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Passes `r` on when `accept` takes its status; otherwise reads (the start of) the body and
+/// maps the status to the typed error of [`from_status`].
 pub(crate) async fn check_status(
     r: reqwest::Response,
     accept: impl Fn(u16) -> bool,
@@ -95,7 +175,7 @@ pub(crate) async fn check_status(
     if accept(status) {
         return Ok(r);
     }
-    Err(from_status(status, r.text().await.unwrap_or_default()))
+    Err(from_status(status, error_body(r).await))
 }
 
 /// Maps a non-success response to a typed error.

@@ -120,6 +120,12 @@ impl<'a> Kv<'a> {
         self.client.send(req, |s| is_success(s) || s == 304).await
     }
 
+    async fn send_streaming(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        self.client
+            .send_streaming(req, |s| is_success(s) || s == 304)
+            .await
+    }
+
     fn invoke(&self, token: String) -> reqwest::RequestBuilder {
         self.client
             .http()
@@ -170,18 +176,25 @@ impl<'a> Kv<'a> {
         let req = self
             .put_request(key, opts)?
             .body(reqwest::Body::wrap_stream(stream));
-        let r = self.send(req).await?;
+        let r = self.send_streaming(req).await?;
         Ok(meta_of(r.headers()).etag.unwrap_or_default())
     }
 
-    /// Reads a value.
+    /// Reads a value (refused with [`Error::ResponseTooLarge`] beyond
+    /// [`crate::Config::max_value_bytes`]; use [`Self::get_stream`] for large values).
     pub async fn get(&self, key: &str) -> Result<Object> {
+        self.get_capped(key, self.client.config().max_value_bytes)
+            .await
+    }
+
+    /// Reads a value of at most `limit` bytes.
+    pub async fn get_capped(&self, key: &str, limit: usize) -> Result<Object> {
         check_key(key)?;
         let r = self
             .send(self.invoke(self.token(Some(key), "get")?))
             .await?;
         let meta = meta_of(r.headers());
-        let data = r.bytes().await?;
+        let data = crate::error::read_capped(r, limit, "value").await?;
         Ok(Object { data, meta })
     }
 
@@ -189,7 +202,7 @@ impl<'a> Kv<'a> {
     pub async fn get_stream(&self, key: &str) -> Result<(Meta, impl Stream<Item = Result<Bytes>>)> {
         check_key(key)?;
         let r = self
-            .send(self.invoke(self.token(Some(key), "get")?))
+            .send_streaming(self.invoke(self.token(Some(key), "get")?))
             .await?;
         let meta = meta_of(r.headers());
         Ok((meta, r.bytes_stream().map(|c| c.map_err(Error::from))))
@@ -237,10 +250,8 @@ impl<'a> Kv<'a> {
             .get("x-tinycloud-next-cursor")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let keys: Vec<String> = r.json().await.map_err(|e| Error::Node {
-            status: 200,
-            message: format!("invalid list response: {e}"),
-        })?;
+        let keys: Vec<String> =
+            crate::error::read_json(r, self.client.config().max_json_bytes).await?;
         Ok(Page {
             keys,
             truncated,

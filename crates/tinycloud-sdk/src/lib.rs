@@ -8,6 +8,7 @@
 //!   memory).
 //! - [`kv`]: the KV service. [`sql`]: SQL databases. [`hooks`]: live write events.
 //!   [`delegation`]: delegating to other keys, portable delegations, revocation.
+//! - [`terminal`]: the output sanitizer for untrusted text shown on a terminal.
 //!
 //! Every call builds a fresh single-use invocation; every failure is a typed [`Error`].
 
@@ -24,6 +25,7 @@ pub mod secrets;
 pub mod session;
 pub mod signer;
 pub mod sql;
+pub mod terminal;
 
 pub use client::{Config, TinyCloud};
 pub use error::{Error, Result};

@@ -6,18 +6,108 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tinycloud_auth::did::Did;
-use tinycloud_auth::resource::{NetworkId, SpaceId};
+use tinycloud_auth::resource::{NetworkId, Resource, SpaceId};
 use tinycloud_auth::session::capability;
 
 use crate::client::TinyCloud;
 use crate::delegation::PortableDelegation;
-use crate::encryption::Envelope;
+use crate::encryption::{Envelope, WriterCheck};
 use crate::error::{Error, Result};
 use crate::kv::PutOptions;
 use crate::session::now;
 
-/// Checks a secret name: `^[A-Z][A-Z0-9_]*$` (after trimming).
-pub fn check_name(name: &str) -> Result<&str> {
+/// Names a secret may not have, because as an environment variable they change how a
+/// process (its loader, shell, interpreter, VM, TLS stack, or a `tc` it runs) behaves rather
+/// than carrying a value: a secret of that name would let whoever can write the vault run code
+/// in every `secrets run`. Refused when storing, granting and running.
+pub const DENIED_NAMES: &[&str] = &[
+    // Where programs and libraries are found, and the shell's own behaviour.
+    "PATH",
+    "HOME",
+    "SHELL",
+    "ENV",
+    "BASH_ENV",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "CDPATH",
+    "GLOBIGNORE",
+    "PS1",
+    "PS2",
+    "PS3",
+    "PS4",
+    "PROMPT_COMMAND",
+    "ZDOTDIR",
+    "TMPDIR",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    // The C library and the loader.
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "LOCPATH",
+    "NLSPATH",
+    // Interpreters and VMs.
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "NODE_EXTRA_CA_CERTS",
+    "RUBYOPT",
+    "RUBYLIB",
+    "PERLLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "DOTNET_STARTUP_HOOKS",
+    "RUSTC_WRAPPER",
+    "GOFLAGS",
+    // TLS trust and key logging.
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SSLKEYLOGFILE",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+];
+
+/// Name prefixes refused for the same reason (`LD_PRELOAD`, `DYLD_INSERT_LIBRARIES`,
+/// `PYTHONSTARTUP`, `PERL5OPT`, `GIT_SSH_COMMAND`, exported bash functions, npm's config,
+/// `tc`'s and the node's own settings, …).
+pub const DENIED_PREFIXES: &[&str] = &[
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL5",
+    "GIT_",
+    "BASH_FUNC_",
+    "NPM_CONFIG_",
+    "MALLOC_",
+    "CORECLR_",
+    "COR_",
+    "TC_",
+    "TINYCLOUD_",
+];
+
+/// Why `name` may not be a secret, if it is on the deny list.
+pub fn denied(name: &str) -> Option<&'static str> {
+    if DENIED_NAMES.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        Some("as an environment variable it changes how programs run")
+    } else {
+        None
+    }
+}
+
+/// Checks a secret name's form: `^[A-Z][A-Z0-9_]*$` (after trimming). Names on the deny list
+/// pass (so they can be read, listed and deleted); see [`check_name`].
+pub fn check_name_syntax(name: &str) -> Result<&str> {
     let n = name.trim();
     let ok = n.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && n.chars()
@@ -29,6 +119,30 @@ pub fn check_name(name: &str) -> Result<&str> {
             "invalid secret name {name:?}: use A-Z, 0-9 and _, starting with a letter"
         )))
     }
+}
+
+/// Checks a name a secret may be stored, granted or run under: [`check_name_syntax`] and not
+/// on the deny list ([`DENIED_NAMES`], [`DENIED_PREFIXES`]).
+pub fn check_name(name: &str) -> Result<&str> {
+    let n = check_name_syntax(name)?;
+    match denied(n) {
+        Some(why) => Err(Error::InvalidInput(format!(
+            "secret name {n} is refused: {why}"
+        ))),
+        None => Ok(n),
+    }
+}
+
+/// Checks a value: an environment cannot carry a NUL byte, so such a value could never be
+/// run with.
+pub fn check_value(value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::InvalidInput(
+            "a secret value cannot contain a NUL byte (environment variables cannot carry one)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Canonicalizes a scope: lower case, other characters to `-`, runs collapsed, trimmed;
@@ -67,7 +181,7 @@ pub fn canonical_scope(scope: &str) -> Result<String> {
 
 /// The KV path of a secret: `vault/secrets/<NAME>` or `vault/secrets/scoped/<scope>/<NAME>`.
 pub fn resolve_secret_path(name: &str, scope: Option<&str>) -> Result<String> {
-    let n = check_name(name)?;
+    let n = check_name_syntax(name)?;
     Ok(match scope {
         None => format!("vault/secrets/{n}"),
         Some(s) => format!("vault/secrets/scoped/{}/{n}", canonical_scope(s)?),
@@ -112,6 +226,94 @@ pub struct SecretInfo {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Who wrote the stored envelope.
+    pub writer: Writer,
+}
+
+/// Who wrote a stored secret, from the envelope's writer signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// A session key the vault's owner signed in with (its proof is the owner's own
+    /// delegation to that key, granting `kv/put` there): the owner.
+    Owner(Did),
+    /// Another key, e.g. a delegate holding write access: its `did:key`.
+    Other(Did),
+    /// No writer signature (stored before writers were recorded, or by another client).
+    Unsigned,
+    /// A signature that does not verify: the envelope was altered or forged.
+    Invalid,
+}
+
+impl Writer {
+    /// Whether the vault's owner wrote it.
+    pub fn is_owner(&self) -> bool {
+        matches!(self, Writer::Owner(_))
+    }
+
+    /// The writer's DID, when the signature verifies.
+    pub fn did(&self) -> Option<&Did> {
+        match self {
+            Writer::Owner(d) | Writer::Other(d) => Some(d),
+            Writer::Unsigned | Writer::Invalid => None,
+        }
+    }
+
+    /// `owner`, `unsigned`, `invalid`, or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Writer::Owner(_) => "owner",
+            Writer::Other(_) => "other",
+            Writer::Unsigned => "unsigned",
+            Writer::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Writer::Owner(d) => write!(f, "owner ({d})"),
+            Writer::Other(d) => write!(f, "{d} (not the owner)"),
+            Writer::Unsigned => f.write_str("unknown (no writer signature)"),
+            Writer::Invalid => f.write_str("INVALID writer signature"),
+        }
+    }
+}
+
+/// A secret read with its value.
+#[derive(Clone, Debug)]
+pub struct Secret {
+    /// Its metadata (incl. the writer).
+    pub info: SecretInfo,
+    /// The value.
+    pub value: String,
+}
+
+/// Largest stored envelope read (a 1 MiB value, base64, plus the writer's proof).
+pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Who wrote `env`, stored at `path` of `space`: the owner if the signing key's proof is a
+/// delegation from the space's owner to that key covering `kv/put` on the path.
+pub fn writer_of(env: &Envelope, space: &SpaceId, path: &str) -> Writer {
+    match env.check_writer() {
+        WriterCheck::Unsigned => Writer::Unsigned,
+        WriterCheck::Invalid => Writer::Invalid,
+        WriterCheck::Signed { key, proof } => {
+            let put = "tinycloud.kv/put".parse::<tinycloud_auth::ability::Ability>();
+            let resource = format!("{space}/kv/{path}").parse::<Resource>();
+            let by_owner = match (proof, put, resource) {
+                (Some(d), Ok(put), Ok(resource)) => {
+                    &d.info().issuer == space.owner() && d.info().grants(&resource, &put)
+                }
+                _ => false,
+            };
+            if by_owner {
+                Writer::Owner(space.owner().clone())
+            } else {
+                Writer::Other(key)
+            }
+        }
+    }
 }
 
 /// The secrets of one `secrets` space.
@@ -159,8 +361,10 @@ impl<'a> Secrets<'a> {
 
     /// Stores (or replaces) a secret, encrypted to the owner's network.
     pub async fn put(&self, name: &str, value: &str, scope: Option<&str>) -> Result<SecretInfo> {
+        check_name(name)?;
+        check_value(value)?;
         let path = resolve_secret_path(name, scope)?;
-        let previous = self.read_payload(&path).await.ok();
+        let previous = self.read_payload(&path).await.ok().map(|(p, _)| p);
         let now = rfc3339_now();
         let payload = SecretPayload {
             value: value.to_owned(),
@@ -170,11 +374,13 @@ impl<'a> Secrets<'a> {
             updated_at: now,
             version: previous.as_ref().map_or(1, |p| p.version + 1),
         };
-        self.write_payload(&path, &payload).await?;
-        Ok(info(name, &payload))
+        let writer = self.write_payload(&path, &payload).await?;
+        Ok(info(name, &payload, writer))
     }
 
-    async fn write_payload(&self, path: &str, payload: &SecretPayload) -> Result<()> {
+    /// Seals `payload`, signs the envelope with the session key (with the session's delegation
+    /// as proof) and stores it.
+    async fn write_payload(&self, path: &str, payload: &SecretPayload) -> Result<Writer> {
         let network = self.client.ensure_network(&self.network).await?;
         let mut meta = Map::new();
         meta.insert("x-vault-version".into(), Value::from("3"));
@@ -188,7 +394,13 @@ impl<'a> Secrets<'a> {
         );
         let plaintext =
             serde_json::to_vec(payload).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let env = Envelope::seal(&network, &plaintext, &aad(&self.space, path), meta);
+        let mut env = Envelope::seal(&network, &plaintext, &aad(&self.space, path), meta);
+        let session = self.client.active_session()?;
+        env.sign_writer(
+            &session.key()?,
+            Some(session.delegation_header()?.to_owned()),
+        );
+        let writer = writer_of(&env, &self.space, path);
         let json = serde_json::to_vec(&env).map_err(|e| Error::InvalidInput(e.to_string()))?;
         self.kv()
             .put(
@@ -200,34 +412,56 @@ impl<'a> Secrets<'a> {
                 },
             )
             .await?;
-        Ok(())
+        Ok(writer)
     }
 
-    async fn read_payload(&self, path: &str) -> Result<SecretPayload> {
-        let obj = self.kv().get(path).await?;
-        let env: Envelope = serde_json::from_slice(&obj.data)
-            .map_err(|_| Error::Token("stored value is not an encryption envelope".into()))?;
+    /// The stored envelope at `path` (no decrypt).
+    async fn envelope(&self, path: &str) -> Result<Envelope> {
+        let obj = self.kv().get_capped(path, MAX_ENVELOPE_BYTES).await?;
+        serde_json::from_slice(&obj.data)
+            .map_err(|_| Error::Token("stored value is not an encryption envelope".into()))
+    }
+
+    async fn read_payload(&self, path: &str) -> Result<(SecretPayload, Writer)> {
+        let env = self.envelope(path).await?;
+        let writer = writer_of(&env, &self.space, path);
         let plain = self.client.decrypt(&env, &aad(&self.space, path)).await?;
-        serde_json::from_slice(&plain)
-            .map_err(|_| Error::Token("decrypted value is not a secret payload".into()))
+        let payload = serde_json::from_slice(&plain)
+            .map_err(|_| Error::Token("decrypted value is not a secret payload".into()))?;
+        Ok((payload, writer))
     }
 
-    /// Reads a secret's value.
-    pub async fn get(&self, name: &str, scope: Option<&str>) -> Result<String> {
+    /// Who wrote a secret (reads the envelope; needs `kv/get`, not decrypt).
+    pub async fn writer(&self, name: &str, scope: Option<&str>) -> Result<Writer> {
+        let path = resolve_secret_path(name, scope)?;
+        let env = self.envelope(&path).await?;
+        Ok(writer_of(&env, &self.space, &path))
+    }
+
+    /// Reads a secret: its value, metadata and writer.
+    pub async fn read(&self, name: &str, scope: Option<&str>) -> Result<Secret> {
         let path = resolve_secret_path(name, scope)?;
         match self.read_payload(&path).await {
             Err(Error::NotFound(_)) => Err(Error::NotFound(format!(
                 "Secret \"{}\" not found",
                 name.trim()
             ))),
-            other => other.map(|p| p.value),
+            Err(e) => Err(e),
+            Ok((p, writer)) => Ok(Secret {
+                info: info(name, &p, writer),
+                value: p.value,
+            }),
         }
+    }
+
+    /// Reads a secret's value.
+    pub async fn get(&self, name: &str, scope: Option<&str>) -> Result<String> {
+        self.read(name, scope).await.map(|s| s.value)
     }
 
     /// A secret's metadata (decrypts to read it; the value is not returned).
     pub async fn info(&self, name: &str, scope: Option<&str>) -> Result<SecretInfo> {
-        let path = resolve_secret_path(name, scope)?;
-        self.read_payload(&path).await.map(|p| info(name, &p))
+        self.read(name, scope).await.map(|s| s.info)
     }
 
     /// Replaces the value, keeping the previous version recoverable with [`Self::get_version`].
@@ -237,8 +471,10 @@ impl<'a> Secrets<'a> {
         new_value: &str,
         scope: Option<&str>,
     ) -> Result<SecretInfo> {
+        check_name(name)?;
+        check_value(new_value)?;
         let path = resolve_secret_path(name, scope)?;
-        let current = self.read_payload(&path).await?;
+        let (current, _) = self.read_payload(&path).await?;
         self.write_payload(&Self::history_path(&path, current.version), &current)
             .await?;
         self.put(name, new_value, scope).await
@@ -254,7 +490,7 @@ impl<'a> Secrets<'a> {
         let path = resolve_secret_path(name, scope)?;
         self.read_payload(&Self::history_path(&path, version))
             .await
-            .map(|p| p.value)
+            .map(|(p, _)| p.value)
     }
 
     /// The hashes that identify a secret's envelopes (the current value and every kept
@@ -267,7 +503,7 @@ impl<'a> Secrets<'a> {
         paths.extend(self.kv().list(&Self::history_dir(&path)).await?);
         let mut hashes = Vec::new();
         for p in paths {
-            let obj = match self.kv().get(&p).await {
+            let obj = match self.kv().get_capped(&p, MAX_ENVELOPE_BYTES).await {
                 Ok(obj) => obj,
                 Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
@@ -287,14 +523,15 @@ impl<'a> Secrets<'a> {
         Ok(hashes)
     }
 
-    /// Secret names in a scope.
+    /// Secret names in a scope (every well-formed name, deny-listed ones included, so that
+    /// the owner sees and can delete them).
     pub async fn list(&self, scope: Option<&str>) -> Result<Vec<String>> {
         let prefix = list_prefix(scope)?;
         let keys = self.kv().list(&prefix).await?;
         Ok(keys
             .iter()
             .filter_map(|k| k.strip_prefix(&prefix))
-            .filter(|n| check_name(n).is_ok())
+            .filter(|n| check_name_syntax(n).is_ok())
             .map(str::to_owned)
             .collect())
     }
@@ -323,6 +560,7 @@ impl<'a> Secrets<'a> {
         self.client.ensure_network(&self.network).await?;
         let mut caps = Vec::new();
         for n in names {
+            check_name(n)?;
             let path = resolve_secret_path(n, scope)?;
             caps.push(
                 capability(&format!("{}/kv/{path}", self.space), "tinycloud.kv/get")
@@ -337,12 +575,13 @@ impl<'a> Secrets<'a> {
     }
 }
 
-fn info(name: &str, p: &SecretPayload) -> SecretInfo {
+fn info(name: &str, p: &SecretPayload, writer: Writer) -> SecretInfo {
     SecretInfo {
         name: name.trim().to_owned(),
         version: p.version,
         created_at: p.created_at.clone(),
         updated_at: p.updated_at.clone(),
+        writer,
     }
 }
 
@@ -387,7 +626,7 @@ mod tests {
         // A grant on `vault/secrets/API_KEY` (and anything under it) does not cover history.
         assert!(!Secrets::history_path(path, 1).starts_with(path));
         // History entries are not listed as secrets.
-        assert!(check_name(".history").is_err());
+        assert!(check_name_syntax(".history").is_err());
     }
 
     #[test]
@@ -407,6 +646,39 @@ mod tests {
         for bad in ["api_key", "1KEY", "", "KEY-1", "KÉY"] {
             assert!(resolve_secret_path(bad, None).is_err(), "{bad:?}");
         }
+        // Deny-listed names have a path (to read or delete a planted one) but are refused.
+        assert!(resolve_secret_path("LD_PRELOAD", None).is_ok());
+        for denied in [
+            "PATH",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "BASH_ENV",
+            "ENV",
+            "IFS",
+            "NODE_OPTIONS",
+            "PYTHONSTARTUP",
+            "PERL5OPT",
+            "RUBYOPT",
+            "JAVA_TOOL_OPTIONS",
+            "GIT_SSH_COMMAND",
+            "BASH_FUNC_X",
+            "TC_HOME",
+        ] {
+            let e = check_name(denied).unwrap_err().to_string();
+            assert!(e.contains("changes how programs run"), "{denied}: {e}");
+        }
+        for fine in [
+            "API_KEY",
+            "PATHS_FILE",
+            "OPENAI_API_KEY",
+            "DATABASE_URL",
+            "ENVIRONMENT",
+        ] {
+            assert_eq!(check_name(fine).unwrap(), fine);
+        }
+        assert!(check_value("a\0b").is_err());
+        assert!(check_value("ok").is_ok());
         for bad in ["", "  ", "!!!", "default", "Global", "--"] {
             assert!(canonical_scope(bad).is_err(), "{bad:?}");
         }

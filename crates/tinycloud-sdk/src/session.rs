@@ -337,24 +337,34 @@ pub fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600.
+/// A fresh temporary file beside `path`: a random name created exclusively (`O_EXCL`, so a
+/// planted file or symlink is never opened), mode 0600 from creation. Rename it over `path`
+/// with [`tempfile::NamedTempFile::persist`]; dropped unpersisted, it is removed.
+pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let stem = path
+        .file_name()
+        .map(|n| format!(".{}.", n.to_string_lossy()))
+        .unwrap_or_else(|| ".tc.".into());
+    Ok(tempfile::Builder::new()
+        .prefix(&stem)
+        .suffix(".tmp")
+        .tempfile_in(dir)?)
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600: through [`temp_beside`], fsynced, then
+/// renamed over `path` (a symlink at `path` is replaced, not followed).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| Error::Storage(e.error.to_string()))?;
     Ok(())
 }
 

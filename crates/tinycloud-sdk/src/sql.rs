@@ -172,10 +172,7 @@ impl<'a> Sql<'a> {
 
     async fn json(&self, ability: &str, body: Value) -> Result<Value> {
         let r = self.call(ability, body).await?;
-        r.json().await.map_err(|e| Error::Node {
-            status: 200,
-            message: format!("invalid SQL response: {e}"),
-        })
+        crate::error::read_json(r, self.client.config().max_json_bytes).await
     }
 
     /// Runs a read query.
@@ -248,7 +245,7 @@ impl<'a> Sql<'a> {
     /// A consistent snapshot of the database (SQLite file bytes).
     pub async fn export(&self) -> Result<bytes::Bytes> {
         let r = self.call("read", json!({"action": "export"})).await?;
-        Ok(r.bytes().await?)
+        crate::error::read_capped(r, self.client.config().max_value_bytes, "value").await
     }
 
     /// Applies `migrations` (id, SQL) in order, each at most once, recording them in

@@ -6,12 +6,13 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{json, Value};
 use tinycloud_auth::did::Did;
-use tinycloud_auth::resource::SpaceId;
 use tinycloud_auth::text::{consent_text, describe, RenderContext};
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_sdk::delegation::missing_capabilities;
 use tinycloud_sdk::session::{now, Jwk, Session};
 use tinycloud_sdk::{Error as SdkError, LocalSigner};
+
+use tinycloud_sdk::terminal::short_field;
 
 use super::{emit_document, read_source, Ctx};
 use crate::artifact::{
@@ -195,6 +196,7 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
                 owner_did: None,
                 space_id: None,
                 posture: Posture::LocalOwnerKey,
+                node_did: None,
                 created_at: now_rfc3339(),
             },
         )?,
@@ -210,13 +212,15 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
         ));
     }
 
-    let mut config = tinycloud_sdk::Config::new(host.clone());
+    let mut config = ctx.config(Some(&profile))?;
+    config.host = host.trim_end_matches('/').to_owned();
     config.space_name = profile.config.space_name.clone();
     if let Some(domain) = &args.domain {
         config.domain = domain.clone();
     }
     let client = tinycloud_sdk::TinyCloud::new(config)?;
     let session = client.sign_in(&signer).await?;
+    let node_did = client.node_did().await?.to_string();
 
     let owner_did = Did::pkh(profile.config.chain_id, signer.eth_address())
         .map_err(|e| CliError::usage(e.to_string()))?
@@ -230,6 +234,7 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
     c.session_did = session_did.clone();
     c.owner_did = Some(owner_did.clone());
     c.space_id = Some(session.tinycloud_session.space_id.clone());
+    c.node_did = Some(node_did);
     profile.save()?;
     ctx.home.set_default_if_unset(name)?;
 
@@ -287,6 +292,7 @@ pub async fn init(ctx: &Ctx, args: InitArgs) -> Result<()> {
                     owner_did: None,
                     space_id: None,
                     posture: Posture::DelegateSession,
+                    node_did: None,
                     created_at: now_rfc3339(),
                 },
             )?;
@@ -547,12 +553,14 @@ pub async fn grant(ctx: &Ctx, args: &GrantArgs) -> Result<()> {
     let secs = requested_secs(request.requested_expiry.as_deref())?;
     let until = delegation_end(&session, secs);
     let viewer = (profile.config.posture == Posture::LocalOwnerKey).then(|| space.owner().clone());
+    // The request's labels are untrusted: escaped and cut short, and printed first; the text
+    // that follows is rendered only from the capabilities being signed.
     ctx.out.notice(&format!(
-        "Request {} from profile {:?} ({}):\n{}",
-        request.request_id,
-        request.profile,
-        request.host,
-        consent(&request.session_did, &caps, viewer, until)
+        "Request {} from profile \"{}\" (node {}).\nWhat you sign (from the capabilities themselves, not from the request's labels):\n{}",
+        short_field(&request.request_id, 80),
+        short_field(&request.profile, 80),
+        short_field(&request.host, 120),
+        consent(&to.to_string(), &caps, viewer, until)
     ));
     confirm(&ctx.out, "Sign this delegation?", args.yes)?;
     let portable = client.delegate_to(&to, caps, secs).await?;
@@ -584,7 +592,7 @@ pub async fn grant(ctx: &Ctx, args: &GrantArgs) -> Result<()> {
 
 /// `tc auth import` and `tc delegate use`: a received delegation becomes the session of this
 /// session-only profile.
-pub fn import(ctx: &Ctx, source: Option<&str>) -> Result<()> {
+pub async fn import(ctx: &Ctx, source: Option<&str>) -> Result<()> {
     let mut profile = ctx.load_profile()?.ok_or_else(|| {
         CliError::usage(format!("profile {:?} does not exist", ctx.profile)).hint(format!(
             "create the receiving profile first: `tc init --session-only --name {}`",
@@ -612,13 +620,21 @@ pub fn import(ctx: &Ctx, source: Option<&str>) -> Result<()> {
         }
     }
     profile.save_session(&session)?;
-    let owner = portable
-        .space_id
-        .parse::<SpaceId>()
+    // From the signed token (the file's own fields were checked against it).
+    let owner = tinycloud_sdk::delegation::PortableDelegation::token_owner(&delegation)
         .ok()
-        .map(|s| s.owner().to_string());
+        .map(|o| o.to_string());
     profile.config.space_id = Some(portable.space_id.clone());
     profile.config.owner_did = owner.clone();
+    // Pin the node: kept if already pinned (a mismatch is refused), else learned now.
+    match client.node_did().await {
+        Ok(did) => profile.config.node_did = Some(did.to_string()),
+        Err(e @ SdkError::NodeMismatch { .. }) => return Err(e.into()),
+        Err(_) if profile.config.node_did.is_some() => {}
+        Err(e) => ctx.out.notice(&format!(
+            "note: the node's DID could not be pinned ({e}); pin it later with `tc auth pin-node`"
+        )),
+    }
     profile.save()?;
     let lines = describe(
         &delegation.info().capabilities,
@@ -645,5 +661,34 @@ pub fn import(ctx: &Ctx, source: Option<&str>) -> Result<()> {
             portable.describe(&delegation).trim_end()
         )
     })?;
+    Ok(())
+}
+
+/// `tc auth pin-node`: fetches the node's DID and pins it in the profile.
+pub async fn pin_node(ctx: &Ctx, yes: bool) -> Result<()> {
+    let mut profile = ctx.require_profile()?;
+    let mut config = ctx.config(Some(&profile))?;
+    config.node_did = None;
+    let client = tinycloud_sdk::TinyCloud::new(config)?;
+    let did = client.node_did().await?.to_string();
+    let host = ctx.host(Some(&profile));
+    let previous = profile.config.node_did.clone();
+    if previous.as_deref() != Some(did.as_str()) {
+        ctx.out.notice(&format!(
+            "The node at {} identifies as {}\n(pinned until now: {})",
+            short_field(&host, 120),
+            short_field(&did, 200),
+            previous.as_deref().unwrap_or("nothing")
+        ));
+        if previous.is_some() {
+            confirm(&ctx.out, "Trust this node from now on?", yes)?;
+        }
+    }
+    profile.config.node_did = Some(did.clone());
+    profile.save()?;
+    ctx.out.done(
+        &json!({"profile": profile.config.name, "host": host, "nodeDid": did, "previous": previous}),
+        || format!("Pinned node {did} for profile {:?}", profile.config.name),
+    )?;
     Ok(())
 }

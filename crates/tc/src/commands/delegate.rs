@@ -10,6 +10,8 @@ use tinycloud_auth::text::{describe, RenderContext};
 use tinycloud_sdk::delegation::Grant;
 
 use super::auth::{consent, delegation_end, ensure_held, parse_did};
+use tinycloud_sdk::terminal::field;
+
 use super::{emit_document, Ctx};
 use crate::artifact::full_action;
 use crate::cli::CreateArgs;
@@ -144,12 +146,12 @@ pub async fn ls(ctx: &Ctx) -> Result<()> {
                 };
                 out.push_str(&format!(
                     "{}{revoked}\n  from: {}\n  to:   {}\n",
-                    r["cid"].as_str().unwrap_or_default(),
-                    r["delegator"].as_str().unwrap_or_default(),
-                    r["delegate"].as_str().unwrap_or_default(),
+                    field(r["cid"].as_str().unwrap_or_default()),
+                    field(r["delegator"].as_str().unwrap_or_default()),
+                    field(r["delegate"].as_str().unwrap_or_default()),
                 ));
                 for line in describe_listed(&r["capabilities"]) {
-                    out.push_str(&format!("  - {line}\n"));
+                    out.push_str(&format!("  - {}\n", field(&line)));
                 }
             }
             out

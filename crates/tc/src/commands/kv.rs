@@ -18,6 +18,8 @@ use tinycloud_sdk::Error as SdkError;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::io::ReaderStream;
 
+use tinycloud_sdk::terminal::field;
+
 use super::Ctx;
 use crate::cli::PutArgs;
 use crate::error::CliError;
@@ -225,7 +227,7 @@ pub async fn ls(ctx: &Ctx, prefix: Option<&str>, limit: Option<usize>) -> Result
     };
     ctx.out.result(
         &json!({"keys": keys, "count": keys.len(), "prefix": prefix, "truncated": truncated}),
-        || keys.join("\n"),
+        || keys.iter().map(|k| field(k)).collect::<Vec<_>>().join("\n"),
     )?;
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct Ctx {
     pub host_flag: Option<String>,
     /// Output mode.
     pub out: Output,
+    /// `--connect-timeout`, `--read-timeout`, `--timeout` (seconds).
+    pub timeouts: [Option<i64>; 3],
 }
 
 impl Ctx {
@@ -55,6 +57,7 @@ impl Ctx {
                 json: cli.json,
                 quiet: cli.quiet,
             },
+            timeouts: [cli.connect_timeout, cli.read_timeout, cli.timeout],
         }
     }
 
@@ -88,13 +91,36 @@ impl Ctx {
         }
     }
 
-    /// A client for `profile` without a session.
-    pub fn client(&self, profile: Option<&Profile>) -> Result<TinyCloud> {
+    /// The SDK settings for `profile`: its node URL, space, pinned node DID, and timeouts.
+    pub fn config(&self, profile: Option<&Profile>) -> Result<Config, CliError> {
         let mut config = Config::new(self.host(profile));
         if let Some(p) = profile {
             config.space_name = p.config.space_name.clone();
+            if let Some(pinned) = &p.config.node_did {
+                config.node_did = Some(pinned.parse().map_err(|e| {
+                    CliError::general(format!(
+                        "the pinned node DID of profile {:?} is invalid: {e}",
+                        p.config.name
+                    ))
+                    .hint("re-pin it with `tc auth pin-node`")
+                })?);
+            }
         }
-        Ok(TinyCloud::new(config)?)
+        let secs = |s: Option<i64>, default: std::time::Duration| {
+            s.map_or(default, |s| {
+                std::time::Duration::from_secs(s.max(1).unsigned_abs())
+            })
+        };
+        let [connect, read, overall] = self.timeouts;
+        config.connect_timeout = secs(connect, config.connect_timeout);
+        config.read_timeout = secs(read, config.read_timeout);
+        config.request_timeout = secs(overall, config.request_timeout);
+        Ok(config)
+    }
+
+    /// A client for `profile` without a session.
+    pub fn client(&self, profile: Option<&Profile>) -> Result<TinyCloud> {
+        Ok(TinyCloud::new(self.config(profile)?)?)
     }
 
     /// The profile and a client holding its (checked, unexpired) session.
@@ -118,18 +144,46 @@ impl Ctx {
     }
 }
 
-/// Reads a whole document from a file, or stdin for `None` / `-`.
+/// Longest document (request, delegation) read from a file or stdin: real ones are a few KiB.
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+
+fn too_large(what: &str, limit: u64) -> CliError {
+    CliError::usage(format!(
+        "{what} is larger than {} KiB; refused",
+        limit / 1024
+    ))
+}
+
+/// Reads at most `limit` bytes of UTF-8 text from `reader`; more is refused.
+fn read_capped(reader: impl std::io::Read, limit: u64, what: &str) -> Result<String, CliError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::usage(format!("cannot read {what}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(what, limit));
+    }
+    String::from_utf8(bytes).map_err(|_| CliError::usage(format!("{what} is not UTF-8 text")))
+}
+
+/// Reads a text file of at most `limit` bytes (checked before reading, and while reading).
+pub fn read_capped_file(path: &Path, limit: u64) -> Result<String, CliError> {
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::usage(format!("cannot read {what}: {e}")))?;
+    if file.metadata().is_ok_and(|m| m.len() > limit) {
+        return Err(too_large(&what, limit));
+    }
+    read_capped(file, limit, &what)
+}
+
+/// Reads a whole document (at most [`MAX_DOCUMENT_BYTES`]) from a file, or stdin for `None` /
+/// `-`.
 pub fn read_source(source: Option<&str>) -> Result<String, CliError> {
     match source {
-        None | Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
-            Ok(text)
-        }
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("cannot read {path}: {e}"))),
+        None | Some("-") => read_capped(std::io::stdin().lock(), MAX_DOCUMENT_BYTES, "stdin"),
+        Some(path) => read_capped_file(Path::new(path), MAX_DOCUMENT_BYTES),
     }
 }
 
@@ -167,7 +221,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             AuthCommand::Logout => auth::logout(ctx),
             AuthCommand::Request(args) => auth::request(ctx, &args),
             AuthCommand::Grant(args) => auth::grant(ctx, &args).await,
-            AuthCommand::Import { source } => auth::import(ctx, source.as_deref()),
+            AuthCommand::Import { source } => auth::import(ctx, source.as_deref()).await,
+            AuthCommand::PinNode { yes } => auth::pin_node(ctx, yes).await,
         },
         Command::Kv(cmd) => match cmd {
             KvCommand::Get { key, output, raw } => kv::get(ctx, &key, output.as_deref(), raw).await,
@@ -180,7 +235,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Watch(args) => watch::run(ctx, &args).await,
         Command::Delegate(cmd) => match cmd {
             DelegateCommand::Create(args) => delegate::create(ctx, &args).await,
-            DelegateCommand::Use { source } => auth::import(ctx, Some(&source)),
+            DelegateCommand::Use { source } => auth::import(ctx, Some(&source)).await,
             DelegateCommand::Ls => delegate::ls(ctx).await,
             DelegateCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
         },

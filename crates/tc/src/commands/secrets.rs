@@ -22,6 +22,7 @@ use crate::cli::{SecretGrantArgs, SecretRunArgs, SecretValueArgs};
 use crate::error::{ChildExit, CliError, Exit};
 use crate::output::confirm;
 use crate::profile::{Posture, Profile};
+use tinycloud_sdk::terminal::field;
 
 /// The space secrets live in.
 const SPACE: &str = "secrets";
@@ -30,12 +31,40 @@ const NETWORK: &str = "default";
 /// Longest value accepted (secrets are small; this stops an accidental `< big.iso`).
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
-/// Checks a name without echoing it: a value typed where the name belongs must not be printed.
+/// Checks a name's form without echoing it: a value typed where the name belongs must not be
+/// printed. Deny-listed names pass (to read, list or delete a planted one).
+fn name_syntax_arg(name: &str) -> Result<String, CliError> {
+    sdk::check_name_syntax(name)
+        .map(str::to_owned)
+        .map_err(|_| {
+            CliError::usage("invalid secret name: use A-Z, 0-9 and _, starting with a letter")
+                .hint("e.g. OPENAI_API_KEY")
+        })
+}
+
+/// A name a secret may be stored, granted or run under: well-formed and not on the deny list.
 fn name_arg(name: &str) -> Result<String, CliError> {
-    sdk::check_name(name).map(str::to_owned).map_err(|_| {
-        CliError::usage("invalid secret name: use A-Z, 0-9 and _, starting with a letter")
-            .hint("e.g. OPENAI_API_KEY")
-    })
+    let n = name_syntax_arg(name)?;
+    match sdk::denied(&n) {
+        None => Ok(n),
+        Some(why) => Err(CliError::usage(format!(
+            "secret name {n} is refused: {why}"
+        ))
+        .hint("pick another name (e.g. APP_PATH); the list is in the README (tc secrets: names that are refused)")),
+    }
+}
+
+/// Longest `--env-file` read.
+const MAX_ENV_FILE_BYTES: u64 = 64 * 1024;
+
+/// The names listed in an `--env-file`: one per line, blank lines and `#` comments skipped.
+fn names_from_file(path: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let text = super::read_capped_file(path, MAX_ENV_FILE_BYTES)?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(name_arg)
+        .collect()
 }
 
 /// The canonical scope, if one is given.
@@ -118,6 +147,12 @@ fn read_value(from_stdin: bool, name: &str) -> Result<String, CliError> {
         return Err(CliError::usage("the value is empty; nothing was stored").hint(
             "pipe it: printf '%s' \"$VALUE\" | tc secrets put NAME --stdin, or type it at the prompt",
         ));
+    }
+    if sdk::check_value(&value).is_err() {
+        return Err(CliError::usage(
+            "the value contains a NUL byte, which an environment variable cannot carry; nothing was stored",
+        )
+        .hint("encode binary values first, e.g. with base64"));
     }
     Ok(value)
 }
@@ -436,7 +471,7 @@ pub async fn rotate(ctx: &Ctx, args: &SecretValueArgs) -> Result<()> {
 
 /// `tc secrets get`.
 pub async fn get(ctx: &Ctx, name: &str, scope: Option<&str>, raw: bool) -> Result<()> {
-    let name = name_arg(name)?;
+    let name = name_syntax_arg(name)?;
     let scope = scope_arg(scope)?;
     let scope = scope.as_deref();
     let vault = Vault::open(ctx)?;
@@ -458,15 +493,46 @@ pub async fn get(ctx: &Ctx, name: &str, scope: Option<&str>, raw: bool) -> Resul
     Ok(())
 }
 
-/// `tc secrets ls`.
+/// `{"kind": "owner" | "other" | "unsigned" | "invalid", "did": …}`.
+fn writer_json(w: &sdk::Writer) -> Value {
+    json!({"kind": w.kind(), "did": w.did().map(ToString::to_string)})
+}
+
+/// `tc secrets ls`: each secret with who wrote it (from its envelope's writer signature).
 pub async fn ls(ctx: &Ctx, scope: Option<&str>) -> Result<()> {
     let scope = scope_arg(scope)?;
     let scope = scope.as_deref();
     let vault = Vault::open(ctx)?;
     let names = vault.readable_names(scope).await?;
+    let secrets = vault.secrets()?;
+    let mut writers = serde_json::Map::new();
+    let mut lines = Vec::with_capacity(names.len());
+    for name in &names {
+        let (json, human) = match secrets.writer(name, scope).await {
+            Ok(w) => (writer_json(&w), w.to_string()),
+            Err(_) => (
+                json!({"kind": "unknown", "did": null}),
+                "unknown (not readable)".into(),
+            ),
+        };
+        let refused = if sdk::denied(name).is_some() {
+            "  [refused name: never injected by `run`; remove it with `tc secrets rm`]"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "{}  written by {}{refused}",
+            field(name),
+            field(&human)
+        ));
+        writers.insert(name.clone(), json);
+    }
     ctx.out.result(
-        &with_scope(json!({"secrets": names, "count": names.len()}), scope),
-        || names.join("\n"),
+        &with_scope(
+            json!({"secrets": names, "count": names.len(), "writers": writers}),
+            scope,
+        ),
+        || lines.join("\n"),
     )?;
     if names.is_empty() {
         ctx.out.note(&match scope {
@@ -479,7 +545,7 @@ pub async fn ls(ctx: &Ctx, scope: Option<&str>) -> Result<()> {
 
 /// `tc secrets rm`.
 pub async fn rm(ctx: &Ctx, name: &str, scope: Option<&str>) -> Result<()> {
-    let name = name_arg(name)?;
+    let name = name_syntax_arg(name)?;
     let scope = scope_arg(scope)?;
     let scope = scope.as_deref();
     let vault = Vault::open(ctx)?;
@@ -497,7 +563,7 @@ pub async fn rm(ctx: &Ctx, name: &str, scope: Option<&str>) -> Result<()> {
 
 /// `tc secrets info`.
 pub async fn info(ctx: &Ctx, name: &str, scope: Option<&str>) -> Result<()> {
-    let name = name_arg(name)?;
+    let name = name_syntax_arg(name)?;
     let scope = scope_arg(scope)?;
     let scope = scope.as_deref();
     let vault = Vault::open(ctx)?;
@@ -513,13 +579,18 @@ pub async fn info(ctx: &Ctx, name: &str, scope: Option<&str>) -> Result<()> {
                 "version": info.version,
                 "createdAt": info.created_at,
                 "updatedAt": info.updated_at,
+                "writer": writer_json(&info.writer),
             }),
             scope,
         ),
         || {
             format!(
-                "name:    {}\nversion: {}\ncreated: {}\nupdated: {}",
-                info.name, info.version, info.created_at, info.updated_at
+                "name:    {}\nversion: {}\ncreated: {}\nupdated: {}\nwriter:  {}",
+                info.name,
+                field(&info.version.to_string()),
+                field(&info.created_at),
+                field(&info.updated_at),
+                field(&info.writer.to_string())
             )
         },
     )?;
@@ -615,7 +686,7 @@ pub async fn audit(
     // With a name: the secret's envelope hashes, which the node records on every decrypt.
     let only = match name {
         Some(name) => {
-            let name = name_arg(name)?;
+            let name = name_syntax_arg(name)?;
             let scope = scope_arg(scope)?;
             let hashes = vault
                 .secrets()?
@@ -659,9 +730,9 @@ pub async fn audit(
             .map(|r| {
                 format!(
                     "{}  {:<12}  {}",
-                    r["at"].as_str().unwrap_or("-"),
-                    r["outcome"].as_str().unwrap_or("-"),
-                    r["actor"].as_str().unwrap_or("-"),
+                    field(r["at"].as_str().unwrap_or("-")),
+                    field(r["outcome"].as_str().unwrap_or("-")),
+                    field(r["actor"].as_str().unwrap_or("-")),
                 )
             })
             .collect::<Vec<_>>()
@@ -685,6 +756,39 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     1
 }
 
+/// What `run` does with one readable secret.
+#[derive(Debug, PartialEq, Eq)]
+enum RunChoice {
+    /// Inject it.
+    Inject,
+    /// Inject it, warning that someone other than the owner wrote it (it was named).
+    InjectWithWarning(String),
+    /// Leave it out, saying why.
+    Skip(String),
+}
+
+/// The rule of `run`: deny-listed names and values an environment cannot carry are never
+/// injected; a secret the owner did not write is injected only when the user named it.
+fn run_choice(name: &str, value: &str, writer: &sdk::Writer, named: bool) -> RunChoice {
+    if let Some(why) = sdk::denied(name) {
+        return RunChoice::Skip(format!("its name is refused ({why})"));
+    }
+    if sdk::check_value(value).is_err() {
+        return RunChoice::Skip("its value contains a NUL byte".into());
+    }
+    if writer.is_owner() {
+        return RunChoice::Inject;
+    }
+    let who = writer.to_string();
+    if named {
+        RunChoice::InjectWithWarning(format!("written by {who}"))
+    } else {
+        RunChoice::Skip(format!(
+            "written by {who}; name it with --only to use it anyway"
+        ))
+    }
+}
+
 /// `tc secrets run`.
 pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
     let scope = scope_arg(args.scope.as_deref())?;
@@ -695,6 +799,9 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
         .filter(|n| !n.trim().is_empty())
         .map(|n| name_arg(n))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(file) = &args.env_file {
+        only.extend(names_from_file(file)?);
+    }
     only.sort();
     only.dedup();
     let Some((program, program_args)) = args.command.split_first() else {
@@ -703,7 +810,7 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
             .into());
     };
     let vault = Vault::open(ctx)?;
-    let explicit = !only.is_empty();
+    let explicit = !only.is_empty() || args.env_file.is_some();
     let candidates = if explicit {
         only
     } else {
@@ -713,9 +820,30 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
     let mut names = Vec::with_capacity(candidates.len());
     let mut env: Vec<(String, String)> = Vec::with_capacity(candidates.len());
     for name in candidates {
-        match secrets.get(&name, scope).await {
-            Ok(value) => {
-                env.push((name.clone(), value));
+        if let Some(why) = sdk::denied(&name) {
+            ctx.out.notice(&format!(
+                "warning: secret {} not injected: its name is refused ({why}); remove it with `tc secrets rm {}`",
+                label(&field(&name), scope),
+                field(&name)
+            ));
+            continue;
+        }
+        match secrets.read(&name, scope).await {
+            Ok(secret) => {
+                match run_choice(&name, &secret.value, &secret.info.writer, explicit) {
+                    RunChoice::Inject => {}
+                    RunChoice::InjectWithWarning(why) => ctx
+                        .out
+                        .notice(&format!("warning: secret {} is {why}", label(&name, scope))),
+                    RunChoice::Skip(why) => {
+                        ctx.out.notice(&format!(
+                            "warning: secret {} not injected: {why}",
+                            label(&name, scope)
+                        ));
+                        continue;
+                    }
+                }
+                env.push((name.clone(), secret.value));
                 names.push(name);
             }
             // A delegation may name secrets the owner has not stored (yet).
@@ -728,9 +856,9 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
     }
     if names.is_empty() {
         ctx.out
-            .note("No secrets to add; running the command with the current environment.");
+            .notice("No secrets to add; running the command with the current environment.");
     } else {
-        ctx.out.note(&format!(
+        ctx.out.notice(&format!(
             "Running with {} secret{} in the environment: {}",
             names.len(),
             if names.len() == 1 { "" } else { "s" },

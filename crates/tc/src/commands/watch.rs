@@ -6,6 +6,8 @@ use futures_util::StreamExt as _;
 use tinycloud_auth::resource::{validate_path, SpaceId};
 use tinycloud_sdk::hooks::{HookEvent, HookEventKind, Scope};
 
+use tinycloud_sdk::terminal::field;
+
 use super::Ctx;
 use crate::cli::WatchArgs;
 use crate::error::CliError;
@@ -77,7 +79,11 @@ fn parse_target(target: &str) -> Result<Target, CliError> {
 fn human_line(e: &HookEvent) -> String {
     format!(
         "{} {} {} {} {}",
-        e.seq, e.timestamp, e.actor, e.ability, e.path
+        e.seq,
+        field(&e.timestamp.to_string()),
+        field(&e.actor.to_string()),
+        field(&e.ability.to_string()),
+        field(&e.path.to_string())
     )
 }
 
@@ -125,7 +131,7 @@ pub async fn run(ctx: &Ctx, args: &WatchArgs) -> Result<()> {
         } else {
             ctx.out.notice(&format!(
                 "note: some events were missed ({}); continuing after seq {}",
-                event.reason.as_deref().unwrap_or("reset"),
+                field(event.reason.as_deref().unwrap_or("reset")),
                 event.seq
             ));
             continue;

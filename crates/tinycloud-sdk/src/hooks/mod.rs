@@ -139,11 +139,7 @@ impl<'a> Hooks<'a> {
             .header("authorization", token)
             .json(&json!({"subscriptions": scopes, "ttlSeconds": TICKET_TTL_SECS}))
             .timeout(REQUEST_TIMEOUT);
-        let text = self.client.send_for_text(request).await?;
-        serde_json::from_str(&text).map_err(|e| Error::Node {
-            status: 200,
-            message: format!("invalid ticket response: {e}"),
-        })
+        self.client.send_for_json(request).await
     }
 
     /// The writes in `scope` from now on. Connects when first polled; reconnects by itself.

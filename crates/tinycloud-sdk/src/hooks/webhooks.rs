@@ -28,11 +28,12 @@ impl Hooks<'_> {
         }
         let r = self.client.send(req, is_success).await?;
         let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
+        let text = crate::error::read_capped(r, self.client.config().max_json_bytes, "JSON answer")
+            .await?;
         if text.is_empty() {
             return Ok(None);
         }
-        serde_json::from_str(&text)
+        serde_json::from_slice(&text)
             .map(Some)
             .map_err(|e| Error::Node {
                 status,
