@@ -47,6 +47,28 @@ pub struct Config {
     pub sql: SqlConfig,
     /// Hooks and webhook delivery.
     pub hooks: HooksConfig,
+    /// Encryption networks.
+    pub encryption: EncryptionConfig,
+}
+
+/// Encryption network settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Most audit records kept per network (the oldest are dropped first).
+    pub audit_max_records: u64,
+    /// Most refused-decrypt records per actor per network per hour (allowed decrypts are
+    /// always recorded; requests that do not authenticate under the owner never are).
+    pub audit_denied_per_actor_per_hour: u64,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        EncryptionConfig {
+            audit_max_records: 100_000,
+            audit_denied_per_actor_per_hour: 100,
+        }
+    }
 }
 
 /// Hooks and webhook delivery settings.
@@ -190,6 +212,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             sql: SqlConfig::default(),
             hooks: HooksConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }

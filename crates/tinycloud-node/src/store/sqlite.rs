@@ -24,9 +24,10 @@ use tokio::sync::oneshot;
 use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
-    AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut,
-    LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult,
-    StoredDelegation, StoredEvent, ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
+    AuditBounds, AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage,
+    KvEntry, KvPut, LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment,
+    StoreError, StoreResult, StoredDelegation, StoredEvent, ValueLocation, WebhookRow,
+    WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -225,6 +226,7 @@ impl SqliteIndex {
         }
         let writer = open(path, false)?;
         writer.execute_batch(SCHEMA)?;
+        migrate_hooks_and_audit(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open(path, true)?);
@@ -891,7 +893,48 @@ impl IndexStore for SqliteIndex {
     }
 }
 
-const WEBHOOK_COLUMNS: &str = "id, space, service, path_prefix, abilities, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at";
+const WEBHOOK_COLUMNS: &str = "id, space, service, path_prefix, abilities, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at, proofs, expires_at, disabled_reason";
+
+/// Schema additions of the webhook and audit tables, applied to databases created before them:
+/// the proofs a webhook rests on (rows without them are never delivered to), its expiry and
+/// why it was disabled; per-network audit row counts (for retention) and an index for the
+/// per-actor bound on refused-decision records.
+fn migrate_hooks_and_audit(conn: &Connection) -> StoreResult<()> {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    for (column, ty) in [
+        ("proofs", "TEXT"),
+        ("expires_at", "INTEGER"),
+        ("disabled_reason", "TEXT"),
+    ] {
+        if !has_column("webhook", column)? {
+            conn.execute_batch(&format!("ALTER TABLE webhook ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    let counted: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'encryption_audit_count'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !counted {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE encryption_audit_count (network TEXT PRIMARY KEY, records INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO encryption_audit_count SELECT network, count(*) FROM encryption_audit GROUP BY network;
+             COMMIT;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS encryption_audit_by_actor ON encryption_audit (network, actor, at)",
+    )?;
+    Ok(())
+}
 
 fn read_webhook(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
     let abilities: Option<String> = r.get(4)?;
@@ -909,6 +952,11 @@ fn read_webhook(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
         cursor: u64::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
         attempts: u32::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
         next_attempt_at: r.get(12)?,
+        proofs: r
+            .get::<_, Option<String>>(13)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
+        expires_at: r.get(14)?,
+        disabled_reason: r.get(15)?,
     })
 }
 
@@ -941,12 +989,17 @@ impl WebhookStore for SqliteIndex {
                 return Ok(false);
             }
             let abilities = w.abilities.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
+            let proofs = match &w.proofs {
+                Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None => None,
+            };
             tx.execute(
-                &format!("INSERT INTO webhook ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT INTO webhook ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     w.id, w.space, w.service, w.path_prefix, abilities, w.callback_url, w.sealed_secret,
                     w.subscriber, i64::from(w.active), w.created_at,
-                    i64::try_from(w.cursor).unwrap_or(i64::MAX), i64::from(w.attempts), w.next_attempt_at
+                    i64::try_from(w.cursor).unwrap_or(i64::MAX), i64::from(w.attempts), w.next_attempt_at,
+                    proofs, w.expires_at, w.disabled_reason
                 ],
             )?;
             Ok(true)
@@ -994,6 +1047,18 @@ impl WebhookStore for SqliteIndex {
         let id = id.to_owned();
         self.write(move |tx| {
             Ok(tx.execute("UPDATE webhook SET active = 0 WHERE id = ?1", params![id])? == 1)
+        })
+        .await
+    }
+
+    async fn disable_webhook(&self, id: &str, reason: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE webhook SET active = 0, disabled_reason = ?2 WHERE id = ?1 AND active = 1",
+                params![id, reason],
+            )? == 1)
         })
         .await
     }
@@ -1113,38 +1178,81 @@ impl EncryptionStore for SqliteIndex {
         .await
     }
 
-    async fn audit(&self, a: &AuditRow) -> StoreResult<()> {
+    async fn audit(&self, a: &AuditRow, bounds: AuditBounds) -> StoreResult<bool> {
         let a = a.clone();
         self.write(move |tx| {
+            if a.outcome != "allowed" {
+                let recent: i64 = tx.query_row(
+                    "SELECT count(*) FROM encryption_audit
+                     WHERE network = ?1 AND actor = ?2 AND at > ?3 AND outcome <> 'allowed'",
+                    params![a.network, a.actor, bounds.now_ms.saturating_sub(bounds.window_ms)],
+                    |r| r.get(0),
+                )?;
+                if u64::try_from(recent).unwrap_or(u64::MAX) >= bounds.denied_per_actor {
+                    return Ok(false);
+                }
+            }
+            let delegations = serde_json::to_string(&a.delegations)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             tx.execute(
                 "INSERT INTO encryption_audit (network, at, actor, outcome, envelope_hash, delegations, invocation)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![a.network, a.at, a.actor, a.outcome, a.envelope_hash, serde_json::to_string(&a.delegations).unwrap_or_default(), a.invocation],
+                params![a.network, a.at, a.actor, a.outcome, a.envelope_hash, delegations, a.invocation],
             )?;
-            Ok(())
+            let records: i64 = tx.query_row(
+                "INSERT INTO encryption_audit_count (network, records) VALUES (?1, 1)
+                 ON CONFLICT (network) DO UPDATE SET records = records + 1 RETURNING records",
+                params![a.network],
+                |r| r.get(0),
+            )?;
+            let max = i64::try_from(bounds.max_rows.max(1)).unwrap_or(i64::MAX);
+            if records > max {
+                let excess = records - max;
+                tx.execute(
+                    "DELETE FROM encryption_audit WHERE rowid IN (
+                         SELECT rowid FROM encryption_audit WHERE network = ?1
+                         ORDER BY at, rowid LIMIT ?2)",
+                    params![a.network, excess],
+                )?;
+                tx.execute(
+                    "UPDATE encryption_audit_count SET records = ?2 WHERE network = ?1",
+                    params![a.network, max],
+                )?;
+            }
+            Ok(true)
         })
         .await
     }
 
-    async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>> {
+    async fn audit_log(
+        &self,
+        network: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRow>> {
         let network = network.to_owned();
+        let (at, seq) = before.unwrap_or((i64::MAX, i64::MAX));
         self.read(move |c| {
             let mut st = c.prepare(
-                "SELECT network, actor, outcome, envelope_hash, delegations, invocation, at FROM encryption_audit
-                 WHERE network = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+                "SELECT network, actor, outcome, envelope_hash, delegations, invocation, at, rowid FROM encryption_audit
+                 WHERE network = ?1 AND (at, rowid) < (?2, ?3) ORDER BY at DESC, rowid DESC LIMIT ?4",
             )?;
-            let rows = st.query_map(params![network, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                let d: String = r.get(4)?;
-                Ok(AuditRow {
-                    network: r.get(0)?,
-                    actor: r.get(1)?,
-                    outcome: r.get(2)?,
-                    envelope_hash: r.get(3)?,
-                    delegations: serde_json::from_str(&d).unwrap_or_default(),
-                    invocation: r.get(5)?,
-                    at: r.get(6)?,
-                })
-            })?;
+            let rows = st.query_map(
+                params![network, at, seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    let d: String = r.get(4)?;
+                    Ok(AuditRow {
+                        seq: r.get(7)?,
+                        network: r.get(0)?,
+                        actor: r.get(1)?,
+                        outcome: r.get(2)?,
+                        envelope_hash: r.get(3)?,
+                        delegations: serde_json::from_str(&d).unwrap_or_default(),
+                        invocation: r.get(5)?,
+                        at: r.get(6)?,
+                    })
+                },
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
