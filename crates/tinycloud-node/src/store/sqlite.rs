@@ -960,6 +960,113 @@ fn read_webhook(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
     })
 }
 
+#[cfg(test)]
+mod hooks_audit_tests {
+    use super::*;
+
+    fn audit_row(actor: &str, outcome: &str, at: i64) -> AuditRow {
+        AuditRow {
+            seq: 0,
+            network: "n".into(),
+            actor: actor.into(),
+            outcome: outcome.into(),
+            envelope_hash: None,
+            delegations: vec![],
+            invocation: None,
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn legacy_rows_migrate_without_proofs_and_audit_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        {
+            // A database from before: webhook without proofs, three audit rows.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO webhook (id, space, service, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at)
+                 VALUES ('w', 's', 'kv', 'https://x', x'00', 'did:key:z', 1, 0, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+            for at in 1..=3 {
+                c.execute(
+                    "INSERT INTO encryption_audit (network, at, actor, outcome, delegations) VALUES ('n', ?1, 'a', 'allowed', '[]')",
+                    params![at],
+                )
+                .unwrap();
+            }
+        }
+        let db = SqliteIndex::open(&path).unwrap();
+        let w = db.webhook("w").await.unwrap().unwrap();
+        assert_eq!(w.proofs, None, "a legacy row has no proofs to re-check");
+        assert!(w.active);
+        assert!(db.disable_webhook("w", "gone").await.unwrap());
+        let w = db.webhook("w").await.unwrap().unwrap();
+        assert!(!w.active);
+        assert_eq!(w.disabled_reason.as_deref(), Some("gone"));
+        assert!(db.active_webhooks().await.unwrap().is_empty());
+
+        let bounds = AuditBounds {
+            max_rows: 4,
+            denied_per_actor: 2,
+            window_ms: 100,
+            now_ms: 1_000,
+        };
+        // The migrated count (3) makes the 5th record drop the oldest.
+        assert!(db
+            .audit(&audit_row("a", "allowed", 4), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("a", "allowed", 5), bounds)
+            .await
+            .unwrap());
+        let all = db.audit_log("n", None, 100).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.at).collect::<Vec<_>>(),
+            vec![5, 4, 3, 2]
+        );
+        // Refusals: two per actor in the window, then none; allowed ones still go in.
+        for _ in 0..3 {
+            db.audit(&audit_row("b", "denied:401", 990), bounds)
+                .await
+                .unwrap();
+        }
+        assert!(!db
+            .audit(&audit_row("b", "denied:401", 995), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("c", "denied:401", 995), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("b", "allowed", 996), bounds)
+            .await
+            .unwrap());
+        let all = db.audit_log("n", None, 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.actor == "b" && r.outcome != "allowed")
+                .count(),
+            2
+        );
+        // Paging by (at, seq) walks every record once.
+        let first = db.audit_log("n", None, 2).await.unwrap();
+        let last = first.last().unwrap();
+        let rest = db
+            .audit_log("n", Some((last.at, last.seq)), 10)
+            .await
+            .unwrap();
+        let paged: Vec<_> = first.iter().chain(rest.iter()).cloned().collect();
+        assert_eq!(paged, all);
+    }
+}
+
 fn read_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
         id: r.get(0)?,
