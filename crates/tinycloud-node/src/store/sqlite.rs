@@ -895,6 +895,11 @@ impl IndexStore for SqliteIndex {
 
 const WEBHOOK_COLUMNS: &str = "id, space, service, path_prefix, abilities, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at, proofs, expires_at, disabled_reason";
 
+/// Delivery history rows kept per webhook (the newest).
+const MAX_DELIVERY_ROWS: i64 = 1000;
+/// Inactive webhooks kept per space (the newest), with their delivery history.
+const MAX_INACTIVE_WEBHOOKS: i64 = 100;
+
 /// Schema additions of the webhook and audit tables, applied to databases created before them:
 /// the proofs a webhook rests on (rows without them are never delivered to), its expiry and
 /// why it was disabled; per-network audit row counts (for retention) and an index for the
@@ -1055,6 +1060,37 @@ mod hooks_audit_tests {
                 .count(),
             2
         );
+        // Webhook history and inactive webhooks are bounded.
+        let mut d = DeliveryRow {
+            id: String::new(),
+            webhook: "w".into(),
+            seq: 0,
+            status: "delivered".into(),
+            attempts: 1,
+            last_status: Some(200),
+            last_error: None,
+            at: 0,
+        };
+        for i in 0..1200u64 {
+            d.id = format!("d{i}");
+            d.seq = i;
+            d.at = i64::try_from(i).unwrap();
+            db.record_delivery(&d).await.unwrap();
+        }
+        let kept = db.deliveries("w", 5000).await.unwrap();
+        assert!(kept.len() <= 1100 && kept.len() >= 1000, "{}", kept.len());
+        assert_eq!(kept[0].seq, 1199, "the newest are kept");
+        let mut w2 = w.clone();
+        for i in 0..150 {
+            w2.id = format!("old{i}");
+            w2.created_at = i;
+            w2.active = true;
+            assert!(db.create_webhook(&w2, 5).await.unwrap());
+            db.deactivate_webhook(&w2.id).await.unwrap();
+        }
+        assert!(db.webhooks("s").await.unwrap().len() <= 101);
+        assert!(db.webhook("w").await.unwrap().is_none(), "the oldest went");
+        assert!(db.deliveries("w", 10).await.unwrap().is_empty());
         // Paging by (at, seq) walks every record once.
         let first = db.audit_log("n", None, 2).await.unwrap();
         let last = first.last().unwrap();
@@ -1095,6 +1131,20 @@ impl WebhookStore for SqliteIndex {
             if usize::try_from(active).unwrap_or(usize::MAX) >= max_active {
                 return Ok(false);
             }
+            // Reclaim: a space keeps the newest inactive (unregistered or disabled) webhooks
+            // and their histories only up to a bound.
+            tx.execute(
+                "DELETE FROM webhook_delivery WHERE webhook IN (
+                     SELECT id FROM webhook WHERE space = ?1 AND active = 0
+                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+                params![w.space, MAX_INACTIVE_WEBHOOKS],
+            )?;
+            tx.execute(
+                "DELETE FROM webhook WHERE id IN (
+                     SELECT id FROM webhook WHERE space = ?1 AND active = 0
+                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+                params![w.space, MAX_INACTIVE_WEBHOOKS],
+            )?;
             let abilities = w.abilities.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
             let proofs = match &w.proofs {
                 Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?),
@@ -1211,6 +1261,20 @@ impl WebhookStore for SqliteIndex {
                     d.last_status.map(i64::from), d.last_error, d.at
                 ],
             )?;
+            // Reclaim: keep the newest deliveries of a webhook (trimmed in batches).
+            let kept: i64 = tx.query_row(
+                "SELECT count(*) FROM webhook_delivery WHERE webhook = ?1",
+                params![d.webhook],
+                |r| r.get(0),
+            )?;
+            if kept > MAX_DELIVERY_ROWS + MAX_DELIVERY_ROWS / 10 {
+                tx.execute(
+                    "DELETE FROM webhook_delivery WHERE id IN (
+                         SELECT id FROM webhook_delivery WHERE webhook = ?1
+                         ORDER BY at, seq LIMIT ?2)",
+                    params![d.webhook, kept - MAX_DELIVERY_ROWS],
+                )?;
+            }
             Ok(())
         })
         .await
