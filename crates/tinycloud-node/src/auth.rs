@@ -11,6 +11,7 @@ use tinycloud_auth::chain::{
     MAX_CHAIN_NODES,
 };
 use tinycloud_auth::cid::Cid;
+use tinycloud_auth::did::Did;
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_auth::token::{Delegation, Invocation, TokenError};
 
@@ -104,6 +105,15 @@ pub struct Authorizer {
     index: Arc<dyn IndexStore>,
     cache: DelegationCache,
     max_lifetime_secs: i64,
+}
+
+/// What a walk over a set of delegations found.
+#[derive(Default)]
+struct Walk {
+    /// The earliest expiration.
+    expires: Option<Timestamp>,
+    /// Issuers of the delegations that cite no parent.
+    roots: Vec<Did>,
 }
 
 /// A verified, authorized, consumed invocation.
@@ -211,6 +221,16 @@ impl Authorizer {
         now: Timestamp,
     ) -> Result<AuthorizedInvocation, AuthError> {
         let invocation = self.decode_invocation(header, now)?;
+        self.authorize_decoded(invocation, now).await
+    }
+
+    /// [`Authorizer::authorize`] for an invocation already decoded (and signature-checked) by
+    /// [`Authorizer::decode_invocation`].
+    pub async fn authorize_decoded(
+        &self,
+        invocation: Invocation,
+        now: Timestamp,
+    ) -> Result<AuthorizedInvocation, AuthError> {
         let authorized = self.validate(&invocation, now).await?;
         self.consume(&invocation, now).await?;
         Ok(AuthorizedInvocation {
@@ -262,18 +282,52 @@ impl Authorizer {
     }
 
     /// Whether the delegations `proofs` (and all their ancestors) are still unrevoked and
-    /// inside their validity windows; used to cut off long-lived streams.
+    /// inside their validity windows: the one rule that keeps a standing subscription (an SSE
+    /// stream, a webhook) alive only while the authority it was created under lasts. Returns
+    /// the earliest expiration along the chain (`None`: nothing in it expires). Cheap: an
+    /// in-memory walk over the delegation cache and the revocation set.
     pub async fn proofs_still_valid(
         &self,
         proofs: &[Cid],
         now: Timestamp,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Option<Timestamp>, AuthError> {
+        Ok(self.walk(proofs, now).await?.expires)
+    }
+
+    /// Whether a decoded (signature-checked) invocation speaks with authority that starts at
+    /// `owner`: either `owner` invokes directly, or every delegation it cites is addressed to
+    /// the invoker, unrevoked and valid now, and every chain it rests on starts at `owner`.
+    /// This says nothing about *what* the invocation may do; it tells an authenticated
+    /// principal of `owner` (whose refused requests are worth recording for `owner`) from a
+    /// stranger (whose requests must leave no trace).
+    pub async fn rests_on(&self, invocation: &Invocation, owner: &Did, now: Timestamp) -> bool {
+        let info = invocation.info();
+        if info.parents.is_empty() {
+            return &info.invoker == owner;
+        }
+        let Ok(walk) = self.walk(&info.parents, now).await else {
+            return false;
+        };
+        let addressed = info.parents.iter().all(|p| {
+            self.cache
+                .get(p)
+                .is_some_and(|d| d.delegatee == info.invoker)
+        });
+        addressed && !walk.roots.is_empty() && walk.roots.iter().all(|r| r == owner)
+    }
+
+    /// Walks `proofs` and their ancestors (bounded): every one stored, unrevoked and valid now.
+    async fn walk(&self, proofs: &[Cid], now: Timestamp) -> Result<Walk, AuthError> {
         self.prefetch(proofs).await?;
         let mut stack: Vec<Cid> = proofs.to_vec();
         let mut seen = HashSet::new();
+        let mut out = Walk::default();
         while let Some(cid) = stack.pop() {
-            if !seen.insert(cid) || seen.len() > MAX_CHAIN_NODES + 1 {
+            if !seen.insert(cid) {
                 continue;
+            }
+            if seen.len() > MAX_CHAIN_NODES + 1 {
+                return Err(ChainError::TraversalLimit.into());
             }
             if self.cache.is_revoked(&cid) {
                 return Err(ChainError::Revoked(cid).into());
@@ -285,9 +339,15 @@ impl Authorizer {
             if !tinycloud_auth::timestamp::within(now, d.not_before, d.expiration) {
                 return Err(ChainError::ProofNotValidNow(cid).into());
             }
+            if let Some(e) = d.expiration {
+                out.expires = Some(out.expires.map_or(e, |x: Timestamp| x.min(e)));
+            }
+            if d.parents.is_empty() {
+                out.roots.push(d.issuer.clone());
+            }
             stack.extend(d.parents.iter().copied());
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Whether a CID is revoked.

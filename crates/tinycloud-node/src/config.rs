@@ -49,6 +49,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// HTTP connection limits and timeouts.
     pub server: ServerConfig,
+    /// Encryption networks.
+    pub encryption: EncryptionConfig,
 }
 
 /// HTTP connection limits and timeouts (enforced by hyper and tower at the connection level).
@@ -77,6 +79,26 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 60,
             max_connections: 4096,
             max_connections_per_ip: 256,
+        }
+    }
+}
+
+/// Encryption network settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Most audit records kept per network (the oldest are dropped first).
+    pub audit_max_records: u64,
+    /// Most refused-decrypt records per actor per network per hour (allowed decrypts are
+    /// always recorded; requests that do not authenticate under the owner never are).
+    pub audit_denied_per_actor_per_hour: u64,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        EncryptionConfig {
+            audit_max_records: 100_000,
+            audit_denied_per_actor_per_hour: 100,
         }
     }
 }
@@ -230,6 +252,7 @@ impl Default for Config {
             sql: SqlConfig::default(),
             hooks: HooksConfig::default(),
             server: ServerConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }

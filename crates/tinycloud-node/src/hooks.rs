@@ -3,11 +3,18 @@
 //! A ticket is minted by `POST /hooks/tickets` for a fully verified invocation and carries
 //! the subscriber, the scopes and the delegations it rests on, MACed with a node key. Streams
 //! re-check those delegations while they run, so a revoked or expired subscriber is cut off.
+//! A ticket opens one stream only (a reconnect mints a new one), so a leaked ticket cannot be
+//! used by anyone else once its subscriber has connected.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::store::StoredEvent;
+use tinycloud_auth::cid::parse_cid;
+use tinycloud_auth::timestamp::Timestamp;
+use tinycloud_auth::token::Invocation;
+
+use crate::auth::{AuthError, Authorizer};
+use crate::store::{StoreError, StoredEvent};
 
 /// Most scopes per ticket.
 pub const MAX_SCOPES: usize = 32;
@@ -16,6 +23,51 @@ pub const MAX_TICKET_SECS: i64 = 300;
 
 /// What a subscriber wants to see (the protocol core's type and rules).
 pub use tinycloud_auth::hook_scope::HookScope as Scope;
+
+/// The delegations a standing subscription (SSE ticket, webhook) rests on: those cited by the
+/// invocation that created it. Stored with the subscription and re-checked for as long as it
+/// lives.
+pub fn proofs_of(invocation: &Invocation) -> Vec<String> {
+    invocation
+        .info()
+        .parents
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Why a standing subscription may not deliver now.
+#[derive(Debug, thiserror::Error)]
+pub enum Lapse {
+    /// Its authority ended (revoked, expired, unknown or unreadable proofs): it must stop for
+    /// good.
+    #[error("{0}")]
+    Ended(String),
+    /// Storage failed while checking: try again later.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The one rule for standing subscriptions, shared by SSE streams and webhook deliveries:
+/// every delegation in `proofs` and every ancestor is stored, unrevoked and valid at `now`
+/// (through the authorizer's cache and revocation set, so the check is cheap enough to run
+/// before every event). Returns the earliest expiration along the chain.
+pub async fn authority_holds(
+    auth: &Authorizer,
+    proofs: &[String],
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Lapse> {
+    let cids = proofs
+        .iter()
+        .map(|p| parse_cid(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Lapse::Ended("the subscription's proofs are unreadable".into()))?;
+    match auth.proofs_still_valid(&cids, now).await {
+        Ok(exp) => Ok(exp),
+        Err(AuthError::Store(e)) => Err(Lapse::Store(e)),
+        Err(e) => Err(Lapse::Ended(e.to_string())),
+    }
+}
 
 /// Whether a stored write event falls in a scope.
 pub fn in_scope(scope: &Scope, e: &StoredEvent) -> bool {
@@ -57,6 +109,9 @@ pub struct Ticket {
     pub exp: i64,
     /// The delegations the subscription rests on (re-checked while streaming).
     pub proofs: Vec<String>,
+    /// Random: every minted ticket is distinct, and opens one stream only.
+    #[serde(default)]
+    pub nonce: String,
 }
 
 impl Ticket {
@@ -136,6 +191,7 @@ mod tests {
             iat: 1,
             exp: 2,
             proofs: vec![],
+            nonce: "n".into(),
         };
         let k = [3u8; 32];
         let enc = t.encode(&k);

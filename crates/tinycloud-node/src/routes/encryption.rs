@@ -16,8 +16,9 @@ use super::authorization;
 use crate::auth::AuthorizedInvocation;
 use crate::encryption::{b64, canonical_hash, open_private, seal_private, unwrap, wrap, ALG};
 use crate::error::{ApiError, ApiResult};
+use crate::hooks::proofs_of;
 use crate::state::{now, rfc3339, SharedState};
-use crate::store::{AuditRow, NetworkRow};
+use crate::store::{AuditBounds, AuditRow, NetworkRow};
 
 const ADMIN_FACT: &str = "tinycloud.encryption.network-admin/v1";
 const DECRYPT_TYPE: &str = "tinycloud.encryption.decrypt/v1";
@@ -63,6 +64,18 @@ async fn authorize(
 ) -> ApiResult<AuthorizedInvocation> {
     let header = authorization(headers, state.config.limits.max_token_bytes)?;
     let authz = state.auth.authorize(header, now()).await?;
+    check_invocation(state, &authz, network, ability)?;
+    Ok(authz)
+}
+
+/// What every encryption invocation must carry beyond a valid chain: audience = this node,
+/// and `ability` on the network URN.
+fn check_invocation(
+    state: &SharedState,
+    authz: &AuthorizedInvocation,
+    network: &NetworkId,
+    ability: &str,
+) -> ApiResult<()> {
     if authz.invocation.ucan().audience().did() != &state.keys.node_did() {
         return Err(ApiError::unauthorized(
             "encryption invocations must be addressed to this node's DID",
@@ -80,7 +93,7 @@ async fn authorize(
             "Unauthorized Action: {network} / {ability}"
         )));
     }
-    Ok(authz)
+    Ok(())
 }
 
 fn fact<'a>(authz: &'a AuthorizedInvocation, ty: &str) -> ApiResult<&'a Map<String, Value>> {
@@ -351,38 +364,59 @@ pub async fn decrypt(
         .network(&network.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("network not found"))?;
+    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
+    let now = now();
+    // Signature and time window first: a token that does not verify leaves no trace.
+    let invocation = state.auth.decode_invocation(header, now)?;
+    // Refusals are recorded only for principals whose authority starts at the network's
+    // owner; a stranger's requests (whatever envelope hash they claim) are never written.
+    let authenticated = match row.owner.parse::<Did>() {
+        Ok(owner) => state.auth.rests_on(&invocation, &owner, now).await,
+        Err(_) => false,
+    };
+    let validated = match state.auth.validate(&invocation, now).await {
+        Err(e) if !authenticated => return Err(e.into()),
+        v => v,
+    };
+    // Single use, also for a refused request (so one signed request makes at most one
+    // record); a replay is refused and not recorded again.
+    state.auth.consume(&invocation, now).await?;
     let mut audit = AuditRow {
+        seq: 0,
         network: row.id.clone(),
-        actor: String::new(),
+        actor: invocation.invoker().to_string(),
         outcome: String::new(),
         envelope_hash: Some(req.encrypted_symmetric_key_hash.clone()),
-        delegations: vec![],
-        invocation: None,
-        at: now().as_millis(),
+        delegations: proofs_of(&invocation),
+        invocation: Some(invocation.cid().to_string()),
+        at: now.as_millis(),
     };
-    let authz = match authorize(&state, &headers, &network, "tinycloud.encryption/decrypt").await {
-        Ok(a) => a,
-        Err(e) => {
-            audit.outcome = format!("denied:{}", e.status.as_u16());
-            let _ = state.networks.audit(&audit).await;
-            return Err(e);
+    let result = match validated {
+        Ok(authorized) => {
+            let authz = AuthorizedInvocation {
+                invocation,
+                authorized,
+            };
+            check_invocation(&state, &authz, &network, "tinycloud.encryption/decrypt")
+                .and_then(|()| rewrap(&state, &authz, &network, &row, &req, &raw))
         }
+        Err(e) => Err(ApiError::from(e)),
     };
-    audit.actor = authz.invocation.invoker().to_string();
-    audit.delegations = authz
-        .invocation
-        .info()
-        .parents
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    audit.invocation = Some(authz.invocation.cid().to_string());
-    let result = rewrap(&state, &authz, &network, &row, &req, &raw);
     audit.outcome = match &result {
         Ok(_) => "allowed".into(),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => "denied:401".into(),
         Err(e) => format!("denied:{}", e.message.split(':').next().unwrap_or("error")),
     };
-    state.networks.audit(&audit).await?;
+    if result.is_ok() || authenticated {
+        let bounds = AuditBounds {
+            max_rows: state.config.encryption.audit_max_records,
+            denied_per_actor: state.config.encryption.audit_denied_per_actor_per_hour,
+            window_ms: 3_600_000,
+            now_ms: now.as_millis(),
+        };
+        // An allowed decrypt that cannot be recorded is not answered.
+        state.networks.audit(&audit, bounds).await?;
+    }
     result.map(Json)
 }
 
@@ -486,15 +520,37 @@ fn rewrap(
 
 use sha2::Digest as _;
 
-/// `GET /encryption/networks/<id>/audit`: the decrypt audit trail, for the network's owner (or
-/// anyone delegated `tinycloud.encryption/audit` on it).
+/// Most audit records per page (and the default page size).
+pub const MAX_AUDIT_PAGE: usize = 500;
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Where the next audit page starts: after the record `(at, seq)` of one network.
+#[derive(serde::Serialize, Deserialize)]
+struct AuditCursor {
+    network: String,
+    at: i64,
+    seq: i64,
+}
+
+/// `GET /encryption/networks/<id>/audit?limit=&cursor=`: the decrypt audit trail, newest
+/// first, in pages (`nextCursor` continues), for the network's owner (or anyone delegated
+/// `tinycloud.encryption/audit` on it).
 #[utoipa::path(
     get, path = "/encryption/networks/{id}/audit", tag = "encryption",
     summary = "The decrypt audit trail",
-    description = "Every decrypt decision on the network, newest first; for the owner or a holder of `tinycloud.encryption/audit`.",
+    description = "Every decrypt decision on the network, newest first, in pages; for the owner or a holder of `tinycloud.encryption/audit`.",
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
         ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
+        ("limit" = Option<usize>, Query, description = "Page size (1..=500, default 500)"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "The trail", body = crate::routes::openapi::AuditTrail),
@@ -508,10 +564,41 @@ pub async fn audit(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     let network = parse_network(&id)?;
     authorize(&state, &headers, &network, "tinycloud.encryption/audit").await?;
-    let rows = state.networks.audit_log(&network.to_string(), 500).await?;
+    let id = network.to_string();
+    let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE);
+    if limit == 0 || limit > MAX_AUDIT_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1..={MAX_AUDIT_PAGE}"
+        )));
+    }
+    let before = match &q.cursor {
+        None => None,
+        Some(c) => {
+            let c: AuditCursor = crate::keys::mac_decode(&state.cursor_key, c, 1024)
+                .filter(|c: &AuditCursor| c.network == id)
+                .ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+            Some((c.at, c.seq))
+        }
+    };
+    // One more than asked tells whether another page follows.
+    let mut rows = state.networks.audit_log(&id, before, limit + 1).await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Some(crate::keys::mac_encode(
+            &state.cursor_key,
+            &AuditCursor {
+                network: id.clone(),
+                at: last.at,
+                seq: last.seq,
+            },
+        )),
+        _ => None,
+    };
     let items: Vec<Value> = rows
         .iter()
         .map(|a| {
@@ -522,6 +609,6 @@ pub async fn audit(
         })
         .collect();
     Ok(Json(
-        json!({ "networkId": network.to_string(), "records": items }),
+        json!({ "networkId": id, "records": items, "nextCursor": next }),
     ))
 }

@@ -16,14 +16,16 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tinycloud_auth::ability::Ability;
-use tinycloud_auth::cid::{parse_cid, Cid};
 use tinycloud_auth::resource::Resource;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::authorization;
 use crate::error::{ApiError, ApiResult};
-use crate::hooks::{event_json, in_scope, Scope, Ticket, MAX_SCOPES, MAX_TICKET_SECS};
+use crate::hooks::{
+    authority_holds, event_json, in_scope, proofs_of, Lapse, Scope, Ticket, MAX_SCOPES,
+    MAX_TICKET_SECS,
+};
 use crate::state::{now, rfc3339, SharedState};
 use crate::store::StoredEvent;
 use crate::webhooks::scope_of;
@@ -109,13 +111,12 @@ pub async fn tickets(
         scopes,
         iat: now.as_millis(),
         exp: now.plus_secs(ttl).as_millis(),
-        proofs: authz
-            .invocation
-            .info()
-            .parents
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        proofs: proofs_of(&authz.invocation),
+        nonce: {
+            let mut n = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
+            hex::encode(n)
+        },
     };
     Ok(Json(json!({
         "ticket": ticket.encode(&state.ticket_key),
@@ -175,7 +176,6 @@ async fn latest_seq(state: &SharedState, space: &str) -> u64 {
 async fn pump(
     state: SharedState,
     ticket: Ticket,
-    proofs: Vec<Cid>,
     resume: Option<u64>,
     mut bus: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
     live_from: u64,
@@ -229,12 +229,15 @@ async fn pump(
                 if tx.is_closed() {
                     return;
                 }
-                if let Err(e) = state.auth.proofs_still_valid(&proofs, now()).await {
-                    let end = Event::default()
-                        .event("end")
-                        .data(json!({"type": "end", "reason": e.to_string()}).to_string());
-                    let _ = tx.send(end).await;
-                    return;
+                match authority_holds(&state.auth, &ticket.proofs, now()).await {
+                    Ok(_) | Err(Lapse::Store(_)) => {}
+                    Err(Lapse::Ended(reason)) => {
+                        let end = Event::default()
+                            .event("end")
+                            .data(json!({"type": "end", "reason": reason}).to_string());
+                        let _ = tx.send(end).await;
+                        return;
+                    }
                 }
             }
         }
@@ -267,13 +270,23 @@ pub async fn events(
     if ticket.v != 1 || now.as_millis() >= ticket.exp {
         return Err(ApiError::unauthorized("ticket expired"));
     }
-    let proofs = ticket
-        .proofs
-        .iter()
-        .map(|p| parse_cid(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ApiError::unauthorized("invalid ticket"))?;
-    state.auth.proofs_still_valid(&proofs, now).await?;
+    match authority_holds(&state.auth, &ticket.proofs, now).await {
+        Ok(_) => {}
+        Err(Lapse::Ended(reason)) => return Err(ApiError::unauthorized(reason)),
+        Err(Lapse::Store(e)) => return Err(e.into()),
+    }
+    // One stream per ticket: a second connection with the same ticket (someone else who saw
+    // it, or a replay) is refused.
+    let mut h = blake3::Hasher::new();
+    h.update(b"tinycloud/hooks/ticket-use\0");
+    h.update(q.ticket.as_bytes());
+    if !state
+        .index
+        .consume_nonce(*h.finalize().as_bytes(), ticket.exp, now.as_millis())
+        .await?
+    {
+        return Err(ApiError::unauthorized("ticket already used"));
+    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -288,15 +301,7 @@ pub async fn events(
         .id(resume.unwrap_or(live_from).to_string())
         .data(json!({"type": "ready", "seq": live_from}).to_string());
     let _ = tx.send(ready).await;
-    tokio::spawn(pump(
-        state.clone(),
-        ticket,
-        proofs,
-        resume,
-        bus,
-        live_from,
-        tx,
-    ));
+    tokio::spawn(pump(state.clone(), ticket, resume, bus, live_from, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
     });
@@ -304,13 +309,13 @@ pub async fn events(
 }
 
 /// Verifies an invocation (fully, single use) and that it carries `ability` on a resource that
-/// covers `resource`; returns the invoker.
+/// covers `resource`.
 async fn authorize_hook_action(
     state: &SharedState,
     headers: &HeaderMap,
     ability: &str,
     resource: &str,
-) -> ApiResult<tinycloud_auth::did::Did> {
+) -> ApiResult<tinycloud_auth::token::Invocation> {
     let header = authorization(headers, state.config.limits.max_token_bytes)?;
     let authz = state.auth.authorize(header, now()).await?;
     let wanted_ability: Ability = ability
@@ -324,7 +329,7 @@ async fn authorize_hook_action(
             "Unauthorized Action: {wanted} / {ability}"
         )));
     }
-    Ok(authz.invocation.invoker().clone())
+    Ok(authz.invocation)
 }
 
 fn webhook_json(w: &crate::store::WebhookRow) -> Value {
@@ -339,6 +344,8 @@ fn webhook_json(w: &crate::store::WebhookRow) -> Value {
         "secretKeyId": "primary",
         "active": w.active,
         "createdAt": rfc3339(w.created_at),
+        "expiresAt": w.expires_at.map(rfc3339),
+        "disabledReason": w.disabled_reason,
     })
 }
 
@@ -394,6 +401,15 @@ pub async fn register(
     if req.secret.is_empty() || req.secret.len() > 1024 {
         return Err(ApiError::bad_request("secret must be 1..=1024 bytes"));
     }
+    // Authorize before anything about the callback is looked at: an outsider learns nothing
+    // (no DNS resolution, no address check) from a registration it may not make.
+    let invocation = authorize_hook_action(
+        &state,
+        &headers,
+        "tinycloud.hooks/register",
+        &scope.resource(),
+    )
+    .await?;
     if !state.space_exists(&scope.space) {
         return Err(ApiError::not_found("Space not found"));
     }
@@ -401,13 +417,14 @@ pub async fn register(
         crate::webhooks::validate_url(&req.callback_url, state.webhook_settings.allow_private)
             .await
             .map_err(ApiError::bad_request)?;
-    let subscriber = authorize_hook_action(
-        &state,
-        &headers,
-        "tinycloud.hooks/register",
-        &scope.resource(),
-    )
-    .await?;
+    // The webhook rests on the delegations the registration cited: stored with it and
+    // re-checked before every delivery.
+    let proofs = proofs_of(&invocation);
+    let expires_at = match authority_holds(&state.auth, &proofs, now()).await {
+        Ok(exp) => exp.map(|e| e.as_millis()),
+        Err(Lapse::Ended(reason)) => return Err(ApiError::unauthorized(reason)),
+        Err(Lapse::Store(e)) => return Err(e.into()),
+    };
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     let row = crate::store::WebhookRow {
@@ -418,12 +435,15 @@ pub async fn register(
         abilities: scope.abilities.clone(),
         callback_url: url.to_string(),
         sealed_secret: crate::webhooks::seal(&state.webhook_key, req.secret.as_bytes()),
-        subscriber: subscriber.to_string(),
+        subscriber: invocation.invoker().to_string(),
         active: true,
         created_at: now().as_millis(),
         cursor: state.index.last_event(&scope.space).await?,
         attempts: 0,
         next_attempt_at: 0,
+        proofs: Some(proofs),
+        expires_at,
+        disabled_reason: None,
     };
     if !state
         .webhooks

@@ -186,6 +186,10 @@ pub struct Webhook {
     pub active: bool,
     /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339: when the authority it was registered under ends.
+    pub expires_at: Option<String>,
+    /// Why it stopped delivering (revoked or expired authority, removal).
+    pub disabled_reason: Option<String>,
 }
 
 /// `GET /hooks/webhooks`.
@@ -387,6 +391,8 @@ pub struct AuditTrail {
     pub network_id: String,
     /// Newest first.
     pub records: Vec<AuditRecord>,
+    /// Continues with the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A SQL request (`tinycloud.sql/*` invocations), tagged by `action`.

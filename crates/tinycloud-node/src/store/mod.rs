@@ -307,6 +307,14 @@ pub struct WebhookRow {
     pub attempts: u32,
     /// When to try next (Unix ms).
     pub next_attempt_at: i64,
+    /// The delegations the registration rested on (CIDs), re-checked before every delivery.
+    /// `None` for a row stored before proofs were recorded: it cannot be re-checked, so it is
+    /// never delivered to.
+    pub proofs: Option<Vec<String>>,
+    /// The earliest expiration along those delegations (Unix ms), `None` if none expires.
+    pub expires_at: Option<i64>,
+    /// Why the node stopped it (authority revoked or expired), if it did.
+    pub disabled_reason: Option<String>,
 }
 
 /// One delivery attempt outcome, kept as history.
@@ -344,6 +352,8 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn active_webhooks(&self) -> StoreResult<Vec<WebhookRow>>;
     /// Deactivates; false if unknown.
     async fn deactivate_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Deactivates because its authority ended, recording why; false if unknown.
+    async fn disable_webhook(&self, id: &str, reason: &str) -> StoreResult<bool>;
     /// Moves the cursor and resets the retry state.
     async fn advance_webhook(&self, id: &str, cursor: u64) -> StoreResult<()>;
     /// Records a failed attempt and when to try again.
@@ -382,6 +392,8 @@ pub struct NetworkRow {
 /// One decrypt (or refused decrypt) for the owner's audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
+    /// Position in the network's trail (assigned by the store; ignored when appending).
+    pub seq: i64,
     /// Network id.
     pub network: String,
     /// Who asked.
@@ -407,10 +419,32 @@ pub trait EncryptionStore: Send + Sync + 'static {
     async fn network(&self, id: &str) -> StoreResult<Option<NetworkRow>>;
     /// Marks a network revoked; false if unknown.
     async fn revoke_network(&self, id: &str, now_ms: i64) -> StoreResult<bool>;
-    /// Appends an audit record.
-    async fn audit(&self, a: &AuditRow) -> StoreResult<()>;
-    /// Audit records of a network, newest first.
-    async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>>;
+    /// Appends an audit record within `bounds`; false when it was not recorded because its
+    /// actor already has `bounds.denied_per_actor` refused records in the last
+    /// `bounds.window_ms` (allowed decisions are always recorded). The network's oldest
+    /// records beyond `bounds.max_rows` are dropped in the same transaction.
+    async fn audit(&self, a: &AuditRow, bounds: AuditBounds) -> StoreResult<bool>;
+    /// Audit records of a network, newest first (by `(at, seq)`), strictly older than
+    /// `before` = `(at, seq)` of the last record of the previous page, at most `limit`.
+    async fn audit_log(
+        &self,
+        network: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRow>>;
+}
+
+/// Limits on a network's audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditBounds {
+    /// Most records kept per network (oldest dropped first).
+    pub max_rows: u64,
+    /// Most refused-decision records per actor per window.
+    pub denied_per_actor: u64,
+    /// The window, in ms.
+    pub window_ms: i64,
+    /// Now (Unix ms).
+    pub now_ms: i64,
 }
 
 /// Bytes of an SQL log piece: small ones inline in the index, large ones in the blob store.

@@ -24,9 +24,10 @@ use tokio::sync::oneshot;
 use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
-    AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut,
-    LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult,
-    StoredDelegation, StoredEvent, ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
+    AuditBounds, AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage,
+    KvEntry, KvPut, LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment,
+    StoreError, StoreResult, StoredDelegation, StoredEvent, ValueLocation, WebhookRow,
+    WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -261,6 +262,7 @@ impl SqliteIndex {
         let mut writer = open(path, false)?;
         writer.execute_batch(SCHEMA)?;
         migrate(&mut writer)?;
+        migrate_hooks_and_audit(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open(path, true)?);
@@ -1096,7 +1098,53 @@ impl IndexStore for SqliteIndex {
     }
 }
 
-const WEBHOOK_COLUMNS: &str = "id, space, service, path_prefix, abilities, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at";
+const WEBHOOK_COLUMNS: &str = "id, space, service, path_prefix, abilities, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at, proofs, expires_at, disabled_reason";
+
+/// Delivery history rows kept per webhook (the newest).
+const MAX_DELIVERY_ROWS: i64 = 1000;
+/// Inactive webhooks kept per space (the newest), with their delivery history.
+const MAX_INACTIVE_WEBHOOKS: i64 = 100;
+
+/// Schema additions of the webhook and audit tables, applied to databases created before them:
+/// the proofs a webhook rests on (rows without them are never delivered to), its expiry and
+/// why it was disabled; per-network audit row counts (for retention) and an index for the
+/// per-actor bound on refused-decision records.
+fn migrate_hooks_and_audit(conn: &Connection) -> StoreResult<()> {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    for (column, ty) in [
+        ("proofs", "TEXT"),
+        ("expires_at", "INTEGER"),
+        ("disabled_reason", "TEXT"),
+    ] {
+        if !has_column("webhook", column)? {
+            conn.execute_batch(&format!("ALTER TABLE webhook ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    let counted: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'encryption_audit_count'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !counted {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE encryption_audit_count (network TEXT PRIMARY KEY, records INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO encryption_audit_count SELECT network, count(*) FROM encryption_audit GROUP BY network;
+             COMMIT;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS encryption_audit_by_actor ON encryption_audit (network, actor, at)",
+    )?;
+    Ok(())
+}
 
 fn read_webhook(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
     let abilities: Option<String> = r.get(4)?;
@@ -1114,7 +1162,150 @@ fn read_webhook(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
         cursor: u64::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
         attempts: u32::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
         next_attempt_at: r.get(12)?,
+        proofs: r
+            .get::<_, Option<String>>(13)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
+        expires_at: r.get(14)?,
+        disabled_reason: r.get(15)?,
     })
+}
+
+#[cfg(test)]
+mod hooks_audit_tests {
+    use super::*;
+
+    fn audit_row(actor: &str, outcome: &str, at: i64) -> AuditRow {
+        AuditRow {
+            seq: 0,
+            network: "n".into(),
+            actor: actor.into(),
+            outcome: outcome.into(),
+            envelope_hash: None,
+            delegations: vec![],
+            invocation: None,
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn legacy_rows_migrate_without_proofs_and_audit_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        {
+            // A database from before: webhook without proofs, three audit rows.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO webhook (id, space, service, callback_url, sealed_secret, subscriber, active, created_at, cursor, attempts, next_attempt_at)
+                 VALUES ('w', 's', 'kv', 'https://x', x'00', 'did:key:z', 1, 0, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+            for at in 1..=3 {
+                c.execute(
+                    "INSERT INTO encryption_audit (network, at, actor, outcome, delegations) VALUES ('n', ?1, 'a', 'allowed', '[]')",
+                    params![at],
+                )
+                .unwrap();
+            }
+        }
+        let db = SqliteIndex::open(&path).unwrap();
+        let w = db.webhook("w").await.unwrap().unwrap();
+        assert_eq!(w.proofs, None, "a legacy row has no proofs to re-check");
+        assert!(w.active);
+        assert!(db.disable_webhook("w", "gone").await.unwrap());
+        let w = db.webhook("w").await.unwrap().unwrap();
+        assert!(!w.active);
+        assert_eq!(w.disabled_reason.as_deref(), Some("gone"));
+        assert!(db.active_webhooks().await.unwrap().is_empty());
+
+        let bounds = AuditBounds {
+            max_rows: 4,
+            denied_per_actor: 2,
+            window_ms: 100,
+            now_ms: 1_000,
+        };
+        // The migrated count (3) makes the 5th record drop the oldest.
+        assert!(db
+            .audit(&audit_row("a", "allowed", 4), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("a", "allowed", 5), bounds)
+            .await
+            .unwrap());
+        let all = db.audit_log("n", None, 100).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.at).collect::<Vec<_>>(),
+            vec![5, 4, 3, 2]
+        );
+        // Refusals: two per actor in the window, then none; allowed ones still go in.
+        for _ in 0..3 {
+            db.audit(&audit_row("b", "denied:401", 990), bounds)
+                .await
+                .unwrap();
+        }
+        assert!(!db
+            .audit(&audit_row("b", "denied:401", 995), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("c", "denied:401", 995), bounds)
+            .await
+            .unwrap());
+        assert!(db
+            .audit(&audit_row("b", "allowed", 996), bounds)
+            .await
+            .unwrap());
+        let all = db.audit_log("n", None, 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.actor == "b" && r.outcome != "allowed")
+                .count(),
+            2
+        );
+        // Webhook history and inactive webhooks are bounded.
+        let mut d = DeliveryRow {
+            id: String::new(),
+            webhook: "w".into(),
+            seq: 0,
+            status: "delivered".into(),
+            attempts: 1,
+            last_status: Some(200),
+            last_error: None,
+            at: 0,
+        };
+        for i in 0..1200u64 {
+            d.id = format!("d{i}");
+            d.seq = i;
+            d.at = i64::try_from(i).unwrap();
+            db.record_delivery(&d).await.unwrap();
+        }
+        let kept = db.deliveries("w", 5000).await.unwrap();
+        assert!(kept.len() <= 1100 && kept.len() >= 1000, "{}", kept.len());
+        assert_eq!(kept[0].seq, 1199, "the newest are kept");
+        let mut w2 = w.clone();
+        for i in 0..150 {
+            w2.id = format!("old{i}");
+            w2.created_at = i;
+            w2.active = true;
+            assert!(db.create_webhook(&w2, 5).await.unwrap());
+            db.deactivate_webhook(&w2.id).await.unwrap();
+        }
+        assert!(db.webhooks("s").await.unwrap().len() <= 101);
+        assert!(db.webhook("w").await.unwrap().is_none(), "the oldest went");
+        assert!(db.deliveries("w", 10).await.unwrap().is_empty());
+        // Paging by (at, seq) walks every record once.
+        let first = db.audit_log("n", None, 2).await.unwrap();
+        let last = first.last().unwrap();
+        let rest = db
+            .audit_log("n", Some((last.at, last.seq)), 10)
+            .await
+            .unwrap();
+        let paged: Vec<_> = first.iter().chain(rest.iter()).cloned().collect();
+        assert_eq!(paged, all);
+    }
 }
 
 fn read_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
@@ -1145,13 +1336,32 @@ impl WebhookStore for SqliteIndex {
             if usize::try_from(active).unwrap_or(usize::MAX) >= max_active {
                 return Ok(false);
             }
-            let abilities = w.abilities.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
+            // Reclaim: a space keeps the newest inactive (unregistered or disabled) webhooks
+            // and their histories only up to a bound.
             tx.execute(
-                &format!("INSERT INTO webhook ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                "DELETE FROM webhook_delivery WHERE webhook IN (
+                     SELECT id FROM webhook WHERE space = ?1 AND active = 0
+                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+                params![w.space, MAX_INACTIVE_WEBHOOKS],
+            )?;
+            tx.execute(
+                "DELETE FROM webhook WHERE id IN (
+                     SELECT id FROM webhook WHERE space = ?1 AND active = 0
+                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+                params![w.space, MAX_INACTIVE_WEBHOOKS],
+            )?;
+            let abilities = w.abilities.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
+            let proofs = match &w.proofs {
+                Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None => None,
+            };
+            tx.execute(
+                &format!("INSERT INTO webhook ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     w.id, w.space, w.service, w.path_prefix, abilities, w.callback_url, w.sealed_secret,
                     w.subscriber, i64::from(w.active), w.created_at,
-                    i64::try_from(w.cursor).unwrap_or(i64::MAX), i64::from(w.attempts), w.next_attempt_at
+                    i64::try_from(w.cursor).unwrap_or(i64::MAX), i64::from(w.attempts), w.next_attempt_at,
+                    proofs, w.expires_at, w.disabled_reason
                 ],
             )?;
             Ok(true)
@@ -1203,6 +1413,18 @@ impl WebhookStore for SqliteIndex {
         .await
     }
 
+    async fn disable_webhook(&self, id: &str, reason: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE webhook SET active = 0, disabled_reason = ?2 WHERE id = ?1 AND active = 1",
+                params![id, reason],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn advance_webhook(&self, id: &str, cursor: u64) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |tx| {
@@ -1244,6 +1466,20 @@ impl WebhookStore for SqliteIndex {
                     d.last_status.map(i64::from), d.last_error, d.at
                 ],
             )?;
+            // Reclaim: keep the newest deliveries of a webhook (trimmed in batches).
+            let kept: i64 = tx.query_row(
+                "SELECT count(*) FROM webhook_delivery WHERE webhook = ?1",
+                params![d.webhook],
+                |r| r.get(0),
+            )?;
+            if kept > MAX_DELIVERY_ROWS + MAX_DELIVERY_ROWS / 10 {
+                tx.execute(
+                    "DELETE FROM webhook_delivery WHERE id IN (
+                         SELECT id FROM webhook_delivery WHERE webhook = ?1
+                         ORDER BY at, seq LIMIT ?2)",
+                    params![d.webhook, kept - MAX_DELIVERY_ROWS],
+                )?;
+            }
             Ok(())
         })
         .await
@@ -1318,38 +1554,81 @@ impl EncryptionStore for SqliteIndex {
         .await
     }
 
-    async fn audit(&self, a: &AuditRow) -> StoreResult<()> {
+    async fn audit(&self, a: &AuditRow, bounds: AuditBounds) -> StoreResult<bool> {
         let a = a.clone();
         self.write(move |tx| {
+            if a.outcome != "allowed" {
+                let recent: i64 = tx.query_row(
+                    "SELECT count(*) FROM encryption_audit
+                     WHERE network = ?1 AND actor = ?2 AND at > ?3 AND outcome <> 'allowed'",
+                    params![a.network, a.actor, bounds.now_ms.saturating_sub(bounds.window_ms)],
+                    |r| r.get(0),
+                )?;
+                if u64::try_from(recent).unwrap_or(u64::MAX) >= bounds.denied_per_actor {
+                    return Ok(false);
+                }
+            }
+            let delegations = serde_json::to_string(&a.delegations)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             tx.execute(
                 "INSERT INTO encryption_audit (network, at, actor, outcome, envelope_hash, delegations, invocation)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![a.network, a.at, a.actor, a.outcome, a.envelope_hash, serde_json::to_string(&a.delegations).unwrap_or_default(), a.invocation],
+                params![a.network, a.at, a.actor, a.outcome, a.envelope_hash, delegations, a.invocation],
             )?;
-            Ok(())
+            let records: i64 = tx.query_row(
+                "INSERT INTO encryption_audit_count (network, records) VALUES (?1, 1)
+                 ON CONFLICT (network) DO UPDATE SET records = records + 1 RETURNING records",
+                params![a.network],
+                |r| r.get(0),
+            )?;
+            let max = i64::try_from(bounds.max_rows.max(1)).unwrap_or(i64::MAX);
+            if records > max {
+                let excess = records - max;
+                tx.execute(
+                    "DELETE FROM encryption_audit WHERE rowid IN (
+                         SELECT rowid FROM encryption_audit WHERE network = ?1
+                         ORDER BY at, rowid LIMIT ?2)",
+                    params![a.network, excess],
+                )?;
+                tx.execute(
+                    "UPDATE encryption_audit_count SET records = ?2 WHERE network = ?1",
+                    params![a.network, max],
+                )?;
+            }
+            Ok(true)
         })
         .await
     }
 
-    async fn audit_log(&self, network: &str, limit: usize) -> StoreResult<Vec<AuditRow>> {
+    async fn audit_log(
+        &self,
+        network: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRow>> {
         let network = network.to_owned();
+        let (at, seq) = before.unwrap_or((i64::MAX, i64::MAX));
         self.read(move |c| {
             let mut st = c.prepare(
-                "SELECT network, actor, outcome, envelope_hash, delegations, invocation, at FROM encryption_audit
-                 WHERE network = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+                "SELECT network, actor, outcome, envelope_hash, delegations, invocation, at, rowid FROM encryption_audit
+                 WHERE network = ?1 AND (at, rowid) < (?2, ?3) ORDER BY at DESC, rowid DESC LIMIT ?4",
             )?;
-            let rows = st.query_map(params![network, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                let d: String = r.get(4)?;
-                Ok(AuditRow {
-                    network: r.get(0)?,
-                    actor: r.get(1)?,
-                    outcome: r.get(2)?,
-                    envelope_hash: r.get(3)?,
-                    delegations: serde_json::from_str(&d).unwrap_or_default(),
-                    invocation: r.get(5)?,
-                    at: r.get(6)?,
-                })
-            })?;
+            let rows = st.query_map(
+                params![network, at, seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    let d: String = r.get(4)?;
+                    Ok(AuditRow {
+                        seq: r.get(7)?,
+                        network: r.get(0)?,
+                        actor: r.get(1)?,
+                        outcome: r.get(2)?,
+                        envelope_hash: r.get(3)?,
+                        delegations: serde_json::from_str(&d).unwrap_or_default(),
+                        invocation: r.get(5)?,
+                        at: r.get(6)?,
+                    })
+                },
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
