@@ -107,7 +107,7 @@ fn cacao_re_encodings(header: &str) -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
-    let node = Node::start(&[]);
+    let mut node = Node::start(&[]);
     let o = Owner::sign_in(&node, 70, "default").await;
     o.client(&node)
         .put(&o.res("kv/notes/a"), b"secret")
@@ -137,8 +137,8 @@ async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
     let variants = cacao_re_encodings(&header);
     // The other recovery-byte form is a valid CACAO: registered while the session is live it
     // is an alias (another CID) of the same authority.
-    let (_, alias_bytes) = &variants[0];
-    let (s, body, text) = post_delegate(&node, &URL_SAFE.encode(alias_bytes)).await;
+    let alias_bytes = variants[0].1.clone();
+    let (s, body, text) = post_delegate(&node, &URL_SAFE.encode(&alias_bytes)).await;
     assert_eq!(s, 200, "the other v form is what some wallets send: {text}");
     let alias = cid_of(&body);
     assert_ne!(alias, original);
@@ -170,6 +170,22 @@ async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
             r.text()
         );
     }
+
+    // The revocation of the authority survives a restart (identities are rebuilt from the
+    // stored tokens, revocations reloaded).
+    let dir = node.dir.clone();
+    let tmp = node.take_tmp();
+    node.kill9();
+    let node = Node::start_in(&dir, &[]);
+    for proof in [original, alias] {
+        let r = Client::new(&node, &k, &[proof])
+            .call(&o.res("kv/notes/a"), "get")
+            .await;
+        assert_eq!(r.status, 401, "after restart: {}", r.text());
+    }
+    let (s, _, text) = post_delegate(&node, &URL_SAFE.encode(&alias_bytes)).await;
+    assert_eq!(s, 401, "alias after restart: {text}");
+    drop(tmp);
 }
 
 #[tokio::test]
