@@ -248,6 +248,7 @@ fn bench_containment(c: &mut Criterion, f: &Fixture) {
     let session_did = f.session.did();
     let delegation = DelegationInfo {
         cid: blake3_cid(b"session-10"),
+        authority: blake3_cid(b"authority of session-10"),
         issuer: f.owner.clone(),
         delegatee: session_did.clone(),
         not_before: None,

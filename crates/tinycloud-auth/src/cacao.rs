@@ -1,20 +1,37 @@
 //! CACAO (CAIP-74) for Sign-In with Ethereum: the DAG-CBOR container of a signed SIWE message.
 //!
 //! `{h: {t: "eip4361"}, p: {domain, iss, statement?, aud, version, nonce, iat, exp?, nbf?,
-//! request_id?, resources?}, s: {t: "eip191", s: <65 bytes>}}`. The `Authorization` header
-//! value is the **padded** base64url of the CBOR bytes, and the CID is computed over exactly
-//! the bytes received. Verification rebuilds the EIP-4361 text from `p` and recovers the signer.
+//! request_id?, resources?, scheme?}, s: {t: "eip191", s: <65 bytes>}}`. The `Authorization`
+//! header value is the **padded** base64url of the CBOR bytes, and the CID is computed over
+//! exactly the bytes received. Verification rebuilds the EIP-4361 text from `p` and recovers the
+//! signer.
+//!
+//! # One authority, one encoding
+//!
+//! The signature covers only the SIWE text, not the container, so a decoder that accepted
+//! several containers for one text would let anyone holding a CACAO mint "new" delegations
+//! (new CIDs) of the same signed authority. Decoding therefore accepts only the canonical
+//! DAG-CBOR encoding: the decoded fields are re-encoded and must reproduce the received bytes
+//! (no unknown keys, integer `version`, canonical key order, minimal lengths, EIP-55 `iss`).
+//! The one freedom left is the signature itself (recovery byte `v` as 27/28 or 0/1, both
+//! produced by real wallets); [`Cacao::authority`] names the signed text, so every such
+//! encoding shares one authority identity and a revocation of one covers all.
 
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::authority_cid;
 use crate::cid::{blake3_cid, Cid};
 use crate::did::{Did, DidError};
 use crate::siwe::{Message, TimeStamp};
 
 /// Largest CACAO accepted (bytes of CBOR).
 pub const MAX_CACAO_LEN: usize = 64 * 1024;
+
+/// Key-derivation context of the authority identity of a SIWE CACAO (over the SIWE text).
+pub const SIWE_AUTHORITY_CONTEXT: &str =
+    "tinycloud.xyz 2026-01 authority identity: EIP-4361 message signed with EIP-191";
 
 /// Errors decoding, encoding or verifying a CACAO.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,21 +60,19 @@ pub enum CacaoError {
     /// The signature does not recover the issuer.
     #[error("CACAO signature does not verify: {0}")]
     Signature(String),
+    /// Valid CBOR of the right shape, but not the one canonical encoding of its content.
+    #[error("CACAO is not canonically encoded DAG-CBOR: {0}")]
+    NonCanonical(&'static str),
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireHeader {
     t: String,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum WireVersion {
-    Int(u64),
-    Text(String),
-}
-
-/// Fields declared in DAG-CBOR canonical key order (length first, then bytes).
+/// Fields declared in DAG-CBOR canonical key order (length first, then bytes); the encoder
+/// sorts them anyway.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WirePayload {
@@ -70,33 +85,74 @@ struct WirePayload {
     nbf: Option<String>,
     nonce: String,
     domain: String,
-    version: WireVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheme: Option<String>,
+    version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resources: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     statement: Option<String>,
-    #[serde(default, alias = "requestId", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireSignature {
-    t: String,
     #[serde(with = "serde_bytes")]
     s: Vec<u8>,
+    t: String,
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Wire {
     h: WireHeader,
     p: WirePayload,
     s: WireSignature,
 }
 
+impl Wire {
+    /// The canonical container of a SIWE message and its signature.
+    fn of(message: &Message, issuer: &Did, signature: &[u8]) -> Wire {
+        Wire {
+            h: WireHeader {
+                t: "eip4361".into(),
+            },
+            p: WirePayload {
+                aud: message.uri.clone(),
+                exp: message
+                    .expiration_time
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned()),
+                iat: message.issued_at.as_str().to_owned(),
+                iss: issuer.to_string(),
+                nbf: message.not_before.as_ref().map(|t| t.as_str().to_owned()),
+                nonce: message.nonce.clone(),
+                domain: message.domain.clone(),
+                scheme: message.scheme.clone(),
+                version: 1,
+                resources: message.resources.clone(),
+                statement: message.statement.clone(),
+                request_id: message.request_id.clone(),
+            },
+            s: WireSignature {
+                s: signature.to_vec(),
+                t: "eip191".into(),
+            },
+        }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, CacaoError> {
+        serde_ipld_dagcbor::to_vec(self).map_err(|e| CacaoError::Cbor(e.to_string()))
+    }
+}
+
 /// A decoded SIWE CACAO. Keeps the exact bytes it was decoded from.
 #[derive(Clone, Debug)]
 pub struct Cacao {
     bytes: Vec<u8>,
+    authority: Cid,
     message: Message,
     issuer: Did,
     signature: Vec<u8>,
@@ -115,42 +171,18 @@ impl Cacao {
     pub fn new(message: Message, signature: Vec<u8>) -> Result<Self, CacaoError> {
         let issuer = Did::pkh(message.chain_id, message.address)
             .map_err(|e| CacaoError::Issuer(e.to_string()))?;
-        let wire = Wire {
-            h: WireHeader {
-                t: "eip4361".into(),
-            },
-            p: WirePayload {
-                aud: message.uri.clone(),
-                exp: message
-                    .expiration_time
-                    .as_ref()
-                    .map(|t| t.as_str().to_owned()),
-                iat: message.issued_at.as_str().to_owned(),
-                iss: issuer.to_string(),
-                nbf: message.not_before.as_ref().map(|t| t.as_str().to_owned()),
-                nonce: message.nonce.clone(),
-                domain: message.domain.clone(),
-                version: WireVersion::Int(1),
-                resources: message.resources.clone(),
-                statement: message.statement.clone(),
-                request_id: message.request_id.clone(),
-            },
-            s: WireSignature {
-                t: "eip191".into(),
-                s: signature.clone(),
-            },
-        };
-        let bytes =
-            serde_ipld_dagcbor::to_vec(&wire).map_err(|e| CacaoError::Cbor(e.to_string()))?;
+        let bytes = Wire::of(&message, &issuer, &signature).encode()?;
         Ok(Cacao {
             bytes,
+            authority: authority_cid(SIWE_AUTHORITY_CONTEXT, message.to_string().as_bytes()),
             message,
             issuer,
             signature,
         })
     }
 
-    /// Decodes CBOR bytes (no signature check).
+    /// Decodes CBOR bytes (no signature check). Only the canonical encoding is accepted (see
+    /// the module docs).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CacaoError> {
         if bytes.len() > MAX_CACAO_LEN {
             return Err(CacaoError::TooLarge);
@@ -175,13 +207,11 @@ impl Cacao {
         let Did::Pkh { chain_id, address } = issuer.clone() else {
             return Err(CacaoError::Issuer(issuer.to_string()));
         };
-        match &p.version {
-            WireVersion::Int(1) => {}
-            WireVersion::Text(t) if t == "1" => {}
-            _ => return Err(payload_err("version", "must be 1")),
+        if p.version != 1 {
+            return Err(payload_err("version", "must be the integer 1"));
         }
         let message = Message {
-            scheme: None,
+            scheme: p.scheme,
             domain: p.domain,
             address,
             statement: p.statement,
@@ -204,11 +234,19 @@ impl Cacao {
                 "fields do not survive EIP-4361 serialization",
             ));
         }
+        let signature = wire.s.s;
+        // One content, one encoding: the canonical container must reproduce the bytes.
+        if Wire::of(&message, &issuer, &signature).encode()? != bytes {
+            return Err(CacaoError::NonCanonical(
+                "re-encoding the decoded fields does not reproduce the bytes",
+            ));
+        }
         Ok(Cacao {
             bytes: bytes.to_vec(),
+            authority: authority_cid(SIWE_AUTHORITY_CONTEXT, text.as_bytes()),
             message,
             issuer,
-            signature: wire.s.s,
+            signature,
         })
     }
 
@@ -234,6 +272,12 @@ impl Cacao {
     /// CIDv1(raw, blake3) of the CBOR bytes.
     pub fn cid(&self) -> Cid {
         blake3_cid(&self.bytes)
+    }
+
+    /// The authority identity: derived from the signed SIWE text alone, so it is the same for
+    /// every encoding of the signature (see [`crate::chain::DelegationInfo::authority`]).
+    pub fn authority(&self) -> Cid {
+        self.authority
     }
 
     /// The SIWE message.
@@ -378,6 +422,92 @@ mod tests {
                 d.deserialize_any(V)
             }
         }
+    }
+
+    /// Replaces the first occurrence of `from` in `bytes` by `to`.
+    fn swap(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("pattern present");
+        let mut out = bytes[..at].to_vec();
+        out.extend_from_slice(to);
+        out.extend_from_slice(&bytes[at + from.len()..]);
+        out
+    }
+
+    #[test]
+    fn every_re_encoding_of_the_container_is_refused() {
+        let (msg, sig) = signed();
+        let c = Cacao::new(msg, sig).unwrap();
+        let b = c.as_bytes();
+        // `version` as text "1" instead of the integer.
+        let text_version = swap(b, b"gversion\x01", b"gversiona1");
+        // `version` as a non-minimal integer (one-byte argument for 1).
+        let long_int = swap(b, b"gversion\x01", b"gversion\x18\x01");
+        // An extra key in `h` (map of 1 -> 2; "u" sorts after "t").
+        let extra_h = swap(b, b"\xa1atgeip4361", b"\xa2atgeip4361auax");
+        // An extra key at the top level (map of 3 -> 4, "z" appended last).
+        let mut extra_top = b.to_vec();
+        extra_top[0] = 0xa4;
+        extra_top.extend_from_slice(b"\x61z\x00");
+        // An extra key in `s`.
+        let extra_s = swap(b, b"\xa2as", b"\xa3aa\x00as");
+        // `requestId` (the reference writes `request_id`).
+        let camel = swap(b, b"jrequest_id", b"irequestId");
+        // Keys out of canonical order: `h` moved after `p`.
+        let h_part = b"\x61h\xa1\x61t\x67eip4361".to_vec();
+        let mut reordered = vec![b[0]];
+        let rest = &b[1 + h_part.len()..];
+        let s_at = rest.windows(3).rposition(|w| w == b"\x61s\xa2").unwrap();
+        reordered.extend_from_slice(&rest[..s_at]);
+        reordered.extend_from_slice(&h_part);
+        reordered.extend_from_slice(&rest[s_at..]);
+        assert_eq!(&b[1..1 + h_part.len()], &h_part[..], "layout assumption");
+        // An indefinite-length top-level map.
+        let mut indefinite = vec![0xbf];
+        indefinite.extend_from_slice(&b[1..]);
+        indefinite.push(0xff);
+        // A lowercase issuer address (same SIWE text, other bytes).
+        let iss = c.issuer().to_string();
+        let lower = iss.to_lowercase();
+        let lower_iss = swap(b, iss.as_bytes(), lower.as_bytes());
+        assert_ne!(iss, lower);
+        for (name, bytes) in [
+            ("text version", text_version),
+            ("non-minimal integer", long_int),
+            ("extra key in h", extra_h),
+            ("extra top-level key", extra_top),
+            ("extra key in s", extra_s),
+            ("camelCase requestId", camel),
+            ("non-canonical key order", reordered),
+            ("indefinite-length map", indefinite),
+            ("lowercase issuer", lower_iss),
+        ] {
+            assert_ne!(bytes, b, "{name}: the variant differs");
+            assert!(Cacao::from_bytes(&bytes).is_err(), "{name} accepted");
+        }
+    }
+
+    #[test]
+    fn signature_encodings_share_one_authority() {
+        let (msg, sig) = signed();
+        let c = Cacao::new(msg.clone(), sig.clone()).unwrap();
+        let mut zero_based = sig.clone();
+        zero_based[64] -= 27;
+        let z = Cacao::new(msg, zero_based).unwrap();
+        // Both forms are what wallets produce: accepted, verified, distinct CIDs (the bytes
+        // differ), one authority (the signed text is the same).
+        let z = Cacao::from_bytes(z.as_bytes()).unwrap();
+        z.verify().unwrap();
+        c.verify().unwrap();
+        assert_ne!(c.cid(), z.cid());
+        assert_eq!(c.authority(), z.authority());
+        assert_eq!(
+            c.authority(),
+            authority_cid(SIWE_AUTHORITY_CONTEXT, c.message().to_string().as_bytes())
+        );
+        assert_ne!(c.authority(), c.cid());
     }
 
     #[test]

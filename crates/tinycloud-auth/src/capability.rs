@@ -230,6 +230,47 @@ impl fmt::Display for Capability {
     }
 }
 
+/// A caveat that the service of an ability does not enforce: refused, never ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("caveats on {ability} are not enforced by this node ({reason}); a grant constrained this way is refused")]
+pub struct UnenforcedCaveat {
+    /// The constrained ability.
+    pub ability: String,
+    /// Which caveat was not understood.
+    pub reason: String,
+}
+
+/// The one rule for which caveats a service enforces (deny by default). `tinycloud.sql`
+/// enforces the SQL caveats of [`crate::sql_caveat`] (named statements, `readOnly`, table and
+/// column lists), and every caveat object on a SQL ability must be one of them. No other
+/// service defines a caveat (KV, hooks, encryption, capabilities, space, delegation), so any
+/// constraint on their abilities is refused: a grant the node cannot honour as written must
+/// not run wider than written. The node applies this at delegation registration and to the
+/// effective caveats of every invocation.
+pub fn check_caveats_enforced(
+    ability: &Ability,
+    caveats: &Caveats,
+) -> Result<(), UnenforcedCaveat> {
+    if caveats.is_unconstrained() {
+        return Ok(());
+    }
+    let refuse = |reason: String| UnenforcedCaveat {
+        ability: ability.to_string(),
+        reason,
+    };
+    if ability.service() != Some("sql") {
+        return Err(refuse("the service defines no caveats".into()));
+    }
+    for obj in caveats.objects() {
+        match SqlCaveat::from_caveat(obj) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(refuse("not a SQL caveat".into())),
+            Err(e) => return Err(refuse(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// Parses every (resource, ability) pair of an attenuation map. SQL caveats are validated.
 pub fn capabilities_from_att(att: &AttMap) -> Result<Vec<Capability>, CapabilityError> {
     let mut caps = Vec::new();
@@ -460,6 +501,46 @@ mod tests {
         assert!(att_from_json(&json!({"a": []})).is_err());
         assert!(att_from_json(&json!({"a": {"b": {}}})).is_err());
         assert!(att_from_json(&json!({"a": {"b": [1]}})).is_err());
+    }
+
+    #[test]
+    fn a_service_refuses_every_caveat_it_does_not_enforce() {
+        let check = |ab: &str, caveats: Value| {
+            let c = cap(&format!("{SPACE}/kv"), ab, caveats);
+            check_caveats_enforced(&c.ability, &c.caveats)
+        };
+        // Unconstrained is always fine.
+        for ab in [
+            "tinycloud.kv/get",
+            "tinycloud.sql/read",
+            "tinycloud.hooks/subscribe",
+            "tinycloud.encryption/decrypt",
+            "tinycloud.capabilities/read",
+            "tinycloud.space/host",
+            "tinycloud.delegation/revoke",
+            "other.service/act",
+        ] {
+            assert!(check(ab, json!([{}])).is_ok(), "{ab}");
+            assert!(check(ab, json!([])).is_ok(), "{ab}");
+            // Services without caveats refuse any constraint, even one that looks like SQL.
+            if !ab.starts_with("tinycloud.sql") {
+                assert!(check(ab, json!([{"pathPrefix": "a"}])).is_err(), "{ab}");
+                assert!(check(ab, json!([{"readOnly": true}])).is_err(), "{ab}");
+            }
+        }
+        // SQL enforces SQL caveats, and only those.
+        assert!(check(
+            "tinycloud.sql/write",
+            json!([{"readOnly": true, "tables": ["t"]}])
+        )
+        .is_ok());
+        let e = check(
+            "tinycloud.sql/write",
+            json!([{"readOnly": true}, {"rows": 5}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.ability, "tinycloud.sql/write");
+        assert!(check("tinycloud.sql/read", json!([{"readOnly": true, "x": 1}])).is_err());
     }
 
     #[test]

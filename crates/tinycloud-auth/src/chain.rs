@@ -28,8 +28,12 @@ pub const DEFAULT_MAX_INVOCATION_LIFETIME_SECS: i64 = 300;
 /// What chain validation needs to know about a verified delegation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DelegationInfo {
-    /// Its CID.
+    /// Its CID (over the exact bytes received; what clients cite in `prf`).
     pub cid: Cid,
+    /// Its authority identity: a hash of exactly what the signature covers (the SIWE text of a
+    /// CACAO, `header.payload` of a UCAN). Every encoding of one signed authority has the same
+    /// authority identity, so revoking one revokes all of them (see [`is_delegation_revoked`]).
+    pub authority: Cid,
     /// Delegator principal.
     pub issuer: Did,
     /// Delegatee principal (audience, fragment stripped).
@@ -44,6 +48,22 @@ pub struct DelegationInfo {
     pub capabilities: Vec<Capability>,
     /// Whether the delegatee may not re-delegate.
     pub terminal: bool,
+}
+
+/// The authority identity of signed content: BLAKE3 in key-derivation mode under `context`
+/// (one context per signature scheme, so identities of different token kinds never collide)
+/// over exactly the bytes the signature covers, as a CID. Two tokens have the same identity
+/// exactly when they carry the same signed content, however the container or the signature is
+/// encoded.
+pub fn authority_digest(context: &str, signed: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(context);
+    h.update(signed);
+    *h.finalize().as_bytes()
+}
+
+/// [`authority_digest`] as a CID (the form stored next to revoked delegation CIDs).
+pub fn authority_cid(context: &str, signed: &[u8]) -> Cid {
+    crate::cid::from_blake3_digest(&authority_digest(context, signed))
 }
 
 /// What chain validation needs to know about an invocation.
@@ -85,8 +105,15 @@ impl DelegationInfo {
 pub trait ChainLookup {
     /// The delegation with this CID, if stored.
     fn delegation(&self, cid: &Cid) -> Option<Arc<DelegationInfo>>;
-    /// Whether this delegation has been revoked.
-    fn is_revoked(&self, cid: &Cid) -> bool;
+    /// Whether this identifier (a delegation CID or an authority identity) has been revoked.
+    /// Chain rules ask through [`is_delegation_revoked`], which checks both.
+    fn is_revoked(&self, id: &Cid) -> bool;
+}
+
+/// Whether a delegation is revoked: under its CID or under its authority identity, so that
+/// no re-encoding of a revoked authority (another CID for the same signed content) is live.
+pub fn is_delegation_revoked(lookup: &impl ChainLookup, d: &DelegationInfo) -> bool {
+    lookup.is_revoked(&d.cid) || lookup.is_revoked(&d.authority)
 }
 
 /// Why a chain is rejected. [`ChainError::code`] gives a stable machine-readable code.
@@ -251,15 +278,17 @@ fn check_ancestors(
             continue;
         }
         *budget = budget.checked_sub(1).ok_or(ChainError::TraversalLimit)?;
-        if lookup.is_revoked(&cid) {
+        let revoked = |anc: Option<&DelegationInfo>| {
+            lookup.is_revoked(&cid) || anc.is_some_and(|a| is_delegation_revoked(lookup, a))
+        };
+        let anc = lookup.delegation(&cid);
+        if revoked(anc.as_deref()) {
             return Err(ChainError::AncestorRevoked {
                 ancestor: cid,
                 via: start.cid,
             });
         }
-        let anc = lookup
-            .delegation(&cid)
-            .ok_or(ChainError::ParentNotFound(cid))?;
+        let anc = anc.ok_or(ChainError::ParentNotFound(cid))?;
         if let Some(now) = now {
             check_window(now, anc.not_before, anc.expiration)
                 .map_err(|_| ChainError::ProofNotValidNow(cid))?;
@@ -310,6 +339,10 @@ pub fn validate_delegation(
     if new.capabilities.is_empty() {
         return Err(ChainError::NoCapabilities);
     }
+    // A revoked authority stays revoked under every encoding: it cannot be registered again.
+    if is_delegation_revoked(lookup, new) {
+        return Err(ChainError::Revoked(new.cid));
+    }
     let parents = resolve_parents(&new.parents, lookup)?;
     let mut budget = MAX_CHAIN_NODES;
     for p in &parents {
@@ -320,7 +353,7 @@ pub fn validate_delegation(
                 presenter: new.issuer.clone(),
             })));
         }
-        if lookup.is_revoked(&p.cid) {
+        if is_delegation_revoked(lookup, p) {
             return Err(ChainError::ParentRevoked(p.cid));
         }
         if p.terminal {
@@ -451,7 +484,7 @@ pub fn validate_invocation(
                 presenter: inv.invoker.clone(),
             })));
         }
-        if lookup.is_revoked(&p.cid) {
+        if is_delegation_revoked(lookup, p) {
             return Err(ChainError::Revoked(p.cid));
         }
         check_window(now, p.not_before, p.expiration)
@@ -480,8 +513,12 @@ impl MemoryChain {
         self.delegations.insert(d.cid, Arc::new(d));
     }
 
-    /// Marks a CID revoked.
+    /// Marks a CID revoked, and with it the authority identity of the delegation stored under
+    /// it (every other encoding of the same authority).
     pub fn revoke(&mut self, cid: Cid) {
+        if let Some(d) = self.delegations.get(&cid) {
+            self.revoked.insert(d.authority);
+        }
         self.revoked.insert(cid);
     }
 
@@ -498,8 +535,8 @@ impl ChainLookup for MemoryChain {
         self.delegations.get(cid).cloned()
     }
 
-    fn is_revoked(&self, cid: &Cid) -> bool {
-        self.revoked.contains(cid)
+    fn is_revoked(&self, id: &Cid) -> bool {
+        self.revoked.contains(id)
     }
 }
 
@@ -539,6 +576,7 @@ mod tests {
     ) -> DelegationInfo {
         DelegationInfo {
             cid: blake3_cid(name.as_bytes()),
+            authority: blake3_cid(format!("authority of {name}").as_bytes()),
             issuer: iss,
             delegatee: aud,
             not_before: None,
@@ -693,6 +731,88 @@ mod tests {
         assert_eq!(
             chain.register(later, now()).unwrap_err(),
             ChainError::ExpiryExceedsParent
+        );
+    }
+
+    /// Another encoding of `d`: a new CID, the same signed authority.
+    fn re_encoded(d: &DelegationInfo, tag: &str) -> DelegationInfo {
+        DelegationInfo {
+            cid: blake3_cid(format!("{} re-encoded {tag}", d.cid).as_bytes()),
+            ..d.clone()
+        }
+    }
+
+    #[test]
+    fn a_revoked_authority_stays_revoked_under_every_encoding() {
+        let (mut chain, root, child) = setup();
+        // An alias registered while the authority was live...
+        let early = re_encoded(&child, "early");
+        chain.register(early.clone(), now()).unwrap();
+        chain.revoke(child.cid);
+        // ...is revoked with it, and a later alias cannot be registered.
+        let late = re_encoded(&child, "late");
+        assert_eq!(
+            chain.register(late.clone(), now()),
+            Err(ChainError::Revoked(late.cid))
+        );
+        assert_eq!(
+            chain.register(child.clone(), now()),
+            Err(ChainError::Revoked(child.cid))
+        );
+        let read = vec![cap("/notes/a", "tinycloud.kv/get")];
+        assert_eq!(
+            validate_invocation(&inv(key(2), vec![early.cid], read), &chain, now(), MAX),
+            Err(ChainError::Revoked(early.cid))
+        );
+        // The same holds for ancestors: revoking the root through an alias of it cuts off
+        // children that cite the original.
+        let root_alias = re_encoded(&root, "alias");
+        chain.insert(root_alias.clone());
+        chain.revoke(root_alias.cid);
+        let sibling = deleg(
+            "sibling",
+            key(1),
+            key(3),
+            vec![root.cid],
+            vec![cap("/notes/b", "tinycloud.kv/get")],
+        );
+        assert_eq!(
+            chain.register(sibling, now()),
+            Err(ChainError::ParentRevoked(root.cid))
+        );
+        let grandchild = deleg(
+            "grandchild",
+            key(2),
+            key(4),
+            vec![early.cid],
+            vec![cap("/notes/a", "tinycloud.kv/get")],
+        );
+        assert!(chain.register(grandchild, now()).is_err());
+    }
+
+    #[test]
+    fn an_ancestor_revoked_under_another_encoding_cuts_off_the_chain() {
+        let (mut chain, root, child) = setup();
+        let root_alias = re_encoded(&root, "alias");
+        chain.insert(root_alias.clone());
+        chain.revoke(root_alias.cid);
+        let e = validate_invocation(
+            &inv(
+                key(2),
+                vec![child.cid],
+                vec![cap("/notes/a", "tinycloud.kv/get")],
+            ),
+            &chain,
+            now(),
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ChainError::AncestorRevoked {
+                ancestor: root.cid,
+                via: child.cid
+            }
         );
     }
 

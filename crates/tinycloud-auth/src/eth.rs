@@ -11,6 +11,10 @@
 //! therefore **rejects** "high-S" signatures ([`SignatureError::HighS`]) instead of
 //! normalising them. Every mainstream wallet (and [`sign_eip191`]) emits low-S
 //! signatures.
+//!
+//! The recovery byte is accepted as 27/28 or 0/1, since wallets produce both. That
+//! leaves two byte encodings of one signature; a CACAO's authority identity is therefore
+//! derived from the signed text, never from the signature bytes (see `cacao.rs`).
 
 use std::fmt;
 use std::str::FromStr;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::ability::Ability;
 use crate::cacao::{is_ucan_header, Cacao, CacaoError};
-use crate::capability::{Capability, CapabilityError};
+use crate::capability::CapabilityError;
 use crate::chain::{DelegationInfo, InvocationInfo};
 use crate::cid::{parse_cid, Cid};
 use crate::did::{Did, DidError, DidUrl};
@@ -92,6 +92,7 @@ impl Delegation {
     pub fn from_ucan(ucan: Ucan) -> Self {
         let info = DelegationInfo {
             cid: ucan.cid(),
+            authority: ucan.authority(),
             issuer: ucan.issuer().did().clone(),
             delegatee: ucan.audience().did().clone(),
             not_before: ucan.not_before(),
@@ -106,8 +107,9 @@ impl Delegation {
         }
     }
 
-    /// Wraps a verified CACAO: capabilities and parents come from its ReCap (with empty
-    /// caveats, as the reference extracts them), the delegatee from the SIWE `URI`.
+    /// Wraps a verified CACAO: capabilities (with their ReCap caveats, the `nb` objects of each
+    /// ability, enforced exactly like UCAN caveats) and parents come from its ReCap, the
+    /// delegatee from the SIWE `URI`.
     pub fn from_cacao(cacao: Cacao) -> Result<Self, TokenError> {
         let msg = cacao.message();
         let recap =
@@ -115,11 +117,7 @@ impl Delegation {
         if !recap.att.is_empty() {
             recap.verify_statement(msg.statement.as_deref())?;
         }
-        let capabilities = recap
-            .capabilities()?
-            .into_iter()
-            .map(|c| Capability::new(c.resource, c.ability))
-            .collect();
+        let capabilities = recap.capabilities()?;
         let delegatee = msg
             .uri
             .parse::<DidUrl>()
@@ -127,6 +125,7 @@ impl Delegation {
             .into_did();
         let info = DelegationInfo {
             cid: cacao.cid(),
+            authority: cacao.authority(),
             issuer: cacao.issuer().clone(),
             delegatee,
             not_before: msg
@@ -236,9 +235,15 @@ impl Invocation {
         &self.ucan
     }
 
-    /// CID of the JWT bytes (the replay key).
+    /// CID of the JWT bytes.
     pub fn cid(&self) -> Cid {
         self.ucan.cid()
+    }
+
+    /// The single-use key: the authority identity of the signed `header.payload`, so a
+    /// re-encoded signature does not make a used invocation fresh.
+    pub fn replay_key(&self) -> [u8; 32] {
+        self.ucan.authority_digest()
     }
 
     /// The invoker principal.
@@ -264,6 +269,17 @@ impl Invocation {
     }
 }
 
+/// The authority identity of a stored delegation's `Authorization` value, decoded without
+/// verifying its signature (it was verified when it was registered).
+pub fn authority_of_header(header: &str) -> Result<Cid, TokenError> {
+    let header = strip_bearer(header);
+    if is_ucan_header(header) {
+        Ok(Ucan::decode(header)?.authority())
+    } else {
+        Ok(Cacao::from_header(header)?.authority())
+    }
+}
+
 /// A revocation in CACAO form: a SIWE message whose `URI` is `ucan:<cid>`.
 pub fn cacao_revocation_target(cacao: &Cacao) -> Option<Cid> {
     cacao
@@ -271,4 +287,107 @@ pub fn cacao_revocation_target(cacao: &Cacao) -> Option<Cid> {
         .uri
         .strip_prefix("ucan:")
         .and_then(|c| parse_cid(c).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::Caveats;
+    use crate::eth::{sign_eip191, EthAddress};
+    use crate::keys::SecretKey;
+    use crate::session::{capability, invocation, SiweDelegationRequest};
+
+    const SPACE: &str = "tinycloud:pkh:eip155:1:0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF:default";
+
+    fn wallet() -> k256::ecdsa::SigningKey {
+        let mut b = [0u8; 32];
+        b[31] = 2;
+        k256::ecdsa::SigningKey::from_slice(&b).unwrap()
+    }
+
+    fn siwe(caps: Vec<crate::capability::Capability>) -> Cacao {
+        let w = wallet();
+        let req = SiweDelegationRequest {
+            domain: "app.example".into(),
+            address: EthAddress::from_verifying_key(w.verifying_key()),
+            chain_id: 1,
+            delegate: SecretKey::ed25519_from_seed(&[9; 32]).did().to_string(),
+            nonce: "abcdefgh1234".into(),
+            issued_at: Timestamp::from_secs(1_767_225_600),
+            expiration: Some(Timestamp::from_secs(1_767_229_200)),
+            not_before: None,
+            capabilities: caps,
+            parents: vec![],
+            statement: None,
+        };
+        let msg = req.to_message().unwrap();
+        let sig = sign_eip191(&w, msg.to_string().as_bytes()).unwrap();
+        Cacao::new(msg, sig.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn recap_caveats_are_carried_into_the_capabilities() {
+        let mut sql = capability(&format!("{SPACE}/sql/app"), "tinycloud.sql/write").unwrap();
+        let caveat = serde_json::json!({"readOnly": true, "tables": ["notes"]});
+        sql.caveats = Caveats::from_objects(vec![caveat.as_object().unwrap().clone()]);
+        let kv = capability(&format!("{SPACE}/kv"), "tinycloud.kv/get").unwrap();
+        let c = siwe(vec![sql.clone(), kv.clone()]);
+        let owner = c.issuer().to_string();
+        assert_eq!(format!("tinycloud:{}:default", &owner[4..]), SPACE);
+        let d = Delegation::from_header(&c.to_header()).unwrap();
+        let caps = &d.info().capabilities;
+        let got = caps.iter().find(|x| x.ability == sql.ability).unwrap();
+        assert!(!got.caveats.is_unconstrained());
+        assert_eq!(got.caveats, sql.caveats);
+        let got = caps.iter().find(|x| x.ability == kv.ability).unwrap();
+        assert!(got.caveats.is_unconstrained());
+        assert_eq!(d.info().authority, c.authority());
+        assert_eq!(authority_of_header(&d.to_header()).unwrap(), c.authority());
+    }
+
+    #[test]
+    fn the_single_use_key_ignores_the_signature_encoding() {
+        let k = SecretKey::ed25519_from_seed(&[3; 32]);
+        let cap = capability(&format!("{SPACE}/kv/a"), "tinycloud.kv/get").unwrap();
+        let inv = invocation(
+            &k,
+            None,
+            &[],
+            vec![cap],
+            Timestamp::from_secs(1_767_225_600),
+            60,
+            "urn:uuid:1",
+            vec![],
+        )
+        .unwrap();
+        let jwt = inv.as_str();
+        let decoded = Invocation::from_header(jwt).unwrap();
+        // Any other signature text over the same `header.payload` has the same key (here an
+        // invalid one, decoded without verification).
+        let (input, _) = jwt.rsplit_once('.').unwrap();
+        let other = Ucan::decode(&format!("{input}.{}", "A".repeat(86))).unwrap();
+        assert_ne!(other.cid(), decoded.cid());
+        assert_eq!(other.authority_digest(), decoded.replay_key());
+        assert_eq!(
+            authority_of_header(&format!("{input}.AAAA")).unwrap(),
+            decoded.ucan().authority()
+        );
+        // Non-canonical base64url of the signature (stray trailing bits) is refused.
+        let (_, sig) = jwt.rsplit_once('.').unwrap();
+        let last = sig.chars().last().unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.find(last).unwrap();
+        // 64-byte signatures end with 2 significant bits in the last of 86 characters.
+        let twin = alphabet.as_bytes()[idx | 1] as char;
+        let twin = if twin == last {
+            alphabet.as_bytes()[idx ^ 1] as char
+        } else {
+            twin
+        };
+        let bad = format!("{input}.{}{twin}", &sig[..sig.len() - 1]);
+        assert!(matches!(
+            Invocation::from_header(&bad),
+            Err(TokenError::Ucan(UcanError::Base64("signature")))
+        ));
+    }
 }

@@ -4,6 +4,11 @@
 //! `{"alg","typ":"JWT","ucv":"0.10.0"}`; payload `iss`, `aud`, `nbf?`, `exp`, `nnc`, `fct?`,
 //! `prf`, `att`. The signature covers the exact ASCII of `header.payload`, and the token's CID is
 //! over the exact JWT bytes, so a parsed token keeps its original text.
+//!
+//! Every part must be canonical unpadded base64url (no padding, no stray trailing bits). The
+//! signature is the only part a third party could re-encode (an ECDSA twin, say), so the
+//! token's authority identity ([`Ucan::authority`]: revocation of delegations, the single-use
+//! key of invocations) is derived from `header.payload` alone.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -13,6 +18,7 @@ use crate::capability::{
     att_from_capabilities, att_from_json, att_to_json, capabilities_from_att, AttMap, Capability,
     CapabilityError,
 };
+use crate::chain::{authority_cid, authority_digest};
 use crate::cid::{blake3_cid, parse_cid, Cid};
 use crate::did::{Did, DidError, DidUrl};
 use crate::keys::{SecretKey, SignatureError};
@@ -22,6 +28,9 @@ use crate::timestamp::Timestamp;
 pub const MAX_JWT_LEN: usize = 64 * 1024;
 /// Most proofs a token may cite.
 pub const MAX_PROOFS: usize = 64;
+/// Key-derivation context of the authority identity of a UCAN (over `header.payload`).
+pub const JWT_AUTHORITY_CONTEXT: &str =
+    "tinycloud.xyz 2026-01 authority identity: UCAN JWT signing input";
 /// The fact key that marks a delegation as terminal (not re-delegatable).
 pub const DELEGATION_MODE_FACT: &str = "xyz.tinycloud.policy/delegationMode";
 
@@ -249,12 +258,7 @@ impl Ucan {
             .did()
             .public_key()
             .ok_or_else(|| UcanError::IssuerHasNoKey(self.issuer.did().to_string()))?;
-        let signing_input_len = self.raw.rfind('.').unwrap_or(self.raw.len());
-        key.verify_jwt(
-            &self.alg,
-            &self.raw.as_bytes()[..signing_input_len],
-            &self.signature,
-        )?;
+        key.verify_jwt(&self.alg, self.signing_input().as_bytes(), &self.signature)?;
         Ok(())
     }
 
@@ -266,6 +270,22 @@ impl Ucan {
     /// CIDv1(raw, blake3) of the JWT bytes.
     pub fn cid(&self) -> Cid {
         blake3_cid(self.raw.as_bytes())
+    }
+
+    /// The signing input `header.payload`: exactly what the signature covers.
+    pub fn signing_input(&self) -> &str {
+        let end = self.raw.rfind('.').unwrap_or(self.raw.len());
+        &self.raw[..end]
+    }
+
+    /// The authority identity as a digest: the same for every encoding of the signature.
+    pub fn authority_digest(&self) -> [u8; 32] {
+        authority_digest(JWT_AUTHORITY_CONTEXT, self.signing_input().as_bytes())
+    }
+
+    /// The authority identity as a CID (see [`crate::chain::DelegationInfo::authority`]).
+    pub fn authority(&self) -> Cid {
+        authority_cid(JWT_AUTHORITY_CONTEXT, self.signing_input().as_bytes())
     }
 
     /// The issuer DID URL (`iss`).

@@ -1134,6 +1134,7 @@ proptest! {
             let caps = pick_attenuated(&plan.caps, &held, &own, &foreign);
             let d = DelegationInfo {
                 cid: blake3_cid(format!("delegation-{n}").as_bytes()),
+                authority: blake3_cid(format!("authority-{n}").as_bytes()),
                 issuer: issuer.clone(),
                 delegatee,
                 not_before: None,

@@ -6,9 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use tinycloud_auth::capability::{check_caveats_enforced, UnenforcedCaveat};
 use tinycloud_auth::chain::{
-    validate_delegation, validate_invocation, Authorized, ChainError, ChainLookup, DelegationInfo,
-    MAX_CHAIN_NODES,
+    is_delegation_revoked, validate_delegation, validate_invocation, Authorized, ChainError,
+    ChainLookup, DelegationInfo, MAX_CHAIN_NODES,
 };
 use tinycloud_auth::cid::Cid;
 use tinycloud_auth::did::Did;
@@ -35,6 +36,9 @@ pub enum AuthError {
     /// The invocation was already used.
     #[error("duplicate invocation")]
     Replay,
+    /// A capability carries caveats its service does not enforce (refused, never ignored).
+    #[error("{0}")]
+    Unenforced(UnenforcedCaveat),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -95,8 +99,8 @@ impl ChainLookup for DelegationCache {
         self.get(cid)
     }
 
-    fn is_revoked(&self, cid: &Cid) -> bool {
-        self.revoked.read().map(|r| r.contains(cid)).unwrap_or(true)
+    fn is_revoked(&self, id: &Cid) -> bool {
+        self.revoked.read().map(|r| r.contains(id)).unwrap_or(true)
     }
 }
 
@@ -172,12 +176,17 @@ impl Authorizer {
     }
 
     /// Verifies a delegation header and validates it against the stored graph. Does not store.
+    /// A capability constrained by caveats its service does not enforce is refused here, before
+    /// anything is stored.
     pub async fn check_delegation(
         &self,
         header: &str,
         now: Timestamp,
     ) -> Result<Delegation, AuthError> {
         let d = Delegation::from_header(header).map_err(AuthError::from_token)?;
+        for cap in &d.info().capabilities {
+            check_caveats_enforced(&cap.ability, &cap.caveats).map_err(AuthError::Unenforced)?;
+        }
         self.prefetch(&d.info().parents).await?;
         validate_delegation(d.info(), &self.cache, now)?;
         Ok(d)
@@ -239,23 +248,30 @@ impl Authorizer {
         })
     }
 
-    /// Chain validation of a decoded invocation (no replay consumption).
+    /// Chain validation of a decoded invocation (no replay consumption). The effective caveats
+    /// of every invoked capability must be ones its service enforces.
     pub async fn validate(
         &self,
         invocation: &Invocation,
         now: Timestamp,
     ) -> Result<Authorized, AuthError> {
         self.prefetch(&invocation.info().parents).await?;
-        Ok(validate_invocation(
-            invocation.info(),
-            &self.cache,
-            now,
-            self.max_lifetime_secs,
-        )?)
+        let authorized =
+            validate_invocation(invocation.info(), &self.cache, now, self.max_lifetime_secs)?;
+        for (cap, caveats) in invocation
+            .info()
+            .capabilities
+            .iter()
+            .zip(&authorized.caveats)
+        {
+            check_caveats_enforced(&cap.ability, caveats).map_err(AuthError::Unenforced)?;
+        }
+        Ok(authorized)
     }
 
     /// Consumes the invocation's single use; 409 on the second use, across restarts for as
-    /// long as the invocation could be valid (plus a minute of skew).
+    /// long as the invocation could be valid (plus a minute of skew). The key is the signed
+    /// content's identity, so a re-encoded signature is the same single use.
     pub async fn consume(&self, invocation: &Invocation, now: Timestamp) -> Result<(), AuthError> {
         let exp = invocation
             .info()
@@ -263,7 +279,7 @@ impl Authorizer {
             .unwrap_or(now)
             .min(now.plus_secs(self.max_lifetime_secs))
             .plus_secs(60);
-        let key = *blake3::hash(invocation.ucan().as_str().as_bytes()).as_bytes();
+        let key = invocation.replay_key();
         if self
             .index
             .consume_nonce(key, exp.as_millis(), now.as_millis())
@@ -329,13 +345,13 @@ impl Authorizer {
             if seen.len() > MAX_CHAIN_NODES + 1 {
                 return Err(ChainError::TraversalLimit.into());
             }
-            if self.cache.is_revoked(&cid) {
-                return Err(ChainError::Revoked(cid).into());
-            }
             let d = self
                 .cache
                 .get(&cid)
                 .ok_or(ChainError::ParentNotFound(cid))?;
+            if self.is_delegation_revoked(&d) {
+                return Err(ChainError::Revoked(cid).into());
+            }
             if !tinycloud_auth::timestamp::within(now, d.not_before, d.expiration) {
                 return Err(ChainError::ProofNotValidNow(cid).into());
             }
@@ -350,15 +366,24 @@ impl Authorizer {
         Ok(out)
     }
 
-    /// Whether a CID is revoked.
-    pub fn is_revoked(&self, cid: &Cid) -> bool {
-        self.cache.is_revoked(cid)
+    /// Whether a delegation is revoked, under its CID or its authority identity (any other
+    /// encoding of it revoked).
+    pub fn is_delegation_revoked(&self, d: &DelegationInfo) -> bool {
+        is_delegation_revoked(&self.cache, d)
     }
 
-    /// Records a revocation durably, then makes it effective.
-    pub async fn revoke(&self, cid: Cid, revoker: &str, now: Timestamp) -> Result<(), StoreError> {
-        self.index.revoke(&cid, revoker, now.as_millis()).await?;
-        self.cache.revoke(cid);
+    /// Records a revocation durably, then makes it effective: the authority identity first
+    /// (which alone revokes every encoding), then the CID.
+    pub async fn revoke(
+        &self,
+        target: &DelegationInfo,
+        revoker: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for id in [target.authority, target.cid] {
+            self.index.revoke(&id, revoker, now.as_millis()).await?;
+            self.cache.revoke(id);
+        }
         Ok(())
     }
 }

@@ -62,6 +62,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unverified(t) => ApiError::unauthorized(t.to_string()),
             AuthError::Chain(c) => ApiError::unauthorized(c.to_string()),
             AuthError::Replay => ApiError::new(StatusCode::CONFLICT, "duplicate invocation"),
+            AuthError::Unenforced(u) => ApiError::forbidden(u.to_string()),
             AuthError::Store(s) => s.into(),
         }
     }

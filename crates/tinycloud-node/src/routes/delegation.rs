@@ -92,7 +92,7 @@ async fn revoking_principals(
                 state.auth.delegation(proof).await?.ok_or_else(|| {
                     ApiError::forbidden("revocation proof is not a known delegation")
                 })?;
-            if state.auth.is_revoked(proof)
+            if state.auth.is_delegation_revoked(&p)
                 || &p.delegatee != invoker
                 || !within(now, p.not_before, p.expiration)
             {
@@ -181,10 +181,7 @@ pub async fn revoke(
         )));
     };
     state.auth.consume(&inv, now).await?;
-    state
-        .auth
-        .revoke(target, &principal.to_string(), now)
-        .await?;
+    state.auth.revoke(&t, &principal.to_string(), now).await?;
     tracing::info!(cid = %target, by = %principal, "delegation revoked");
     Ok(Json(json!({"revoked": true, "cid": target.to_string()})))
 }
@@ -280,6 +277,9 @@ fn ancestry_revoked(state: &SharedState, cid: &Cid) -> bool {
             return true;
         }
         if let Some(d) = cache.delegation(&c) {
+            if state.auth.is_delegation_revoked(&d) {
+                return true;
+            }
             stack.extend(d.parents.iter().copied());
         }
     }

@@ -73,7 +73,8 @@ pub async fn invoke(
     let ability = cap.ability.canonical();
     match (ability.namespace(), ability.name()) {
         ("tinycloud.kv", _) => {
-            kv::handle(&state, &authz.invocation, cap, &caveats, &headers, body).await
+            // KV defines no caveats: the door refused any constrained grant already.
+            kv::handle(&state, &authz.invocation, cap, &headers, body).await
         }
         ("tinycloud.sql", _) => {
             crate::sql::handle(&state, authz.invocation.invoker(), cap, &caveats, body).await
@@ -121,7 +122,7 @@ async fn capabilities_read(state: &SharedState, cap: &Capability) -> ApiResult<R
                 "delegate": d.info.delegatee.to_string(),
                 "parents": d.info.parents.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "raw": d.header,
-                "revoked": state.auth.is_revoked(&d.info.cid),
+                "revoked": state.auth.is_delegation_revoked(&d.info),
             }),
         );
     }

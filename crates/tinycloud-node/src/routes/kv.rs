@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tinycloud_auth::ability::Ability;
-use tinycloud_auth::capability::{Capability, Caveats};
+use tinycloud_auth::capability::Capability;
 use tinycloud_auth::resource::{Resource, SpaceResource};
 use tinycloud_auth::token::Invocation;
 
@@ -41,12 +41,11 @@ fn parse_strong_etag(v: &str) -> Option<Hash> {
     bytes.try_into().ok()
 }
 
-/// Dispatches one KV capability.
+/// Dispatches one KV capability (KV defines no caveats; the authorization door refuses any).
 pub async fn handle(
     state: &SharedState,
     inv: &Invocation,
     cap: &Capability,
-    caveats: &Caveats,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -54,12 +53,6 @@ pub async fn handle(
     if r.query().is_some() || r.fragment().is_some() {
         return Err(ApiError::bad_request(
             "KV resources take no query or fragment",
-        ));
-    }
-    if !caveats.is_unconstrained() {
-        // Deny by default: no KV caveat type is defined, so a constrained grant cannot be honoured.
-        return Err(ApiError::forbidden(
-            "the delegation constrains this KV capability with caveats this node does not support",
         ));
     }
     if headers.contains_key("x-tinycloud-expected-version") {

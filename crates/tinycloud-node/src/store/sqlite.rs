@@ -556,6 +556,10 @@ impl RawDelegation {
         Ok(StoredDelegation {
             info: DelegationInfo {
                 cid: parse_cid(&cid).map_err(|e| corrupt("cid", &e))?,
+                // Derived from the stored token (verified when registered); a row stored before
+                // decoding became canonical-only keeps its CID as its identity.
+                authority: tinycloud_auth::token::authority_of_header(&self.header)
+                    .unwrap_or(parse_cid(&cid).map_err(|e| corrupt("cid", &e))?),
                 issuer: self.issuer.parse().map_err(|e| corrupt("issuer", &e))?,
                 delegatee: self
                     .delegatee
