@@ -15,7 +15,7 @@ use tinycloud_auth::timestamp::within;
 use tinycloud_auth::token::REVOKE_ABILITY;
 
 use super::authorization;
-use super::openapi::{DelegateResult, DelegationStatus, RevokeResult};
+use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
 
@@ -246,7 +246,7 @@ pub async fn status(
             axum::http::StatusCode::NOT_FOUND,
             Json(DelegationStatus {
                 cid: req.cid,
-                status: "not_found",
+                status: DelegationState::NotFound,
                 exists: false,
                 active: None,
                 revoked: None,
@@ -257,11 +257,11 @@ pub async fn status(
     let revoked = ancestry_revoked(&state, &d.cid);
     let expired = d.expiration.is_some_and(|e| now >= e);
     let status = if revoked {
-        "revoked"
+        DelegationState::Revoked
     } else if expired {
-        "expired"
+        DelegationState::Expired
     } else {
-        "active"
+        DelegationState::Active
     };
     Ok((
         axum::http::StatusCode::OK,
@@ -269,7 +269,7 @@ pub async fn status(
             cid: cid.to_string(),
             status,
             exists: true,
-            active: Some(status == "active"),
+            active: Some(status == DelegationState::Active),
             revoked: Some(revoked),
             expired: Some(expired),
         }),

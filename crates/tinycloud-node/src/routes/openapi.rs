@@ -97,9 +97,8 @@ pub struct RevokeResult {
 pub struct DelegationStatus {
     /// The delegation asked about.
     pub cid: String,
-    /// `active`, `revoked`, `expired` or `not_found`.
-    #[schema(pattern = "^(active|revoked|expired|not_found)$")]
-    pub status: &'static str,
+    /// Where it stands.
+    pub status: DelegationState,
     /// Whether the node knows it.
     pub exists: bool,
     /// Neither revoked (itself or an ancestor) nor expired.
@@ -114,6 +113,20 @@ pub struct DelegationStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub expired: Option<bool>,
+}
+
+/// Where a delegation stands.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum DelegationState {
+    /// Neither revoked (itself or an ancestor) nor expired.
+    Active,
+    /// It or an ancestor is revoked.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+    /// Not known to this node.
+    NotFound,
 }
 
 /// What a hook subscriber watches: the schema of `tinycloud_auth::hook_scope::HookScope`,
