@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tinycloud_auth::ability::Ability;
 use tinycloud_auth::chain::ChainLookup;
 use tinycloud_auth::cid::{parse_cid, Cid};
@@ -16,6 +15,7 @@ use tinycloud_auth::timestamp::within;
 use tinycloud_auth::token::REVOKE_ABILITY;
 
 use super::authorization;
+use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
 
@@ -28,7 +28,7 @@ use crate::state::{now, SharedState};
         ("Authorization" = String, Header, description = "The delegation: a SIWE CACAO (padded base64url DAG-CBOR) or a UCAN JWT"),
     ),
     responses(
-        (status = 200, description = "Stored (or already known)", body = crate::routes::openapi::DelegateResult),
+        (status = 200, description = "Stored (or already known)", body = DelegateResult),
         (status = 400, description = "Malformed token or header", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
         (status = 402, description = "Space storage quota exceeded", body = String, content_type = "text/plain"),
@@ -41,7 +41,7 @@ use crate::state::{now, SharedState};
 pub async fn delegate(
     State(state): State<SharedState>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DelegateResult>> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let now = now();
     let d = state.auth.check_delegation(header, now).await?;
@@ -66,13 +66,13 @@ pub async fn delegate(
     if new {
         tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
     }
-    let (activated, skipped): (Vec<&String>, Vec<&String>) =
-        named.iter().partition(|s| state.space_exists(s));
-    Ok(Json(json!({
-        "cid": d.cid().to_string(),
-        "activated": activated,
-        "skipped": skipped,
-    })))
+    let (activated, skipped): (Vec<String>, Vec<String>) =
+        named.into_iter().partition(|s| state.space_exists(s));
+    Ok(Json(DelegateResult {
+        cid: d.cid().to_string(),
+        activated,
+        skipped,
+    }))
 }
 
 /// Who a revocation speaks for: always the signer; with one proof that grants
@@ -136,7 +136,7 @@ async fn revoking_principals(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
     responses(
-        (status = 200, description = "Revoked", body = crate::routes::openapi::RevokeResult),
+        (status = 200, description = "Revoked", body = RevokeResult),
         (status = 400, description = "Malformed token or target", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
         (status = 403, description = "The signer may not revoke the target", body = String, content_type = "text/plain"),
@@ -146,7 +146,7 @@ async fn revoking_principals(
 pub async fn revoke(
     State(state): State<SharedState>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokeResult>> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let now = now();
     let inv = state.auth.decode_invocation(header, now)?;
@@ -183,12 +183,17 @@ pub async fn revoke(
     state.auth.consume(&inv, now).await?;
     state.auth.revoke(&t, &principal.to_string(), now).await?;
     tracing::info!(cid = %target, by = %principal, "delegation revoked");
-    Ok(Json(json!({"revoked": true, "cid": target.to_string()})))
+    Ok(Json(RevokeResult {
+        revoked: true,
+        cid: target.to_string(),
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /delegation/status` request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
+    /// The delegation asked about.
     cid: String,
 }
 
@@ -200,10 +205,10 @@ pub struct StatusRequest {
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
-    request_body = crate::routes::openapi::StatusQuery,
+    request_body = StatusRequest,
     responses(
-        (status = 200, description = "Known delegation", body = crate::routes::openapi::DelegationStatus),
-        (status = 404, description = "Unknown delegation", body = crate::routes::openapi::DelegationStatus),
+        (status = 200, description = "Known delegation", body = DelegationStatus),
+        (status = 404, description = "Unknown delegation", body = DelegationStatus),
         (status = 400, description = "Malformed body, CID or token", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed", body = String, content_type = "text/plain"),
         (status = 403, description = "The invocation does not name this delegation", body = String, content_type = "text/plain"),
@@ -215,7 +220,7 @@ pub async fn status(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+) -> ApiResult<(axum::http::StatusCode, Json<DelegationStatus>)> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let now = now();
     let body = axum::body::to_bytes(body, 16 * 1024)
@@ -239,28 +244,35 @@ pub async fn status(
     let Some(d) = state.auth.delegation(&cid).await? else {
         return Ok((
             axum::http::StatusCode::NOT_FOUND,
-            Json(json!({"cid": req.cid, "status": "not_found", "exists": false})),
+            Json(DelegationStatus {
+                cid: req.cid,
+                status: DelegationState::NotFound,
+                exists: false,
+                active: None,
+                revoked: None,
+                expired: None,
+            }),
         ));
     };
     let revoked = ancestry_revoked(&state, &d.cid);
     let expired = d.expiration.is_some_and(|e| now >= e);
     let status = if revoked {
-        "revoked"
+        DelegationState::Revoked
     } else if expired {
-        "expired"
+        DelegationState::Expired
     } else {
-        "active"
+        DelegationState::Active
     };
     Ok((
         axum::http::StatusCode::OK,
-        Json(json!({
-            "cid": cid.to_string(),
-            "status": status,
-            "exists": true,
-            "active": status == "active",
-            "revoked": revoked,
-            "expired": expired,
-        })),
+        Json(DelegationStatus {
+            cid: cid.to_string(),
+            status,
+            exists: true,
+            active: Some(status == DelegationState::Active),
+            revoked: Some(revoked),
+            expired: Some(expired),
+        }),
     ))
 }
 

@@ -13,6 +13,10 @@ use tinycloud_auth::resource::{NetworkId, Resource};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::authorization;
+use super::openapi::{
+    AuditRecord, AuditTrail, DecryptResult, DecryptSigned, Member, NetworkAnswer,
+    NetworkDescriptor, NetworkDiscovery, Threshold,
+};
 use crate::auth::AuthorizedInvocation;
 use crate::encryption::{b64, canonical_hash, open_private, seal_private, unwrap, wrap, ALG};
 use crate::error::{ApiError, ApiResult};
@@ -24,21 +28,46 @@ const ADMIN_FACT: &str = "tinycloud.encryption.network-admin/v1";
 const DECRYPT_TYPE: &str = "tinycloud.encryption.decrypt/v1";
 const RESULT_TYPE: &str = "tinycloud.encryption.decrypt-result/v1";
 
-fn descriptor(state: &SharedState, n: &NetworkRow) -> Value {
-    json!({
-        "networkId": n.id,
-        "ownerDid": n.owner,
-        "name": n.name,
-        "members": [{"nodeId": state.keys.node_did().to_string(), "role": "holder"}],
-        "threshold": {"n": 1, "t": 1},
-        "state": n.state,
-        "publicEncryptionKey": STANDARD.encode(&n.public_key),
-        "alg": ALG,
-        "keyVersion": n.key_version,
-        "keyBackend": "local-one-of-one",
-        "createdAt": rfc3339(n.created_at),
-        "updatedAt": rfc3339(n.updated_at),
-    })
+fn descriptor(state: &SharedState, n: &NetworkRow) -> NetworkDescriptor {
+    NetworkDescriptor {
+        network_id: n.id.clone(),
+        owner_did: n.owner.clone(),
+        name: n.name.clone(),
+        members: vec![Member {
+            node_id: state.keys.node_did().to_string(),
+            role: "holder",
+        }],
+        threshold: Threshold::ONE_OF_ONE,
+        state: n.state.clone(),
+        public_encryption_key: STANDARD.encode(&n.public_key),
+        alg: ALG,
+        key_version: n.key_version,
+        key_backend: "local-one-of-one",
+        created_at: rfc3339(n.created_at),
+        updated_at: rfc3339(n.updated_at),
+    }
+}
+
+/// `POST /encryption/networks` request. Other fields are allowed (and bound by the
+/// network-admin fact's `bodyHash` like the rest of the body).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkCreate {
+    /// Network name, unique per owner.
+    name: String,
+    /// The owner's DID.
+    owner_did: String,
+    /// Only `{"n":1,"t":1}` is supported (the default); `null` is refused.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    threshold: Option<Threshold>,
+}
+
+/// A field that, when present, must hold a value (`null` is refused, not read as absent).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn parse_network(id: &str) -> ApiResult<NetworkId> {
@@ -137,9 +166,9 @@ fn check_admin_fact(
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
-    request_body = crate::routes::openapi::NetworkCreate,
+    request_body = NetworkCreate,
     responses(
-        (status = 200, description = "Created", body = crate::routes::openapi::NetworkAnswer),
+        (status = 200, description = "Created", body = NetworkAnswer),
         (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
         (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
@@ -151,22 +180,19 @@ pub async fn create(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NetworkAnswer>> {
     let body = read_json(body).await?;
-    let name = body["name"]
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request("`name` is required"))?;
-    let owner: Did = body["ownerDid"]
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request("`ownerDid` is required"))?
+    let req = NetworkCreate::deserialize(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid network: {e}")))?;
+    let name = req.name.as_str();
+    let owner: Did = req
+        .owner_did
         .parse()
         .map_err(|e: tinycloud_auth::did::DidError| ApiError::bad_request(e.to_string()))?;
-    if let Some(t) = body.get("threshold") {
-        if t != &json!({"n": 1, "t": 1}) {
-            return Err(ApiError::bad_request(
-                "only a 1-of-1 threshold is supported",
-            ));
-        }
+    if req.threshold.is_some_and(|t| t != Threshold::ONE_OF_ONE) {
+        return Err(ApiError::bad_request(
+            "only a 1-of-1 threshold is supported",
+        ));
     }
     let network =
         NetworkId::new(owner.clone(), name).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -199,7 +225,9 @@ pub async fn create(
             "network already exists",
         ));
     }
-    Ok(Json(json!({ "descriptor": descriptor(&state, &row) })))
+    Ok(Json(NetworkAnswer {
+        descriptor: descriptor(&state, &row),
+    }))
 }
 
 /// `GET /encryption/networks/<id>`.
@@ -211,7 +239,7 @@ pub async fn create(
         ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
     ),
     responses(
-        (status = 200, description = "The network", body = crate::routes::openapi::NetworkAnswer),
+        (status = 200, description = "The network", body = NetworkAnswer),
         (status = 400, description = "Not a network id", body = String, content_type = "text/plain"),
         (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
     )
@@ -219,18 +247,23 @@ pub async fn create(
 pub async fn get(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NetworkAnswer>> {
     let network = parse_network(&id)?;
     let row = state
         .networks
         .network(&network.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("network not found"))?;
-    Ok(Json(json!({ "descriptor": descriptor(&state, &row) })))
+    Ok(Json(NetworkAnswer {
+        descriptor: descriptor(&state, &row),
+    }))
 }
 
-#[derive(Deserialize)]
+/// `GET /.well-known/encryption/network/{name}` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WellKnownQuery {
+    /// The owner's DID.
     #[serde(rename = "ownerDid")]
     owner_did: String,
 }
@@ -242,10 +275,10 @@ pub struct WellKnownQuery {
     description = "The discovery record clients use to encrypt to an owner's network.",
     params(
         ("name" = String, Path, description = "Network name"),
-        ("ownerDid" = String, Query, description = "The owner's DID"),
+        WellKnownQuery,
     ),
     responses(
-        (status = 200, description = "The discovery record", body = crate::routes::openapi::NetworkDiscovery),
+        (status = 200, description = "The discovery record", body = NetworkDiscovery),
         (status = 400, description = "Bad owner or name", body = String, content_type = "text/plain"),
         (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
     )
@@ -254,7 +287,7 @@ pub async fn well_known(
     State(state): State<SharedState>,
     Path(name): Path<String>,
     Query(q): Query<WellKnownQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NetworkDiscovery>> {
     let owner: Did = q
         .owner_did
         .parse()
@@ -265,12 +298,7 @@ pub async fn well_known(
         .network(&network.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("network not found"))?;
-    let d = descriptor(&state, &row);
-    Ok(Json(json!({
-        "networkId": d["networkId"], "ownerDid": d["ownerDid"], "name": d["name"], "alg": d["alg"],
-        "keyVersion": d["keyVersion"], "publicEncryptionKey": d["publicEncryptionKey"],
-        "state": d["state"], "keyBackend": d["keyBackend"],
-    })))
+    Ok(Json(descriptor(&state, &row).into()))
 }
 
 /// `POST /encryption/networks/<id>/revoke` (`tinycloud.encryption/network.revoke`) → 204.
@@ -314,19 +342,30 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Fields of a decrypt request; unknown fields are refused.
-#[derive(Deserialize)]
+/// `POST /encryption/networks/{id}/decrypt` request; unknown fields are refused, and the
+/// canonical hash of the whole body (and of its keys) is bound in the invocation's
+/// `tinycloud.encryption.decrypt/v1` fact.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DecryptRequest {
+pub struct DecryptRequest {
+    /// `tinycloud.encryption.decrypt/v1`.
     #[serde(rename = "type")]
     ty: String,
+    /// The node's DID.
     target_node: String,
+    /// The network.
     network_id: String,
+    /// Algorithm.
     alg: String,
+    /// Key version.
     key_version: u32,
+    /// The content key wrapped to the network key, base64.
     encrypted_symmetric_key: String,
+    /// Canonical hash of `encryptedSymmetricKey`.
     encrypted_symmetric_key_hash: String,
+    /// The requester's X25519 public key, base64.
     receiver_public_key: String,
+    /// Canonical hash of `receiverPublicKey`.
     receiver_public_key_hash: String,
 }
 
@@ -339,9 +378,9 @@ struct DecryptRequest {
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
         ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
     ),
-    request_body = crate::routes::openapi::DecryptQuery,
+    request_body = DecryptRequest,
     responses(
-        (status = 200, description = "The re-wrapped key", body = crate::routes::openapi::DecryptResult),
+        (status = 200, description = "The re-wrapped key", body = DecryptResult),
         (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
         (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
@@ -354,7 +393,7 @@ pub async fn decrypt(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DecryptResult>> {
     let network = parse_network(&id)?;
     let raw = read_json(body).await?;
     let req: DecryptRequest = serde_json::from_value(raw.clone())
@@ -427,7 +466,7 @@ fn rewrap(
     row: &NetworkRow,
     req: &DecryptRequest,
     raw: &Value,
-) -> ApiResult<Value> {
+) -> ApiResult<DecryptResult> {
     let node = state.keys.node_did().to_string();
     let mismatch =
         |what: &str| ApiError::unauthorized(format!("{what}: does not match the request"));
@@ -499,23 +538,37 @@ fn rewrap(
     let request_hash = hex::encode(sha2::Sha256::digest(
         format!("{invocation_cid}{body_hash}").as_bytes(),
     ));
-    let mut resp = json!({
-        "type": RESULT_TYPE,
-        "targetNode": node,
-        "networkId": req.network_id,
-        "invocationCid": invocation_cid,
-        "encryptedSymmetricKeyHash": req.encrypted_symmetric_key_hash,
-        "receiverPublicKeyHash": req.receiver_public_key_hash,
-        "wrappedKey": STANDARD.encode(rewrapped),
-        "alg": ALG,
-        "keyVersion": req.key_version,
-        "requestHash": request_hash,
-        "nodeId": state.keys.node_did().to_string(),
-    });
-    let canonical = serde_json_canonicalizer::to_vec(&resp).unwrap_or_default();
-    let sig = state.keys.identity().sign(&canonical);
-    resp["nodeSignature"] = Value::String(STANDARD.encode(sig));
-    Ok(resp)
+    let signed = DecryptSigned {
+        ty: RESULT_TYPE,
+        target_node: node.clone(),
+        network_id: req.network_id.clone(),
+        invocation_cid,
+        encrypted_symmetric_key_hash: req.encrypted_symmetric_key_hash.clone(),
+        receiver_public_key_hash: req.receiver_public_key_hash.clone(),
+        wrapped_key: STANDARD.encode(rewrapped),
+        alg: ALG,
+        key_version: req.key_version,
+        request_hash,
+        node_id: node,
+    };
+    sign_result(signed, |bytes| state.keys.identity().sign(bytes))
+}
+
+/// The decrypt answer: `signed` and the signature over its JCS (RFC 8785), which is what a
+/// client gets by removing `nodeSignature` from the answer and canonicalizing the rest.
+fn sign_result<S: AsRef<[u8]>>(
+    signed: DecryptSigned,
+    sign: impl FnOnce(&[u8]) -> S,
+) -> ApiResult<DecryptResult> {
+    let canonical = serde_json_canonicalizer::to_vec(&signed).map_err(|e| {
+        tracing::error!(error = %e, "decrypt answer cannot be canonicalized");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "answer cannot be signed")
+    })?;
+    let node_signature = STANDARD.encode(sign(&canonical));
+    Ok(DecryptResult {
+        signed,
+        node_signature,
+    })
 }
 
 use sha2::Digest as _;
@@ -523,10 +576,14 @@ use sha2::Digest as _;
 /// Most audit records per page (and the default page size).
 pub const MAX_AUDIT_PAGE: usize = 500;
 
-#[derive(Deserialize)]
+/// `GET /encryption/networks/{id}/audit` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Page size (1..=500, default 500).
     #[serde(default)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -549,11 +606,10 @@ struct AuditCursor {
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
         ("id" = String, Path, description = "Network id `urn:tinycloud:encryption:<ownerDid>:<name>`"),
-        ("limit" = Option<usize>, Query, description = "Page size (1..=500, default 500)"),
-        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page"),
+        AuditQuery,
     ),
     responses(
-        (status = 200, description = "The trail", body = crate::routes::openapi::AuditTrail),
+        (status = 200, description = "The trail", body = AuditTrail),
         (status = 400, description = "Malformed token, id or body", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the chain does not grant the ability", body = String, content_type = "text/plain"),
         (status = 404, description = "Network not found", body = String, content_type = "text/plain"),
@@ -565,7 +621,7 @@ pub async fn audit(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditTrail>> {
     let network = parse_network(&id)?;
     authorize(&state, &headers, &network, "tinycloud.encryption/audit").await?;
     let id = network.to_string();
@@ -599,16 +655,48 @@ pub async fn audit(
         )),
         _ => None,
     };
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|a| {
-            json!({
-                "actor": a.actor, "outcome": a.outcome, "envelopeHash": a.envelope_hash,
-                "delegations": a.delegations, "invocationCid": a.invocation, "at": rfc3339(a.at),
-            })
+    Ok(Json(AuditTrail {
+        network_id: id,
+        records: rows.iter().map(AuditRecord::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes signed are exactly what a client verifies: the JCS of the served answer
+    /// with `nodeSignature` removed.
+    #[test]
+    fn signed_bytes_are_the_answer_without_its_signature() {
+        let signed = DecryptSigned {
+            ty: RESULT_TYPE,
+            target_node: "did:key:z6Mk-node".into(),
+            network_id: "urn:tinycloud:encryption:did:pkh:eip155:1:0xab:default".into(),
+            invocation_cid: "bafy-inv".into(),
+            encrypted_symmetric_key_hash: "h1".into(),
+            receiver_public_key_hash: "h2".into(),
+            wrapped_key: "d2s=".into(),
+            alg: ALG,
+            key_version: 1,
+            request_hash: "00ff".into(),
+            node_id: "did:key:z6Mk-node".into(),
+        };
+        let mut seen = Vec::new();
+        let result = sign_result(signed, |bytes| {
+            seen = bytes.to_vec();
+            blake3::hash(bytes).as_bytes().to_vec()
         })
-        .collect();
-    Ok(Json(
-        json!({ "networkId": id, "records": items, "nextCursor": next }),
-    ))
+        .expect("signs");
+        let mut served = serde_json::to_value(&result).expect("serializes");
+        let sig = served
+            .as_object_mut()
+            .and_then(|o| o.remove("nodeSignature"))
+            .expect("nodeSignature");
+        assert_eq!(served.as_object().map(|o| o.len()), Some(11));
+        let verified = serde_json_canonicalizer::to_vec(&served).expect("canonical");
+        assert_eq!(seen, verified);
+        assert_eq!(sig, STANDARD.encode(blake3::hash(&verified).as_bytes()));
+    }
 }

@@ -14,13 +14,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tinycloud_auth::ability::Ability;
 use tinycloud_auth::resource::Resource;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::authorization;
+use super::openapi::{Delivery, DeliveryList, TicketResult, Webhook, WebhookList};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{
     authority_holds, event_json, in_scope, proofs_of, Lapse, Scope, Ticket, MAX_SCOPES,
@@ -30,10 +31,14 @@ use crate::state::{now, rfc3339, SharedState};
 use crate::store::StoredEvent;
 use crate::webhooks::scope_of;
 
-#[derive(Deserialize)]
+/// `POST /hooks/tickets` request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TicketRequest {
+    /// One to the node's maximum scopes, all in one space.
+    #[schema(value_type = Vec<super::openapi::HookScope>)]
     subscriptions: Vec<Scope>,
+    /// Ticket lifetime in seconds, clamped to the node's maximum.
     #[serde(default)]
     ttl_seconds: Option<i64>,
 }
@@ -46,9 +51,9 @@ pub struct TicketRequest {
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
-    request_body = crate::routes::openapi::TicketQuery,
+    request_body = TicketRequest,
     responses(
-        (status = 200, description = "The ticket", body = crate::routes::openapi::TicketResult),
+        (status = 200, description = "The ticket", body = TicketResult),
         (status = 400, description = "Malformed token or scopes", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or a scope is not granted", body = String, content_type = "text/plain"),
         (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
@@ -59,7 +64,7 @@ pub async fn tickets(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TicketResult>> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await
@@ -118,14 +123,17 @@ pub async fn tickets(
             hex::encode(n)
         },
     };
-    Ok(Json(json!({
-        "ticket": ticket.encode(&state.ticket_key),
-        "expiresAt": rfc3339(ticket.exp),
-    })))
+    Ok(Json(TicketResult {
+        ticket: ticket.encode(&state.ticket_key),
+        expires_at: rfc3339(ticket.exp),
+    }))
 }
 
-#[derive(Deserialize)]
+/// `GET /hooks/events` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// A ticket from POST /hooks/tickets.
     ticket: String,
 }
 
@@ -250,7 +258,7 @@ async fn pump(
     summary = "Stream write events (Server-Sent Events)",
     description = "`ready`, `write` (id = sequence number), `reset` and `end` events; resumes after `Last-Event-ID`; ends when the subscription's delegations are revoked or expire.",
     params(
-        ("ticket" = String, Query, description = "A ticket from POST /hooks/tickets"),
+        EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number"),
     ),
     responses(
@@ -332,33 +340,23 @@ async fn authorize_hook_action(
     Ok(authz.invocation)
 }
 
-fn webhook_json(w: &crate::store::WebhookRow) -> Value {
-    json!({
-        "id": w.id,
-        "subscriberDid": w.subscriber,
-        "space": w.space,
-        "service": w.service,
-        "pathPrefix": w.path_prefix,
-        "abilities": w.abilities,
-        "callbackUrl": w.callback_url,
-        "secretKeyId": "primary",
-        "active": w.active,
-        "createdAt": rfc3339(w.created_at),
-        "expiresAt": w.expires_at.map(rfc3339),
-        "disabledReason": w.disabled_reason,
-    })
-}
-
-#[derive(Deserialize)]
+/// `POST /hooks/webhooks` request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// The space watched.
     space: String,
+    /// `kv` or `sql`.
     service: String,
+    /// Segment-aware path prefix.
     #[serde(default)]
     path_prefix: Option<String>,
+    /// Write abilities to match (all when absent).
     #[serde(default)]
     abilities: Option<Vec<String>>,
+    /// `https` URL receiving signed deliveries.
     callback_url: String,
+    /// HMAC secret (1..=1024 bytes), sealed at rest, never returned.
     secret: String,
 }
 
@@ -370,9 +368,9 @@ pub struct RegisterRequest {
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
-    request_body = crate::routes::openapi::WebhookRegistration,
+    request_body = RegisterRequest,
     responses(
-        (status = 200, description = "Registered", body = crate::routes::openapi::Webhook),
+        (status = 200, description = "Registered", body = Webhook),
         (status = 400, description = "Malformed token, scope, URL or secret", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
         (status = 404, description = "Space not found", body = String, content_type = "text/plain"),
@@ -384,7 +382,7 @@ pub async fn register(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Webhook>> {
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::bad_request("body too large"))?;
@@ -458,14 +456,19 @@ pub async fn register(
             ),
         ));
     }
-    Ok(Json(webhook_json(&row)))
+    Ok(Json(Webhook::from(&row)))
 }
 
-#[derive(Deserialize)]
+/// `GET /hooks/webhooks` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Space id.
     space: String,
+    /// `kv` or `sql`.
     #[serde(default)]
     service: Option<String>,
+    /// Path prefix.
     #[serde(default)]
     prefix: Option<String>,
 }
@@ -477,12 +480,10 @@ pub struct ListQuery {
     description = "Webhooks of a space within the scope `tinycloud.hooks/list` is granted on.",
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
-        ("space" = String, Query, description = "Space id"),
-        ("service" = Option<String>, Query, description = "kv or sql"),
-        ("prefix" = Option<String>, Query, description = "Path prefix"),
+        ListQuery,
     ),
     responses(
-        (status = 200, description = "The webhooks", body = crate::routes::openapi::WebhookList),
+        (status = 200, description = "The webhooks", body = WebhookList),
         (status = 400, description = "Malformed token or scope", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
         (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
@@ -492,7 +493,7 @@ pub async fn list(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookList>> {
     let prefix = q
         .prefix
         .as_deref()
@@ -508,7 +509,7 @@ pub async fn list(
     let wanted: Resource = resource
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-    let items: Vec<Value> = hooks
+    let webhooks = hooks
         .iter()
         .filter(|w| {
             scope_of(w)
@@ -516,9 +517,9 @@ pub async fn list(
                 .parse::<Resource>()
                 .is_ok_and(|r| r.extends(&wanted))
         })
-        .map(webhook_json)
+        .map(Webhook::from)
         .collect();
-    Ok(Json(json!({ "webhooks": items })))
+    Ok(Json(WebhookList { webhooks }))
 }
 
 /// The webhook `id` (404 when there is none), once the invocation in `headers` is authorized
@@ -575,7 +576,7 @@ pub async fn unregister(
         ("id" = String, Path, description = "Webhook id"),
     ),
     responses(
-        (status = 200, description = "Deliveries", body = crate::routes::openapi::DeliveryList),
+        (status = 200, description = "Deliveries", body = DeliveryList),
         (status = 400, description = "Malformed token", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
         (status = 404, description = "No such webhook", body = String, content_type = "text/plain"),
@@ -586,22 +587,9 @@ pub async fn deliveries(
     State(state): State<SharedState>,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryList>> {
     authorized_webhook(&state, &headers, &id, "tinycloud.hooks/list").await?;
     let rows = state.webhooks.deliveries(&id, 200).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|d| {
-            json!({
-                "deliveryId": d.id,
-                "eventId": d.seq.to_string(),
-                "status": d.status,
-                "attempts": d.attempts,
-                "lastStatus": d.last_status,
-                "lastError": d.last_error,
-                "at": d.at,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "deliveries": items })))
+    let deliveries = rows.iter().map(Delivery::from).collect();
+    Ok(Json(DeliveryList { deliveries }))
 }

@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::json;
 use tinycloud_auth::capability::Capability;
 use tinycloud_auth::resource::{Resource, SpaceId, SpaceResource};
 use utoipa::OpenApi as _;
@@ -204,14 +203,14 @@ async fn healthz(State(state): State<SharedState>) -> StatusCode {
         (status = 200, description = "Node information", body = openapi::Info),
     )
 )]
-async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "protocol": PROTOCOL_VERSION,
-        "version": env!("CARGO_PKG_VERSION"),
-        "features": ["kv", "delegation", "sql", "hooks", "encryption"],
-        "nodeId": state.keys.node_did().to_string(),
-        "inTEE": false,
-    }))
+async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
+    Json(openapi::Info {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION"),
+        features: &["kv", "delegation", "sql", "hooks", "encryption"],
+        node_id: state.keys.node_did().to_string(),
+        in_tee: false,
+    })
 }
 
 #[utoipa::path(
@@ -222,7 +221,7 @@ async fn info(State(state): State<SharedState>) -> Json<serde_json::Value> {
         (status = 200, description = "Node information", body = openapi::Info),
     )
 )]
-async fn version(state: State<SharedState>) -> Json<serde_json::Value> {
+async fn version(state: State<SharedState>) -> Json<openapi::Info> {
     info(state).await
 }
 

@@ -3,12 +3,18 @@
 //! Every route is registered through `utoipa_axum::routes!`, which needs the handler's
 //! `#[utoipa::path]` description, so a route cannot exist without one (the node crate's
 //! `clippy.toml` forbids the undocumented `Router::route`). This module holds the document's
-//! frame (info, tags) and the schemas of the bodies the handlers build as JSON values; the
-//! property-based API test (`.ci/schemathesis.sh`) checks real answers against them.
+//! frame (info, tags) and the answer types the handlers serialize, so a handler cannot answer
+//! in a shape other than the one documented; request bodies are documented by the very types
+//! the handlers parse them with (in the handlers' modules). `tests/e2e_api_shapes.rs`
+//! validates real answers against the served document and `.ci/api-fuzz.sh` (schemathesis)
+//! checks generated requests against it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{OpenApi, ToSchema};
+
+use crate::state::rfc3339;
+use crate::store::{AuditRow, DeliveryRow, WebhookRow};
 
 /// The frame of the document; paths are added by the router (`routes::router`).
 #[derive(OpenApi)]
@@ -55,9 +61,9 @@ pub struct Info {
     /// Protocol version spoken (1).
     pub protocol: u32,
     /// This implementation's version.
-    pub version: String,
+    pub version: &'static str,
     /// Services offered.
-    pub features: Vec<String>,
+    pub features: &'static [&'static str],
     /// The node's identity (`did:key`), the audience of decrypt invocations.
     pub node_id: String,
     /// Whether the node runs in a trusted execution environment.
@@ -85,53 +91,60 @@ pub struct RevokeResult {
     pub cid: String,
 }
 
-/// `POST /delegation/status` request.
-#[derive(Serialize, ToSchema)]
-pub struct StatusQuery {
-    /// The delegation asked about.
-    pub cid: String,
-}
-
-/// `POST /delegation/status`.
+/// `POST /delegation/status`. For an unknown delegation only `cid`, `status` (`not_found`)
+/// and `exists` (false) are present.
 #[derive(Serialize, ToSchema)]
 pub struct DelegationStatus {
     /// The delegation asked about.
     pub cid: String,
-    /// `active`, `revoked`, `expired` or `not_found`.
-    #[schema(pattern = "^(active|revoked|expired|not_found)$")]
-    pub status: String,
+    /// Where it stands.
+    pub status: DelegationState,
     /// Whether the node knows it.
     pub exists: bool,
     /// Neither revoked (itself or an ancestor) nor expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
     /// It or an ancestor is revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub revoked: Option<bool>,
     /// Past its expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub expired: Option<bool>,
 }
 
-/// What a hook subscriber watches.
+/// Where a delegation stands.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum DelegationState {
+    /// Neither revoked (itself or an ancestor) nor expired.
+    Active,
+    /// It or an ancestor is revoked.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+    /// Not known to this node.
+    NotFound,
+}
+
+/// What a hook subscriber watches: the schema of `tinycloud_auth::hook_scope::HookScope`,
+/// which parses it (the protocol core does not depend on the document generator; a unit
+/// test below keeps the two equal).
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HookScopeDoc {
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookScope {
     /// The space id (`tinycloud:pkh:eip155:<chain>:<address>:<name>`).
     pub space: String,
     /// `kv` or `sql`.
     pub service: String,
     /// Segment-aware path prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
     /// Write abilities to match (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub abilities: Option<Vec<String>>,
-}
-
-/// `POST /hooks/tickets` request.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketQuery {
-    /// One to the node's maximum scopes, all in one space.
-    pub subscriptions: Vec<HookScopeDoc>,
-    /// Ticket lifetime, clamped to the node's maximum.
-    pub ttl_seconds: Option<i64>,
 }
 
 /// `POST /hooks/tickets`.
@@ -142,24 +155,6 @@ pub struct TicketResult {
     pub ticket: String,
     /// RFC 3339 expiry.
     pub expires_at: String,
-}
-
-/// `POST /hooks/webhooks` request.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookRegistration {
-    /// The space watched.
-    pub space: String,
-    /// `kv` or `sql`.
-    pub service: String,
-    /// Segment-aware path prefix.
-    pub path_prefix: Option<String>,
-    /// Write abilities to match.
-    pub abilities: Option<Vec<String>>,
-    /// `https` URL receiving signed deliveries.
-    pub callback_url: String,
-    /// HMAC secret (1..=1024 bytes), sealed at rest, never returned.
-    pub secret: String,
 }
 
 /// A registered webhook.
@@ -175,21 +170,44 @@ pub struct Webhook {
     /// The service watched.
     pub service: String,
     /// Path prefix watched.
+    #[schema(required = true)]
     pub path_prefix: Option<String>,
     /// Abilities matched.
+    #[schema(required = true)]
     pub abilities: Option<Vec<String>>,
     /// Delivery URL.
     pub callback_url: String,
     /// Always `primary`.
-    pub secret_key_id: String,
+    pub secret_key_id: &'static str,
     /// Still delivering.
     pub active: bool,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339: when the authority it was registered under ends.
+    #[schema(required = true)]
     pub expires_at: Option<String>,
     /// Why it stopped delivering (revoked or expired authority, removal).
+    #[schema(required = true)]
     pub disabled_reason: Option<String>,
+}
+
+impl From<&WebhookRow> for Webhook {
+    fn from(w: &WebhookRow) -> Webhook {
+        Webhook {
+            id: w.id.clone(),
+            subscriber_did: w.subscriber.clone(),
+            space: w.space.clone(),
+            service: w.service.clone(),
+            path_prefix: w.path_prefix.clone(),
+            abilities: w.abilities.clone(),
+            callback_url: w.callback_url.clone(),
+            secret_key_id: "primary",
+            active: w.active,
+            created_at: rfc3339(w.created_at),
+            expires_at: w.expires_at.map(rfc3339),
+            disabled_reason: w.disabled_reason.clone(),
+        }
+    }
 }
 
 /// `GET /hooks/webhooks`.
@@ -212,11 +230,27 @@ pub struct Delivery {
     /// Attempts so far.
     pub attempts: u32,
     /// Last HTTP status received.
+    #[schema(required = true)]
     pub last_status: Option<u16>,
     /// Last transport error.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// When it was last attempted (Unix ms).
     pub at: i64,
+}
+
+impl From<&DeliveryRow> for Delivery {
+    fn from(d: &DeliveryRow) -> Delivery {
+        Delivery {
+            delivery_id: d.id.clone(),
+            event_id: d.seq.to_string(),
+            status: d.status.clone(),
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+            at: d.at,
+        }
+    }
 }
 
 /// `GET /hooks/webhooks/{id}/deliveries`.
@@ -226,16 +260,19 @@ pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
 }
 
-/// `POST /encryption/networks` request.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkCreate {
-    /// Network name, unique per owner.
-    pub name: String,
-    /// The owner's DID.
-    pub owner_did: String,
-    /// Only `{"n":1,"t":1}` is supported.
-    pub threshold: Option<serde_json::Value>,
+/// A key-holding threshold; only 1-of-1 is supported.
+#[derive(Serialize, Deserialize, ToSchema, PartialEq, Eq, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// Key holders.
+    pub n: u32,
+    /// Holders needed to decrypt.
+    pub t: u32,
+}
+
+impl Threshold {
+    /// The only threshold this node runs.
+    pub const ONE_OF_ONE: Threshold = Threshold { n: 1, t: 1 };
 }
 
 /// A network member.
@@ -245,7 +282,7 @@ pub struct Member {
     /// The holding node.
     pub node_id: String,
     /// `holder`.
-    pub role: String,
+    pub role: &'static str,
 }
 
 /// An encryption network.
@@ -261,17 +298,17 @@ pub struct NetworkDescriptor {
     /// Key holders.
     pub members: Vec<Member>,
     /// `{"n":1,"t":1}`.
-    pub threshold: serde_json::Value,
+    pub threshold: Threshold,
     /// `active` or `revoked`.
     pub state: String,
     /// X25519 public key, base64.
     pub public_encryption_key: String,
     /// `x25519-aes256gcm/v1`.
-    pub alg: String,
+    pub alg: &'static str,
     /// Key version.
     pub key_version: u32,
     /// `local-one-of-one`.
-    pub key_backend: String,
+    pub key_backend: &'static str,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -296,7 +333,7 @@ pub struct NetworkDiscovery {
     /// Name.
     pub name: String,
     /// Algorithm.
-    pub alg: String,
+    pub alg: &'static str,
     /// Key version.
     pub key_version: u32,
     /// X25519 public key, base64.
@@ -304,43 +341,32 @@ pub struct NetworkDiscovery {
     /// `active` or `revoked`.
     pub state: String,
     /// Key backend.
-    pub key_backend: String,
+    pub key_backend: &'static str,
 }
 
-/// `POST /encryption/networks/{id}/decrypt` request; every hash is also bound in the
-/// invocation's `tinycloud.encryption.decrypt/v1` fact.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DecryptQuery {
-    /// `tinycloud.encryption.decrypt/v1`.
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// The node's DID.
-    pub target_node: String,
-    /// The network.
-    pub network_id: String,
-    /// Algorithm.
-    pub alg: String,
-    /// Key version.
-    pub key_version: u32,
-    /// The content key wrapped to the network key, base64.
-    pub encrypted_symmetric_key: String,
-    /// Canonical hash of `encryptedSymmetricKey`.
-    pub encrypted_symmetric_key_hash: String,
-    /// The requester's X25519 public key, base64.
-    pub receiver_public_key: String,
-    /// Canonical hash of `receiverPublicKey`.
-    pub receiver_public_key_hash: String,
+impl From<NetworkDescriptor> for NetworkDiscovery {
+    fn from(d: NetworkDescriptor) -> NetworkDiscovery {
+        NetworkDiscovery {
+            network_id: d.network_id,
+            owner_did: d.owner_did,
+            name: d.name,
+            alg: d.alg,
+            key_version: d.key_version,
+            public_encryption_key: d.public_encryption_key,
+            state: d.state,
+            key_backend: d.key_backend,
+        }
+    }
 }
 
-/// `POST /encryption/networks/{id}/decrypt`: the content key re-wrapped to the receiver, signed
-/// by the node identity over the JCS of every other field.
+/// The signed part of a decrypt answer: the node signs the JCS (RFC 8785) of exactly this
+/// object, which is the answer without `nodeSignature`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DecryptResult {
+pub struct DecryptSigned {
     /// `tinycloud.encryption.decrypt-result/v1`.
     #[serde(rename = "type")]
-    pub ty: String,
+    pub ty: &'static str,
     /// The node's DID.
     pub target_node: String,
     /// The network.
@@ -354,14 +380,24 @@ pub struct DecryptResult {
     /// The content key wrapped to the receiver, base64.
     pub wrapped_key: String,
     /// Algorithm.
-    pub alg: String,
+    pub alg: &'static str,
     /// Key version.
     pub key_version: u32,
     /// SHA-256 hex of invocation CID ‖ body hash.
     pub request_hash: String,
     /// The node's DID.
     pub node_id: String,
-    /// Ed25519 signature, base64.
+}
+
+/// `POST /encryption/networks/{id}/decrypt`: the content key re-wrapped to the receiver, with
+/// the node identity's signature over the JCS of every other field.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecryptResult {
+    /// The signed fields.
+    #[serde(flatten)]
+    pub signed: DecryptSigned,
+    /// Ed25519 signature, base64, over the JCS of the other fields.
     pub node_signature: String,
 }
 
@@ -374,13 +410,28 @@ pub struct AuditRecord {
     /// `allowed` or `denied:<reason>`.
     pub outcome: String,
     /// Hash of the envelope's wrapped key.
+    #[schema(required = true)]
     pub envelope_hash: Option<String>,
     /// The delegations the request rested on.
     pub delegations: Vec<String>,
     /// The invocation's CID.
+    #[schema(required = true)]
     pub invocation_cid: Option<String>,
     /// RFC 3339.
     pub at: String,
+}
+
+impl From<&AuditRow> for AuditRecord {
+    fn from(a: &AuditRow) -> AuditRecord {
+        AuditRecord {
+            actor: a.actor.clone(),
+            outcome: a.outcome.clone(),
+            envelope_hash: a.envelope_hash.clone(),
+            delegations: a.delegations.clone(),
+            invocation_cid: a.invocation.clone(),
+            at: rfc3339(a.at),
+        }
+    }
 }
 
 /// `GET /encryption/networks/{id}/audit`.
@@ -391,7 +442,8 @@ pub struct AuditTrail {
     pub network_id: String,
     /// Newest first.
     pub records: Vec<AuditRecord>,
-    /// Continues with the next (older) page; absent on the last page.
+    /// Continues with the next (older) page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -412,7 +464,50 @@ pub struct SqlRequest {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
+    use serde_json::{json, Value};
+    use utoipa::PartialSchema as _;
+
+    /// The documented hook scope is the one `tinycloud_auth`'s `HookScope` parses: the same
+    /// fields, the required ones refused when missing, the optional ones not, unknown ones
+    /// refused.
+    #[test]
+    fn hook_scope_schema_is_the_parsers() {
+        use tinycloud_auth::hook_scope::HookScope as Parser;
+        let schema = serde_json::to_value(super::HookScope::schema()).expect("schema");
+        let props: Vec<&String> = schema["properties"]
+            .as_object()
+            .expect("props")
+            .keys()
+            .collect();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(schema["additionalProperties"], false);
+        let full = Parser {
+            space: "s".into(),
+            service: "kv".into(),
+            path_prefix: Some("p".into()),
+            abilities: Some(vec!["tinycloud.kv/put".into()]),
+        };
+        let full = serde_json::to_value(full).expect("serializes");
+        let keys: Vec<&String> = full.as_object().expect("object").keys().collect();
+        assert_eq!(keys, props, "the parser's fields are the documented ones");
+        for key in keys {
+            let mut without = full.clone();
+            without
+                .as_object_mut()
+                .expect("object")
+                .remove(key.as_str());
+            let parsed = serde_json::from_value::<Parser>(without).is_ok();
+            assert_eq!(parsed, !required.contains(&key.as_str()), "{key}");
+        }
+        let mut extra = full.clone();
+        extra["other"] = json!(1);
+        assert!(serde_json::from_value::<Parser>(extra).is_err());
+    }
 
     /// Every operation is described for a reader and a generator: a summary and description, a
     /// tag, a success response, documented `text/plain` errors where input can be refused, and
