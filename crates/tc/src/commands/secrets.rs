@@ -718,6 +718,7 @@ pub async fn audit(
         });
     }
     let records = doc["records"].as_array().cloned().unwrap_or_default();
+    let cut = doc["nextCursor"].is_string();
     ctx.out.result(&doc, || {
         if records.is_empty() {
             return match name {
@@ -738,6 +739,12 @@ pub async fn audit(
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    if cut {
+        ctx.out.notice(&format!(
+            "note: the trail is longer than {} pages; older records were not read",
+            doc["pages"]
+        ));
+    }
     Ok(())
 }
 
