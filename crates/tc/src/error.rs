@@ -187,6 +187,8 @@ pub fn from_sdk(e: &SdkError, ctx: &HintContext) -> CliError {
         SdkError::ResponseTooLarge { .. } => {
             CliError::new(Exit::Node, "RESPONSE_TOO_LARGE", e.to_string())
         }
+        SdkError::RolledBack { name, .. } => CliError::new(Exit::Error, "ROLLED_BACK", e.to_string())
+            .hint(format!("someone with write access stored an older value again; the owner stores the current one with `tc secrets put {name}` (older versions: `tc secrets info`)")),
     }
 }
 

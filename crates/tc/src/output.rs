@@ -122,6 +122,14 @@ impl Output {
         }
     }
 
+    /// A machine-readable report on stderr, one line of JSON (for `--json` runs whose stdout
+    /// is not `tc`'s, e.g. `secrets run`); hidden by `--quiet`.
+    pub fn event(&self, value: &Value) {
+        if !self.quiet {
+            eprintln!("{}", json_safe(&value.to_string()));
+        }
+    }
+
     /// Text the user must see before signing (stderr; hidden only by `--quiet`).
     pub fn notice(&self, text: &str) {
         if !self.quiet {

@@ -634,7 +634,7 @@ fn owner_secrets_put_get_rotate_run_rm() {
     o.tc(&["secrets", "ls", "--scope", "prod-app"])
         .assert()
         .success()
-        .stdout(predicate::str::starts_with("DB_URL  written by owner"));
+        .stdout(predicate::str::starts_with("DB_URL  v1  written by owner"));
 
     // Never from argv, never an empty value, never an invalid name (none echoed back).
     o.tc(&["secrets", "put", "API_KEY", "sk-leaked"])

@@ -144,9 +144,11 @@ fn a_write_only_co_writer_cannot_add_variables_to_the_owners_run() {
     assert_eq!(ls["writers"]["EXTRA"]["kind"], "unsigned", "{ls}");
     assert_eq!(ls["writers"]["FORGED"]["kind"], "invalid", "{ls}");
     o.tc(&["secrets", "ls"]).assert().success().stdout(
-        predicate::str::contains("API_KEY  written by owner")
-            .and(predicate::str::contains("EXTRA  written by unknown"))
-            .and(predicate::str::contains("LD_PRELOAD  written by unknown")),
+        predicate::str::contains("API_KEY  v1  written by owner")
+            .and(predicate::str::contains("EXTRA  v?  written by unknown"))
+            .and(predicate::str::contains(
+                "LD_PRELOAD  v?  written by unknown",
+            )),
     );
 
     // The owner's plain `run` loads only what the owner wrote, and says what it left out.

@@ -53,6 +53,11 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Largest value [`crate::kv::Kv::get`] buffers (`get_stream` has no cap).
     pub max_value_bytes: usize,
+    /// Records asked for per page of a network's audit trail (the node allows 1..=500).
+    pub audit_page_size: usize,
+    /// Most pages [`TinyCloud::network_audit`] follows before it stops (and says so with a
+    /// `nextCursor`).
+    pub max_audit_pages: usize,
 }
 
 /// Default [`Config::connect_timeout`].
@@ -65,6 +70,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`Config::max_value_bytes`].
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Default [`Config::audit_page_size`] (the node's largest page).
+pub const DEFAULT_AUDIT_PAGE_SIZE: usize = 500;
+/// Default [`Config::max_audit_pages`].
+pub const DEFAULT_MAX_AUDIT_PAGES: usize = 100;
 /// Largest `/info` answer read.
 const MAX_INFO_BYTES: usize = 64 * 1024;
 
@@ -85,6 +94,8 @@ impl Config {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            audit_page_size: DEFAULT_AUDIT_PAGE_SIZE,
+            max_audit_pages: DEFAULT_MAX_AUDIT_PAGES,
         }
     }
 }

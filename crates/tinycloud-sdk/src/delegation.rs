@@ -417,6 +417,36 @@ impl TinyCloud {
         }
     }
 
+    /// What the node says of one delegation (`POST /delegation/status`, invoked by the session
+    /// key on its own authority): revoked (itself or an ancestor) wins over expired.
+    pub async fn delegation_status(&self, cid: &Cid) -> Result<DelegationStatus> {
+        let cap = capability(&format!("urn:cid:{cid}"), "tinycloud.delegation/status")
+            .map_err(Error::InvalidInput)?;
+        let token = self.self_invocation(vec![cap])?;
+        let req = self
+            .http()
+            .post(self.url("/delegation/status"))
+            .header("authorization", token)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "cid": cid.to_string() }).to_string());
+        let r = self.send(req, |s| s == 200 || s == 404).await?;
+        let v: serde_json::Value = crate::error::read_json(r, 16 * 1024).await?;
+        let bad = || Error::Node {
+            status: 200,
+            message: "unexpected delegation status answer".into(),
+        };
+        if v["cid"].as_str() != Some(&cid.to_string()) {
+            return Err(bad());
+        }
+        Ok(match v["status"].as_str() {
+            Some("active") => DelegationStatus::Active,
+            Some("revoked") => DelegationStatus::Revoked,
+            Some("expired") => DelegationStatus::Expired,
+            Some("not_found") => DelegationStatus::NotFound,
+            _ => return Err(bad()),
+        })
+    }
+
     async fn post_revoke(&self, token: &str, cid: &Cid) -> Result<()> {
         let req = self
             .http()
@@ -432,4 +462,17 @@ impl TinyCloud {
         }
         Ok(())
     }
+}
+
+/// A delegation's status on the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DelegationStatus {
+    /// Valid now.
+    Active,
+    /// Revoked, itself or an ancestor.
+    Revoked,
+    /// Past its expiry (not revoked).
+    Expired,
+    /// The node does not know it.
+    NotFound,
 }

@@ -362,18 +362,73 @@ impl TinyCloud {
         .to_owned())
     }
 
-    /// The network's decrypt audit trail (owner, or holders of `tinycloud.encryption/audit`).
+    /// The network's decrypt audit trail (owner, or holders of `tinycloud.encryption/audit`),
+    /// newest first: every page, following `nextCursor` (each page a fresh single-use
+    /// invocation), up to [`crate::Config::max_audit_pages`] pages of
+    /// [`crate::Config::audit_page_size`] records. The answer is
+    /// `{"networkId", "records", "pages", "nextCursor"}`; `nextCursor` is `null` when the trail
+    /// is complete, else where it was cut (more records exist). A page for another network,
+    /// larger than asked, or a cursor that repeats is refused (a node must not make the
+    /// client loop or buffer without bound).
     pub async fn network_audit(&self, id: &NetworkId) -> Result<Value> {
         let node = self.node_did().await?;
-        let token = self.node_invocation(&node, id, "tinycloud.encryption/audit", json!({}))?;
-        let req = self
-            .http()
-            .get(self.url(&format!(
-                "/encryption/networks/{}/audit",
-                id.to_string().replace(':', "%3A")
-            )))
-            .header("authorization", token);
-        self.send_for_json(req).await
+        let page_size = self.config().audit_page_size.clamp(1, 500);
+        let max_pages = self.config().max_audit_pages.max(1);
+        let url = self.url(&format!(
+            "/encryption/networks/{}/audit",
+            id.to_string().replace(':', "%3A")
+        ));
+        let bad = |m: &str| Error::Node {
+            status: 200,
+            message: format!("invalid audit page: {m}"),
+        };
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pages = 0usize;
+        while pages < max_pages {
+            let token = self.node_invocation(&node, id, "tinycloud.encryption/audit", json!({}))?;
+            let mut query = vec![("limit", page_size.to_string())];
+            if let Some(c) = &cursor {
+                query.push(("cursor", c.clone()));
+            }
+            let req = self
+                .http()
+                .get(url.clone())
+                .query(&query)
+                .header("authorization", token);
+            let mut page: Value = self.send_for_json(req).await?;
+            pages += 1;
+            if page["networkId"].as_str() != Some(&id.to_string()) {
+                return Err(bad("it names another network"));
+            }
+            let Some(Value::Array(items)) = page.get_mut("records").map(Value::take) else {
+                return Err(bad("no records"));
+            };
+            if items.len() > page_size {
+                return Err(bad("more records than asked for"));
+            }
+            records.extend(items);
+            cursor = match page.get_mut("nextCursor").map(Value::take) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) if !c.is_empty() => {
+                    if !seen.insert(c.clone()) {
+                        return Err(bad("a cursor repeats"));
+                    }
+                    Some(c)
+                }
+                Some(_) => return Err(bad("nextCursor is not a string")),
+            };
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(json!({
+            "networkId": id.to_string(),
+            "records": records,
+            "pages": pages,
+            "nextCursor": cursor,
+        }))
     }
 
     /// Decrypts an envelope through the node: a fresh receiver key, a single-use invocation

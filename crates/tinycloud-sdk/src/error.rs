@@ -76,6 +76,17 @@ pub enum Error {
         /// The DID the node announced.
         actual: String,
     },
+    /// A stored secret is older than a version kept in its history: an earlier envelope was
+    /// stored again (a rollback). Refused rather than used.
+    #[error("secret {name} was rolled back: its version {version} is older than the kept version {newest_kept}; store it again")]
+    RolledBack {
+        /// The secret's name.
+        name: String,
+        /// The signed version of the stored envelope.
+        version: u64,
+        /// The newest owner-signed version kept in its history.
+        newest_kept: u64,
+    },
     /// A response body exceeded the cap for its kind; reading stopped at the cap.
     #[error("the node's {what} exceeds {limit} bytes; refused")]
     ResponseTooLarge {

@@ -3,14 +3,20 @@
 //! encrypted to the owner's `default` network before they leave the client. Reading needs two
 //! grants: `tinycloud.kv/get` on the path and `tinycloud.encryption/decrypt` on the network.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tinycloud_auth::cid::Cid;
 use tinycloud_auth::did::Did;
 use tinycloud_auth::resource::{NetworkId, Resource, SpaceId};
 use tinycloud_auth::session::capability;
 
 use crate::client::TinyCloud;
-use crate::delegation::PortableDelegation;
+use crate::delegation::{DelegationStatus, PortableDelegation};
 use crate::encryption::{Envelope, WriterCheck};
 use crate::error::{Error, Result};
 use crate::kv::PutOptions;
@@ -236,8 +242,16 @@ pub enum Writer {
     /// A session key the vault's owner signed in with (its proof is the owner's own
     /// delegation to that key, granting `kv/put` there): the owner.
     Owner(Did),
-    /// Another key, e.g. a delegate holding write access: its `did:key`.
+    /// Another key, e.g. a delegate holding write access: its `did:key`. Also a key whose
+    /// owner proof the node does not know (the owner relationship cannot be confirmed).
     Other(Did),
+    /// A key acting under the owner's proof, but the node reports that proof (or an ancestor)
+    /// revoked: a retired or stolen session key. Not the owner.
+    Revoked(Did),
+    /// A key acting under the owner's proof, but the envelope's signed write time is outside
+    /// the proof's validity window (or missing): written before the proof began or after it
+    /// expired. Not the owner.
+    Expired(Did),
     /// No writer signature (stored before writers were recorded, or by another client).
     Unsigned,
     /// A signature that does not verify: the envelope was altered or forged.
@@ -253,16 +267,20 @@ impl Writer {
     /// The writer's DID, when the signature verifies.
     pub fn did(&self) -> Option<&Did> {
         match self {
-            Writer::Owner(d) | Writer::Other(d) => Some(d),
+            Writer::Owner(d) | Writer::Other(d) | Writer::Revoked(d) | Writer::Expired(d) => {
+                Some(d)
+            }
             Writer::Unsigned | Writer::Invalid => None,
         }
     }
 
-    /// `owner`, `unsigned`, `invalid`, or `other`.
+    /// `owner`, `other`, `revoked`, `expired`, `unsigned` or `invalid`.
     pub fn kind(&self) -> &'static str {
         match self {
             Writer::Owner(_) => "owner",
             Writer::Other(_) => "other",
+            Writer::Revoked(_) => "revoked",
+            Writer::Expired(_) => "expired",
             Writer::Unsigned => "unsigned",
             Writer::Invalid => "invalid",
         }
@@ -274,6 +292,11 @@ impl std::fmt::Display for Writer {
         match self {
             Writer::Owner(d) => write!(f, "owner ({d})"),
             Writer::Other(d) => write!(f, "{d} (not the owner)"),
+            Writer::Revoked(d) => write!(f, "{d} (REVOKED owner session: not the owner)"),
+            Writer::Expired(d) => write!(
+                f,
+                "{d} (written outside its owner session's validity: not the owner)"
+            ),
             Writer::Unsigned => f.write_str("unknown (no writer signature)"),
             Writer::Invalid => f.write_str("INVALID writer signature"),
         }
@@ -292,27 +315,72 @@ pub struct Secret {
 /// Largest stored envelope read (a 1 MiB value, base64, plus the writer's proof).
 pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Who wrote `env`, stored at `path` of `space`: the owner if the signing key's proof is a
-/// delegation from the space's owner to that key covering `kv/put` on the path.
-pub fn writer_of(env: &Envelope, space: &SpaceId, path: &str) -> Writer {
+/// Signed metadata: the secret's version (plain, so `ls` shows it without a decrypt).
+pub const META_VERSION: &str = "x-vault-secret-version";
+/// Signed metadata: when this envelope was written (RFC 3339), checked against the writer's
+/// proof.
+pub const META_WRITTEN_AT: &str = "x-vault-written-at";
+
+/// The signed version recorded in `env`'s metadata, if any.
+pub fn signed_version(env: &Envelope) -> Option<u64> {
+    env.metadata.get(META_VERSION).and_then(Value::as_u64)
+}
+
+/// The signed write time recorded in `env`'s metadata, if any.
+pub fn signed_written_at(env: &Envelope) -> Option<&str> {
+    env.metadata.get(META_WRITTEN_AT).and_then(Value::as_str)
+}
+
+/// Who wrote `env`, stored at `path` of `space`, judged from the envelope alone (no I/O): the
+/// owner if the writer signature verifies, the envelope's signed `aad` names this location,
+/// the signing key's proof is a delegation from the space's owner to that key covering
+/// `kv/put` on the path, and `written_at` (the signed write time) lies within the proof's
+/// validity window. Whether the proof has since been revoked needs the node:
+/// [`Secrets::writer`] and [`Secrets::read`] ask it.
+pub fn writer_of(env: &Envelope, space: &SpaceId, path: &str, written_at: Option<&str>) -> Writer {
     match env.check_writer() {
         WriterCheck::Unsigned => Writer::Unsigned,
         WriterCheck::Invalid => Writer::Invalid,
         WriterCheck::Signed { key, proof } => {
+            // Moved from elsewhere: the location is signed, so this is not that write.
+            if STANDARD.decode(&env.aad).ok().as_deref() != Some(aad(space, path).as_slice()) {
+                return Writer::Invalid;
+            }
             let put = "tinycloud.kv/put".parse::<tinycloud_auth::ability::Ability>();
             let resource = format!("{space}/kv/{path}").parse::<Resource>();
-            let by_owner = match (proof, put, resource) {
-                (Some(d), Ok(put), Ok(resource)) => {
-                    &d.info().issuer == space.owner() && d.info().grants(&resource, &put)
-                }
-                _ => false,
+            let Some(d) = proof.filter(|d| {
+                matches!((&put, &resource), (Ok(put), Ok(resource))
+                    if &d.info().issuer == space.owner() && d.info().grants(resource, put))
+            }) else {
+                return Writer::Other(key);
             };
-            if by_owner {
-                Writer::Owner(space.owner().clone())
-            } else {
-                Writer::Other(key)
+            let at = written_at.and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
+            let Some(at) = at.map(tinycloud_auth::timestamp::Timestamp::from) else {
+                return Writer::Expired(key);
+            };
+            let info = d.info();
+            // A SIWE sign-in without `notBefore` starts when it was issued.
+            let start = info.not_before.or(match d.token() {
+                tinycloud_auth::token::DelegationToken::Cacao(c) => Some(
+                    tinycloud_auth::timestamp::Timestamp::from(c.message().issued_at.datetime()),
+                ),
+                _ => None,
+            });
+            if start.is_some_and(|n| at < n) || info.expiration.is_some_and(|e| at >= e) {
+                return Writer::Expired(key);
             }
+            Writer::Owner(space.owner().clone())
         }
+    }
+}
+
+/// The CID of the proof `env`'s writer acted under, when the writer signature verifies.
+fn proof_cid(env: &Envelope) -> Option<Cid> {
+    match env.check_writer() {
+        WriterCheck::Signed { proof: Some(d), .. } => Some(d.info().cid),
+        _ => None,
     }
 }
 
@@ -321,6 +389,8 @@ pub struct Secrets<'a> {
     client: &'a TinyCloud,
     space: SpaceId,
     network: NetworkId,
+    /// What the node said of each writer proof, asked once per `Secrets`.
+    proof_status: Mutex<HashMap<Cid, DelegationStatus>>,
 }
 
 fn rfc3339_now() -> String {
@@ -359,12 +429,30 @@ impl<'a> Secrets<'a> {
         }
     }
 
-    /// Stores (or replaces) a secret, encrypted to the owner's network.
+    /// Stores (or replaces) a secret, encrypted to the owner's network. Every version is
+    /// also kept in the history at its own path (`.history/<NAME>/<version>`, owner-signed,
+    /// recoverable with [`Self::get_version`]); the new version is above both the current one
+    /// and every kept one. Because a write-only co-writer can add envelopes but not remove
+    /// owner-signed ones, a current value older than the newest kept version is a rollback
+    /// (an older envelope stored again), which [`Self::read`] refuses.
     pub async fn put(&self, name: &str, value: &str, scope: Option<&str>) -> Result<SecretInfo> {
         check_name(name)?;
         check_value(value)?;
         let path = resolve_secret_path(name, scope)?;
-        let previous = self.read_payload(&path).await.ok().map(|(p, _)| p);
+        let previous = match self.read_payload(&path).await {
+            Ok((p, writer)) => writer.is_owner().then_some(p),
+            // Missing, or unreadable (tampered, moved, another network): replaced.
+            Err(Error::NotFound(_) | Error::Token(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut newest_kept = self.newest_kept(&path).await?.unwrap_or(0);
+        // A value written before every version was kept: keep it now (only the owner's own:
+        // archiving a planted one under the owner's signature would launder it).
+        if let Some(p) = previous.as_ref().filter(|p| p.version > newest_kept) {
+            self.write_payload(&Self::history_path(&path, p.version), p)
+                .await?;
+            newest_kept = p.version;
+        }
         let now = rfc3339_now();
         let payload = SecretPayload {
             value: value.to_owned(),
@@ -372,9 +460,17 @@ impl<'a> Secrets<'a> {
                 .as_ref()
                 .map_or(now.clone(), |p| p.created_at.clone()),
             updated_at: now,
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: previous
+                .as_ref()
+                .map_or(0, |p| p.version)
+                .max(newest_kept)
+                .saturating_add(1),
         };
+        // The value first, then its history copy: a crash between leaves a current value
+        // newer than the history, which reads fine.
         let writer = self.write_payload(&path, &payload).await?;
+        self.write_payload(&Self::history_path(&path, payload.version), &payload)
+            .await?;
         Ok(info(name, &payload, writer))
     }
 
@@ -392,6 +488,8 @@ impl<'a> Secrets<'a> {
             "x-vault-content-type".into(),
             Value::from("application/json"),
         );
+        meta.insert(META_VERSION.into(), Value::from(payload.version));
+        meta.insert(META_WRITTEN_AT.into(), Value::from(rfc3339_now()));
         let plaintext =
             serde_json::to_vec(payload).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let mut env = Envelope::seal(&network, &plaintext, &aad(&self.space, path), meta);
@@ -400,7 +498,7 @@ impl<'a> Secrets<'a> {
             &session.key()?,
             Some(session.delegation_header()?.to_owned()),
         );
-        let writer = writer_of(&env, &self.space, path);
+        let writer = writer_of(&env, &self.space, path, signed_written_at(&env));
         let json = serde_json::to_vec(&env).map_err(|e| Error::InvalidInput(e.to_string()))?;
         self.kv()
             .put(
@@ -422,20 +520,123 @@ impl<'a> Secrets<'a> {
             .map_err(|_| Error::Token("stored value is not an encryption envelope".into()))
     }
 
+    /// [`writer_of`], then for an owner write: asks the node (once per proof) whether the
+    /// proof is revoked. Revoked: [`Writer::Revoked`]; unknown to the node: [`Writer::Other`].
+    async fn confirm_writer(&self, env: &Envelope, writer: Writer) -> Result<Writer> {
+        if !writer.is_owner() {
+            return Ok(writer);
+        }
+        let (Some(cid), Some(key)) = (
+            proof_cid(env),
+            env.writer.as_ref().and_then(|w| w.did.parse::<Did>().ok()),
+        ) else {
+            return Ok(Writer::Invalid);
+        };
+        let cached = self
+            .proof_status
+            .lock()
+            .map_err(|_| Error::Storage("proof status cache poisoned".into()))?
+            .get(&cid)
+            .copied();
+        let status = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.client.delegation_status(&cid).await?;
+                self.proof_status
+                    .lock()
+                    .map_err(|_| Error::Storage("proof status cache poisoned".into()))?
+                    .insert(cid, s);
+                s
+            }
+        };
+        Ok(match status {
+            // An expired proof still vouches for what it signed while valid (checked above).
+            DelegationStatus::Active | DelegationStatus::Expired => writer,
+            DelegationStatus::Revoked => Writer::Revoked(key),
+            DelegationStatus::NotFound => Writer::Other(key),
+        })
+    }
+
     async fn read_payload(&self, path: &str) -> Result<(SecretPayload, Writer)> {
         let env = self.envelope(path).await?;
-        let writer = writer_of(&env, &self.space, path);
         let plain = self.client.decrypt(&env, &aad(&self.space, path)).await?;
-        let payload = serde_json::from_slice(&plain)
+        let payload: SecretPayload = serde_json::from_slice(&plain)
             .map_err(|_| Error::Token("decrypted value is not a secret payload".into()))?;
+        // The signed plain version must be the encrypted one; envelopes from before signed
+        // write times were recorded fall back to the (also signed) payload's update time.
+        let writer = if signed_version(&env).is_some_and(|v| v != payload.version) {
+            Writer::Invalid
+        } else {
+            let at = signed_written_at(&env).unwrap_or(&payload.updated_at);
+            writer_of(&env, &self.space, path, Some(at))
+        };
+        let writer = self.confirm_writer(&env, writer).await?;
         Ok((payload, writer))
     }
 
-    /// Who wrote a secret (reads the envelope; needs `kv/get`, not decrypt).
+    /// The newest version kept in a secret's history that the owner wrote there (planted or
+    /// moved entries, and entries whose name is not their signed version, do not count).
+    /// Needs `kv/list` and `kv/get` on the history (the owner's vault grant); without them
+    /// (a delegate's per-secret grant) there is nothing to compare against: `None`.
+    async fn newest_kept(&self, path: &str) -> Result<Option<u64>> {
+        let dir = Self::history_dir(path);
+        let keys = match self.kv().list(&dir).await {
+            Ok(keys) => keys,
+            Err(Error::NotFound(_) | Error::PermissionDenied { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut versions: Vec<(u64, String)> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let v = k.strip_prefix(&dir)?.parse::<u64>().ok()?;
+                Some((v, k))
+            })
+            .collect();
+        // Newest first: the first owner-written one is the answer.
+        versions.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
+        for (version, key) in versions {
+            let env = match self.envelope(&key).await {
+                Ok(env) => env,
+                Err(Error::NotFound(_) | Error::PermissionDenied { .. } | Error::Token(_)) => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            if signed_version(&env) != Some(version) {
+                continue;
+            }
+            let writer = writer_of(&env, &self.space, &key, signed_written_at(&env));
+            if self.confirm_writer(&env, writer).await?.is_owner() {
+                return Ok(Some(version));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Who wrote a secret (reads the envelope; needs `kv/get`, not decrypt; asks the node
+    /// whether an owner proof is revoked). An envelope without a signed write time (stored
+    /// before they were recorded) is judged on its decrypted update time by [`Self::read`].
     pub async fn writer(&self, name: &str, scope: Option<&str>) -> Result<Writer> {
         let path = resolve_secret_path(name, scope)?;
         let env = self.envelope(&path).await?;
-        Ok(writer_of(&env, &self.space, &path))
+        let writer = writer_of(&env, &self.space, &path, signed_written_at(&env));
+        self.confirm_writer(&env, writer).await
+    }
+
+    /// A secret's signed version and writer without decrypting (for listings): the version
+    /// from the envelope's signed metadata, if recorded.
+    pub async fn signed_info(
+        &self,
+        name: &str,
+        scope: Option<&str>,
+    ) -> Result<(Option<u64>, Writer)> {
+        let path = resolve_secret_path(name, scope)?;
+        let env = self.envelope(&path).await?;
+        let writer = writer_of(&env, &self.space, &path, signed_written_at(&env));
+        Ok((
+            signed_version(&env),
+            self.confirm_writer(&env, writer).await?,
+        ))
     }
 
     /// Reads a secret: its value, metadata and writer.
@@ -447,10 +648,22 @@ impl<'a> Secrets<'a> {
                 name.trim()
             ))),
             Err(e) => Err(e),
-            Ok((p, writer)) => Ok(Secret {
-                info: info(name, &p, writer),
-                value: p.value,
-            }),
+            Ok((p, writer)) => {
+                // A rollback: an older envelope stored again over a newer one.
+                if let Some(newest_kept) = self.newest_kept(&path).await? {
+                    if p.version < newest_kept {
+                        return Err(Error::RolledBack {
+                            name: name.trim().to_owned(),
+                            version: p.version,
+                            newest_kept,
+                        });
+                    }
+                }
+                Ok(Secret {
+                    info: info(name, &p, writer),
+                    value: p.value,
+                })
+            }
         }
     }
 
@@ -473,10 +686,8 @@ impl<'a> Secrets<'a> {
     ) -> Result<SecretInfo> {
         check_name(name)?;
         check_value(new_value)?;
-        let path = resolve_secret_path(name, scope)?;
-        let (current, _) = self.read_payload(&path).await?;
-        self.write_payload(&Self::history_path(&path, current.version), &current)
-            .await?;
+        // Fails on a missing (or rolled-back) secret; `put` keeps the current one in history.
+        self.read(name, scope).await?;
         self.put(name, new_value, scope).await
     }
 
@@ -604,6 +815,7 @@ impl TinyCloud {
                 .map_err(|e| Error::InvalidInput(e.to_string()))?,
             network: NetworkId::new(owner.clone(), "default")
                 .map_err(|e| Error::InvalidInput(e.to_string()))?,
+            proof_status: Mutex::new(HashMap::new()),
         })
     }
 }

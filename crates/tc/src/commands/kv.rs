@@ -100,13 +100,22 @@ pub async fn get(ctx: &Ctx, key: &str, output: Option<&Path>, raw: bool) -> Resu
     }
 }
 
+/// Streams a value into `path` through a fresh temporary file created exclusively beside it
+/// (`O_EXCL`, so a planted file or symlink at any temporary name is never opened), mode 0600
+/// from creation (a value may be secret-bearing; the client cannot tell), fsynced, then renamed
+/// over `path` (a symlink at `path` is replaced, not followed). A failed download leaves
+/// `path` as it was and no temporary file behind.
 async fn copy_to_file<S>(mut stream: S, path: &Path) -> Result<u64>
 where
     S: Stream<Item = tinycloud_sdk::Result<Bytes>> + Unpin,
 {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let tmp = tinycloud_sdk::session::temp_beside(path)
+        .with_context(|| format!("cannot create a temporary file beside {}", path.display()))?;
+    let handle = tmp
+        .as_file()
+        .try_clone()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = tokio::fs::File::from_std(handle);
     let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -116,6 +125,13 @@ where
         written += chunk.len() as u64;
     }
     file.flush().await?;
+    file.sync_all()
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(file);
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(written)
 }
 

@@ -359,6 +359,7 @@ impl Vault {
             ))
             .hint("the stored value may have been tampered with or moved; store it again with `tc secrets put`")
             .into(),
+            e @ SdkError::RolledBack { .. } => anyhow::Error::new(e),
             other => anyhow::Error::new(other).context(format!("cannot {verb} secret {target}")),
         }
     }
@@ -506,22 +507,26 @@ pub async fn ls(ctx: &Ctx, scope: Option<&str>) -> Result<()> {
     let names = vault.readable_names(scope).await?;
     let secrets = vault.secrets()?;
     let mut writers = serde_json::Map::new();
+    let mut versions = serde_json::Map::new();
     let mut lines = Vec::with_capacity(names.len());
     for name in &names {
-        let (json, human) = match secrets.writer(name, scope).await {
-            Ok(w) => (writer_json(&w), w.to_string()),
+        let (json, human, version) = match secrets.signed_info(name, scope).await {
+            Ok((v, w)) => (writer_json(&w), w.to_string(), v),
             Err(_) => (
                 json!({"kind": "unknown", "did": null}),
                 "unknown (not readable)".into(),
+                None,
             ),
         };
+        versions.insert(name.clone(), json!(version));
+        let shown = version.map_or_else(|| "v?".to_owned(), |v| format!("v{v}"));
         let refused = if sdk::denied(name).is_some() {
             "  [refused name: never injected by `run`; remove it with `tc secrets rm`]"
         } else {
             ""
         };
         lines.push(format!(
-            "{}  written by {}{refused}",
+            "{}  {shown}  written by {}{refused}",
             field(name),
             field(&human)
         ));
@@ -529,7 +534,7 @@ pub async fn ls(ctx: &Ctx, scope: Option<&str>) -> Result<()> {
     }
     ctx.out.result(
         &with_scope(
-            json!({"secrets": names, "count": names.len(), "writers": writers}),
+            json!({"secrets": names, "count": names.len(), "writers": writers, "versions": versions}),
             scope,
         ),
         || lines.join("\n"),
@@ -718,6 +723,7 @@ pub async fn audit(
         });
     }
     let records = doc["records"].as_array().cloned().unwrap_or_default();
+    let cut = doc["nextCursor"].is_string();
     ctx.out.result(&doc, || {
         if records.is_empty() {
             return match name {
@@ -738,6 +744,12 @@ pub async fn audit(
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    if cut {
+        ctx.out.notice(&format!(
+            "note: the trail is longer than {} pages; older records were not read",
+            doc["pages"]
+        ));
+    }
     Ok(())
 }
 
@@ -763,18 +775,104 @@ enum RunChoice {
     Inject,
     /// Inject it, warning that someone other than the owner wrote it (it was named).
     InjectWithWarning(String),
-    /// Leave it out, saying why.
-    Skip(String),
+    /// Leave it out: a short code (for `--json`) and why.
+    Skip(&'static str, String),
+}
+
+/// What `run` tells the user: per secret left out or injected with a warning, and the
+/// injected names (never values). Human text on stderr, or with `--json` one JSON object on
+/// stderr (`{"secretsRun": …}`); `--quiet` hides both.
+#[derive(Default)]
+struct RunReport {
+    skipped: Vec<(String, &'static str, String)>,
+    warnings: Vec<(String, String)>,
+    missing: Vec<String>,
+    lines: Vec<(bool, String)>,
+}
+
+impl RunReport {
+    fn skip(&mut self, name: &str, scope: Option<&str>, code: &'static str, why: String) {
+        self.lines.push((
+            true,
+            format!(
+                "warning: secret {} not injected: {why}",
+                label(&field(name), scope)
+            ),
+        ));
+        self.skipped.push((name.to_owned(), code, why));
+    }
+
+    fn warn(&mut self, name: &str, scope: Option<&str>, why: String) {
+        self.lines.push((
+            true,
+            format!("warning: secret {} is {why}", label(&field(name), scope)),
+        ));
+        self.warnings.push((name.to_owned(), why));
+    }
+
+    fn missing(&mut self, name: &str, scope: Option<&str>) {
+        self.lines.push((
+            false,
+            format!(
+                "note: secret {} is granted but does not exist; skipped",
+                label(&field(name), scope)
+            ),
+        ));
+        self.missing.push(name.to_owned());
+    }
+
+    fn emit(&self, ctx: &Ctx, injected: &[String], scope: Option<&str>) {
+        if ctx.out.json {
+            let skipped: Vec<Value> = self
+                .skipped
+                .iter()
+                .map(|(n, code, why)| json!({"name": n, "reason": code, "message": why}))
+                .collect();
+            let warnings: Vec<Value> = self
+                .warnings
+                .iter()
+                .map(|(n, why)| json!({"name": n, "message": why}))
+                .collect();
+            ctx.out.event(&with_scope(
+                json!({"secretsRun": {
+                    "injected": injected,
+                    "skipped": skipped,
+                    "warnings": warnings,
+                    "missing": self.missing,
+                }}),
+                scope,
+            ));
+            return;
+        }
+        for (notice, line) in &self.lines {
+            if *notice {
+                ctx.out.notice(line);
+            } else {
+                ctx.out.note(line);
+            }
+        }
+        if injected.is_empty() {
+            ctx.out
+                .notice("No secrets to add; running the command with the current environment.");
+        } else {
+            ctx.out.notice(&format!(
+                "Running with {} secret{} in the environment: {}",
+                injected.len(),
+                if injected.len() == 1 { "" } else { "s" },
+                injected.join(", ")
+            ));
+        }
+    }
 }
 
 /// The rule of `run`: deny-listed names and values an environment cannot carry are never
 /// injected; a secret the owner did not write is injected only when the user named it.
 fn run_choice(name: &str, value: &str, writer: &sdk::Writer, named: bool) -> RunChoice {
     if let Some(why) = sdk::denied(name) {
-        return RunChoice::Skip(format!("its name is refused ({why})"));
+        return RunChoice::Skip("refused-name", format!("its name is refused ({why})"));
     }
     if sdk::check_value(value).is_err() {
-        return RunChoice::Skip("its value contains a NUL byte".into());
+        return RunChoice::Skip("nul-value", "its value contains a NUL byte".into());
     }
     if writer.is_owner() {
         return RunChoice::Inject;
@@ -783,9 +881,10 @@ fn run_choice(name: &str, value: &str, writer: &sdk::Writer, named: bool) -> Run
     if named {
         RunChoice::InjectWithWarning(format!("written by {who}"))
     } else {
-        RunChoice::Skip(format!(
-            "written by {who}; name it with --only to use it anyway"
-        ))
+        RunChoice::Skip(
+            "not-owner",
+            format!("written by {who}; name it with --only to use it anyway"),
+        )
     }
 }
 
@@ -819,27 +918,24 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
     let secrets = vault.secrets()?;
     let mut names = Vec::with_capacity(candidates.len());
     let mut env: Vec<(String, String)> = Vec::with_capacity(candidates.len());
+    let mut report = RunReport::default();
     for name in candidates {
         if let Some(why) = sdk::denied(&name) {
-            ctx.out.notice(&format!(
-                "warning: secret {} not injected: its name is refused ({why}); remove it with `tc secrets rm {}`",
-                label(&field(&name), scope),
-                field(&name)
-            ));
+            report.skip(
+                &name,
+                scope,
+                "refused-name",
+                format!("its name is refused ({why}); remove it with `tc secrets rm {name}`"),
+            );
             continue;
         }
         match secrets.read(&name, scope).await {
             Ok(secret) => {
                 match run_choice(&name, &secret.value, &secret.info.writer, explicit) {
                     RunChoice::Inject => {}
-                    RunChoice::InjectWithWarning(why) => ctx
-                        .out
-                        .notice(&format!("warning: secret {} is {why}", label(&name, scope))),
-                    RunChoice::Skip(why) => {
-                        ctx.out.notice(&format!(
-                            "warning: secret {} not injected: {why}",
-                            label(&name, scope)
-                        ));
+                    RunChoice::InjectWithWarning(why) => report.warn(&name, scope, why),
+                    RunChoice::Skip(code, why) => {
+                        report.skip(&name, scope, code, why);
                         continue;
                     }
                 }
@@ -847,24 +943,15 @@ pub async fn run(ctx: &Ctx, args: &SecretRunArgs) -> Result<()> {
                 names.push(name);
             }
             // A delegation may name secrets the owner has not stored (yet).
-            Err(SdkError::NotFound(_)) if !explicit => ctx.out.note(&format!(
-                "note: secret {} is granted but does not exist; skipped",
-                label(&name, scope)
-            )),
+            Err(SdkError::NotFound(_)) if !explicit => report.missing(&name, scope),
+            // An older envelope stored again: never injected; named, the run fails.
+            Err(e @ SdkError::RolledBack { .. }) if !explicit => {
+                report.skip(&name, scope, "rolled-back", e.to_string());
+            }
             Err(e) => return Err(vault.failure(e, &name, scope, "read")),
         }
     }
-    if names.is_empty() {
-        ctx.out
-            .notice("No secrets to add; running the command with the current environment.");
-    } else {
-        ctx.out.notice(&format!(
-            "Running with {} secret{} in the environment: {}",
-            names.len(),
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
-        ));
-    }
+    report.emit(ctx, &names, scope);
     let mut command = std::process::Command::new(program);
     command.args(program_args);
     // Values go only into the child's environment: not its argv, not ours, not a file.
