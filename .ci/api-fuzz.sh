@@ -25,6 +25,8 @@ for _ in $(seq 100); do
 done
 [ -n "$url" ] || { echo "api-fuzz: node did not start" >&2; cat "$work/stderr" >&2; exit 1; }
 
+# Runs from a scratch directory so its cache never lands in the checkout.
+cd "$work"
 timeout 900 schemathesis --no-color run "$url/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header,negative_data_rejection \
   --max-examples 30 --workers 2 --seed 1
