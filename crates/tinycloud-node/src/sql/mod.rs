@@ -184,7 +184,7 @@ pub async fn handle(
                 space: space.clone(),
                 service: "sql".into(),
                 ability: cap.ability.to_string(),
-                path: format!("{name}/{table}"),
+                path: tinycloud_auth::resource::sql_event_path(&name, &table),
                 actor: invoker.to_string(),
                 timestamp_ms: crate::state::now().as_millis(),
             })
