@@ -235,6 +235,13 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn consume_nonce(&self, nonce: Hash, expires_ms: i64, now_ms: i64) -> StoreResult<bool>;
     /// Deletes expired nonces.
     async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64>;
+    /// Makes every nonce consumed so far survive a power loss (blocking: call it off the async
+    /// runtime). Writes made through this store are covered by its commit; a write made
+    /// elsewhere (local SQL databases) calls this before it commits, so the invocation behind
+    /// a durable write can never be replayed.
+    fn sync_nonces(&self) -> StoreResult<()>;
+    /// Whether consumed nonces are waiting for that sync.
+    fn nonces_pending(&self) -> StoreResult<bool>;
 
     /// The current value of a key.
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;

@@ -886,6 +886,15 @@ impl IndexStore for SqliteIndex {
         self.replay.compact(now_ms)
     }
 
+    fn sync_nonces(&self) -> StoreResult<()> {
+        self.replay.sync()
+    }
+
+    fn nonces_pending(&self) -> StoreResult<bool> {
+        let (written, durable) = self.replay.durability()?;
+        Ok(durable < written)
+    }
+
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
         if let Some(hit) = self.heads.get(space, key) {
             return Ok(Some(hit));
