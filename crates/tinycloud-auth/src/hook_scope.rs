@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ability::Ability;
-use crate::resource::{validate_path, SpaceId};
+use crate::resource::{
+    database_extends, sql_database, sql_event_database, validate_path, SpaceId, SQL_SERVICE,
+};
 
 /// A scope the node cannot serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +39,8 @@ pub struct HookScope {
     /// `kv` or `sql`.
     pub service: String,
     /// Segment-aware path prefix (`notes` matches `notes` and `notes/…`, not `notesx`). For
-    /// SQL, paths are `<db>/<table>`.
+    /// SQL it names databases the way SQL resources do: `app1` is database `app1` only (never
+    /// `app1/secrets`), `xyz.listen/` the databases under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
     /// Only these abilities (e.g. `tinycloud.kv/put`, `tinycloud.kv/del`).
@@ -89,11 +92,18 @@ impl HookScope {
         self
     }
 
-    /// The prefix without surrounding slashes; `None` for the whole service.
+    /// The prefix without surrounding slashes (for SQL, a trailing `/` is kept: it makes the
+    /// prefix a namespace of databases); `None` for the whole service.
     pub fn prefix(&self) -> Option<&str> {
         self.path_prefix
             .as_deref()
-            .map(|p| p.trim_matches('/'))
+            .map(|p| {
+                if self.service == SQL_SERVICE {
+                    p.trim_start_matches('/')
+                } else {
+                    p.trim_matches('/')
+                }
+            })
             .filter(|p| !p.is_empty())
     }
 
@@ -105,8 +115,13 @@ impl HookScope {
             return Err(HookScopeError::Service(self.service));
         }
         let prefix = self.prefix().map(str::to_owned);
-        if let Some(p) = &prefix {
-            validate_path(p).map_err(|e| HookScopeError::Path(e.to_string()))?;
+        match &prefix {
+            Some(p) if self.service == SQL_SERVICE => {
+                sql_database(Some(p.strip_suffix('/').unwrap_or(p)))
+                    .map_err(|e| HookScopeError::Path(e.to_string()))?;
+            }
+            Some(p) => validate_path(p).map_err(|e| HookScopeError::Path(e.to_string()))?,
+            None => {}
         }
         self.path_prefix = prefix;
         if let Some(bad) = self
@@ -132,13 +147,20 @@ impl HookScope {
     }
 
     /// Whether a write event (space, service, path, ability) falls in the scope: the same
-    /// space and service, a path equal to or under the prefix (by whole segments), and an
+    /// space and service, a path equal to or under the prefix (by whole segments; for SQL, an
+    /// event of a database the prefix names, as SQL containment decides — the event path is
+    /// `<db>/<table>` as [`sql_event_path`](crate::resource::sql_event_path) builds it), and an
     /// ability the filter names (compared in canonical form).
     pub fn matches(&self, space: &str, service: &str, path: &str, ability: &str) -> bool {
         space == self.space
             && service == self.service
             && self.prefix().is_none_or(|p| {
-                path == p || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                if self.service == SQL_SERVICE {
+                    sql_event_database(path).is_some_and(|db| database_extends(db, p))
+                } else {
+                    path == p
+                        || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                }
             })
             && self.abilities.as_ref().is_none_or(|filter| {
                 let ability = canonical(ability);
@@ -201,5 +223,61 @@ mod tests {
         assert!(!s.matches("tinycloud:other", "kv", "notes/a", "tinycloud.kv/del"));
         let all = scope("sql", None, None);
         assert!(all.matches(&space, "sql", "db/t", "tinycloud.sql/write"));
+    }
+
+    #[test]
+    fn sql_scopes_are_database_exact() {
+        use crate::resource::sql_event_path;
+        let w = "tinycloud.sql/write";
+        let app1 = scope("sql", Some("/app1"), None).normalized().unwrap();
+        let space = app1.space.clone();
+        let ev = |db: &str, table: &str| sql_event_path(db, table);
+        assert!(app1.matches(&space, "sql", &ev("app1", "t"), w));
+        assert!(!app1.matches(&space, "sql", &ev("app1/secrets", "t"), w));
+        assert!(!app1.matches(&space, "sql", &ev("app10", "t"), w));
+        // a table name with `/` cannot pose as another database
+        assert_eq!(ev("app1/secrets", "a/b"), "app1/secrets/a%2Fb");
+        assert!(!app1.matches(&space, "sql", &ev("app1/secrets", "a/b"), w));
+        assert!(app1.matches(&space, "sql", &ev("app1", "secrets/t"), w));
+        // a trailing `/` is a namespace of databases
+        let ns = scope("sql", Some("xyz.listen/"), None)
+            .normalized()
+            .unwrap();
+        assert_eq!(ns.prefix(), Some("xyz.listen/"));
+        assert!(ns.matches(&space, "sql", &ev("xyz.listen/chats", "t"), w));
+        assert!(!ns.matches(&space, "sql", &ev("xyz.listen", "t"), w));
+        assert_eq!(ns.resource(), format!("{space}/hooks/sql/xyz.listen/"));
+        // SQL prefixes must be database names
+        for bad in ["app1//", "a b", ".hidden", "a/../b"] {
+            assert!(
+                matches!(
+                    scope("sql", Some(bad), None).normalized(),
+                    Err(HookScopeError::Path(_))
+                ),
+                "{bad}"
+            );
+        }
+        // the hooks grant on one database does not cover another's scope
+        let space = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
+        let app1 = HookScope {
+            space: space.into(),
+            ..app1
+        };
+        let grant: crate::resource::Resource = format!("{space}/hooks/sql/app1").parse().unwrap();
+        let other: crate::resource::Resource =
+            format!("{space}/hooks/sql/app1/secrets").parse().unwrap();
+        let same: crate::resource::Resource = app1.resource().parse().unwrap();
+        assert!(same.extends(&grant));
+        assert!(!other.extends(&grant));
+        let whole: crate::resource::Resource = format!("{space}/hooks/sql").parse().unwrap();
+        assert!(other.extends(&whole));
+        let kv_grant: crate::resource::Resource =
+            format!("{space}/hooks/kv/notes").parse().unwrap();
+        let kv_child: crate::resource::Resource =
+            format!("{space}/hooks/kv/notes/a").parse().unwrap();
+        assert!(
+            kv_child.extends(&kv_grant),
+            "kv hook scopes stay segment-aware"
+        );
     }
 }

@@ -272,7 +272,9 @@ impl SpaceResource {
 
     /// Segment-aware containment: `self` is within `parent`.
     ///
-    /// SQL resources (service `sql`) are database-exact instead: see [`database_extends`].
+    /// SQL resources (service `sql`) are database-exact instead: see [`database_extends`]. So
+    /// are the SQL hook resources (`<space>/hooks/sql/<db>`): a grant to watch one database
+    /// never covers another whose name extends it.
     ///
     /// Same space, service, query and fragment, and: a parent with no path covers everything; a
     /// parent with a path never covers a child without one; otherwise the child path starts with
@@ -291,6 +293,12 @@ impl SpaceResource {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(p), Some(c)) if self.service == SQL_SERVICE => database_extends(c, p),
+            (Some(p), Some(c)) if self.service == HOOKS_SERVICE => {
+                match (p.strip_prefix("sql/"), c.strip_prefix("sql/")) {
+                    (Some(p), Some(c)) => database_extends(c, p),
+                    _ => path_extends(c, p),
+                }
+            }
             (Some(p), Some(c)) => path_extends(c, p),
         }
     }
@@ -303,6 +311,9 @@ impl SpaceResource {
 
 /// The short name of the SQL service, whose paths name databases.
 pub const SQL_SERVICE: &str = "sql";
+
+/// The short name of the hooks service, whose `sql/<db>` paths name databases.
+pub const HOOKS_SERVICE: &str = "hooks";
 
 /// Longest SQL database name, in bytes.
 pub const MAX_SQL_DATABASE_LEN: usize = 128;
@@ -340,6 +351,29 @@ pub fn database_extends(child: &str, parent: &str) -> bool {
     } else {
         child == parent
     }
+}
+
+/// The path of an SQL write event: `<db>/<table>`, with `%` and `/` in the table name
+/// percent-encoded, so the database is exactly what precedes the last `/` even when database
+/// names have several segments (see [`sql_event_database`]).
+pub fn sql_event_path(db: &str, table: &str) -> String {
+    let mut out = String::with_capacity(db.len() + table.len() + 1);
+    out.push_str(db);
+    out.push('/');
+    for ch in table.chars() {
+        match ch {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The database of an SQL write event path built by [`sql_event_path`]; `None` when the path
+/// has no table part.
+pub fn sql_event_database(path: &str) -> Option<&str> {
+    path.rsplit_once('/').map(|(db, _)| db)
 }
 
 /// Segment-aware prefix rule used by resource containment and KV list authorization.

@@ -16,7 +16,7 @@ use tinycloud_auth::did::Did;
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_auth::token::{Delegation, Invocation, TokenError};
 
-use crate::store::{IndexStore, StoreError, StoredDelegation};
+use crate::store::{DelegationCharge, DelegationWrite, IndexStore, StoreError, StoredDelegation};
 
 /// Most delegations kept in memory; beyond this the cache is cleared and refilled on demand.
 const CACHE_CAPACITY: usize = 100_000;
@@ -192,21 +192,29 @@ impl Authorizer {
         Ok(d)
     }
 
-    /// Stores a validated delegation; returns whether it was new.
+    /// Stores a validated delegation, charging its bytes to the quota of each space in
+    /// `charges` (refused, storing nothing, past a limit). Only a stored delegation enters the
+    /// cache.
     pub async fn store_delegation(
         &self,
         d: &Delegation,
+        charges: Vec<DelegationCharge>,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DelegationWrite, StoreError> {
         let (named, _) = d.spaces();
         let stored = StoredDelegation {
             info: d.info().clone(),
             header: d.to_header(),
             spaces: named.into_iter().collect(),
         };
-        let new = self.index.put_delegation(&stored, now.as_millis()).await?;
-        self.cache.insert(Arc::new(stored.info));
-        Ok(new)
+        let outcome = self
+            .index
+            .put_delegation(&stored, charges, now.as_millis())
+            .await?;
+        if !matches!(outcome, DelegationWrite::QuotaExceeded { .. }) {
+            self.cache.insert(Arc::new(stored.info));
+        }
+        Ok(outcome)
     }
 
     /// Decodes and verifies an invocation header: signature, time window and lifetime cap.

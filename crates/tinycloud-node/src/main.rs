@@ -38,6 +38,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match tinycloud_node::server::raise_open_files_limit() {
+        Ok(l) => {
+            let show = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+            tracing::info!(
+                soft = %show(l.soft),
+                hard = %show(l.hard),
+                raised = l.raised,
+                "open file descriptor limit"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
+    }
     let config = tinycloud_node::config::Config::load(config_file.as_deref(), std::env::vars())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -374,3 +374,60 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         handle,
     })
 }
+
+/// What [`raise_open_files_limit`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    /// The soft limit now in force (`None`: unlimited).
+    pub soft: Option<u64>,
+    /// The hard limit (`None`: unlimited).
+    pub hard: Option<u64>,
+    /// Whether the soft limit was raised.
+    pub raised: bool,
+}
+
+/// Raises this process's soft limit of open file descriptors (`RLIMIT_NOFILE`) to its hard
+/// limit, so connections, SQL databases and blobs are bounded by the node's own caps
+/// (`server.max_connections`, `sql.max_open_databases`) rather than a low inherited default.
+/// Called once by the binary at start-up; embedders decide for their own process. An unlimited
+/// hard limit is left alone (the kernel caps the soft limit lower), as is a refused change.
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> std::io::Result<OpenFilesLimit> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let (soft, hard) = (now.current, now.maximum);
+    let raise = match (soft, hard) {
+        (Some(s), Some(h)) => s < h,
+        _ => false,
+    };
+    if !raise {
+        return Ok(OpenFilesLimit {
+            soft,
+            hard,
+            raised: false,
+        });
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    )?;
+    let after = getrlimit(Resource::Nofile);
+    Ok(OpenFilesLimit {
+        soft: after.current,
+        hard: after.maximum,
+        raised: after.current != soft,
+    })
+}
+
+/// Elsewhere there is nothing to raise.
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> std::io::Result<OpenFilesLimit> {
+    Ok(OpenFilesLimit {
+        soft: None,
+        hard: None,
+        raised: false,
+    })
+}

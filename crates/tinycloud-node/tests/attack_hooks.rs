@@ -553,3 +553,66 @@ async fn a_delegate_cannot_exceed_its_hooks_grant() {
         .await;
     assert_eq!(s, 204);
 }
+
+/// A hook scope on `sql/app1` sees database `app1` only: never the writes of `app1/secrets`
+/// (whose events' paths start with `app1/` too), and a grant to watch `app1` cannot be
+/// stretched to `app1/secrets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sql_hook_scope_is_database_exact() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 75, "default").await;
+    let space = o.space.to_string();
+    let scope = |prefix: &str| json!([{"space": space, "service": "sql", "pathPrefix": prefix}]);
+    let mut sse = SseReader::connect(&node, &o.session, &[o.session_cid], scope("app1"), None)
+        .await
+        .unwrap();
+    let c = o.client(&node);
+    for db in ["app1/secrets", "app1/x/y", "app10"] {
+        let r = o.res(&format!("sql/{db}"));
+        c.execute(&r, "admin", "CREATE TABLE t (v TEXT)")
+            .await
+            .expect(200);
+        c.execute(&r, "write", "INSERT INTO t VALUES ('s')")
+            .await
+            .expect(200);
+    }
+    let app1 = o.res("sql/app1");
+    c.execute(&app1, "admin", "CREATE TABLE \"secrets/t\" (v TEXT)")
+        .await
+        .expect(200);
+    c.execute(&app1, "write", "INSERT INTO \"secrets/t\" VALUES ('ok')")
+        .await
+        .expect(200);
+    let mut seen = vec![];
+    while let Some(e) = sse.next(Duration::from_millis(1500)).await {
+        if e.event == "write" || e.event == "message" {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            seen.push(v["path"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(!seen.is_empty(), "the scope's own database's writes arrive");
+    assert!(
+        seen.iter().all(|p| p == "app1/secrets%2Ft"),
+        "events outside database app1: {seen:?}"
+    );
+    // A delegate allowed to watch app1 cannot watch app1/secrets.
+    let d = ed25519(76);
+    let dg = delegate(
+        &node,
+        &o.session,
+        &d.did(),
+        &[o.session_cid],
+        vec![capability(&o.res("hooks/sql/app1"), "tinycloud.hooks/subscribe").unwrap()],
+        600,
+    )
+    .await;
+    assert!(SseReader::connect(&node, &d, &[dg], scope("app1"), None)
+        .await
+        .is_ok());
+    let r = SseReader::connect(&node, &d, &[dg], scope("app1/secrets"), None).await;
+    assert!(
+        matches!(r.as_ref().err().map(|e| e.0), Some(401 | 403)),
+        "{:?}",
+        r.err()
+    );
+}

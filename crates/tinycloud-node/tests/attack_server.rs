@@ -169,3 +169,59 @@ async fn one_client_holding_connections_does_not_starve_others() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(healthz_from(&node, [127, 0, 0, 1]).await, Some(200));
 }
+
+/// Started with a low inherited soft limit of open files, the node raises it to the hard limit,
+/// so its own caps (connections, open databases) bound descriptors, not the inherited default.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        let mut f = line["Max open files".len()..].split_whitespace();
+        (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+    };
+    let (_, hard) = limits(std::process::id());
+    if hard.parse::<u64>().is_ok_and(|h| h <= 256) {
+        eprintln!("hard limit {hard}: nothing to raise here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\"",
+            env!("CARGO_BIN_EXE_tinycloud-node"),
+        ])
+        .env_clear()
+        .env("TINYCLOUD_PORT", "0")
+        .env("TINYCLOUD_STORAGE__DATADIR", dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("listening on ") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "node exited");
+    }
+    let (soft, node_hard) = limits(child.id());
+    child.kill().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    child.wait().unwrap();
+    assert_eq!(node_hard, hard);
+    assert_eq!(soft, hard, "soft limit left at {soft}");
+    assert!(
+        err.contains("open file descriptor limit") && err.contains(&hard),
+        "the limit is logged: {err}"
+    );
+}

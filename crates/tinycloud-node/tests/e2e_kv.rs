@@ -402,6 +402,28 @@ async fn expiry_tampering_and_wrong_owner() {
     let (status, body, _) = post_delegate(&node, &ghost_owner_grant).await;
     assert_eq!(status, 200);
     assert!(body["skipped"].as_array().unwrap().len() == 1);
+    assert_eq!(
+        body["stored"], false,
+        "names only an unhosted space: not kept"
+    );
+    let cid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    let r = kv(&node, &o.session, &[cid], &ghost, "get", &[], vec![]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // naming a hosted space too, it is kept; the unhosted one answers 404
+    let ghost_and_home = siwe_header(
+        &o.wallet,
+        o.session.did().verification_method().to_string(),
+        vec![
+            capability(&ghost, "tinycloud.kv/get").unwrap(),
+            capability(&o.res("kv"), "tinycloud.kv/get").unwrap(),
+        ],
+        Some(now().plus_secs(60)),
+        vec![],
+    );
+    let (status, body, _) = post_delegate(&node, &ghost_and_home).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["stored"], true);
+    assert!(body["skipped"].as_array().unwrap().len() == 1);
     let cid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
     let r = kv(&node, &o.session, &[cid], &ghost, "get", &[], vec![]).await;
     assert_eq!(r.status, 404);
@@ -499,7 +521,8 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
 
 #[tokio::test]
 async fn public_space_reads_and_quota() {
-    let node = Node::start(&[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "64")]);
+    // The space's delegations (host + session, a few KiB) count in its quota too.
+    let node = Node::start(&[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "16384")]);
     let o = Owner::sign_in(&node, 8, "public").await;
     let c = o.client(&node);
     let r = c
@@ -534,10 +557,21 @@ async fn public_space_reads_and_quota() {
     let priv_space = o.space.to_string().replace(":public", ":default");
     let r = get(&node, &format!("/public/{}/kv/x", priv_space)).await;
     assert_eq!(r.status(), 404);
-    // quota: 64 bytes for public spaces
-    let big = c.kv(&o.res("kv/big"), "put", &[], vec![7u8; 100]).await;
+    // quota: 16 KiB for public spaces, delegations included
+    let big = c.kv(&o.res("kv/big"), "put", &[], vec![7u8; 16384]).await;
     assert_eq!(big.status, 413, "{}", big.text());
-    let fill = c.kv(&o.res("kv/fill"), "put", &[], vec![7u8; 57]).await;
+    let available: usize = big
+        .text()
+        .split(['(', ' '])
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {}", big.text()));
+    assert!(
+        (1..16384 - 1000).contains(&available),
+        "{available} bytes left: the delegations are not charged"
+    );
+    let fill = c
+        .kv(&o.res("kv/fill"), "put", &[], vec![7u8; available])
+        .await;
     assert_eq!(fill.status, 200, "{}", fill.text());
     let over = c.kv(&o.res("kv/more"), "put", &[], vec![1u8]).await;
     assert_eq!(over.status, 402, "{}", over.text());

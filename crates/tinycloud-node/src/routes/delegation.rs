@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use tinycloud_auth::ability::Ability;
@@ -12,12 +12,13 @@ use tinycloud_auth::cid::{parse_cid, Cid};
 use tinycloud_auth::did::Did;
 use tinycloud_auth::resource::Resource;
 use tinycloud_auth::timestamp::within;
-use tinycloud_auth::token::REVOKE_ABILITY;
+use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 
 use super::authorization;
 use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
+use crate::store::{DelegationCharge, DelegationWrite};
 
 /// `POST /delegate`: register a CACAO or UCAN delegation; create spaces hosted by their owner.
 #[utoipa::path(
@@ -62,17 +63,73 @@ pub async fn delegate(
             tracing::info!(space = %space, "space created");
         }
     }
-    let new = state.auth.store_delegation(&d, now).await?;
-    if new {
-        tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
-    }
     let (activated, skipped): (Vec<String>, Vec<String>) =
         named.into_iter().partition(|s| state.space_exists(s));
+    // What a stranger can make this node keep is bounded: a delegation is stored only when it
+    // rests on something hosted here — a space (whose quota its bytes are charged to), an
+    // encryption network or a stored delegation. One naming only spaces this node does not
+    // host is verified and answered as the reference does (every space `skipped`, so a client
+    // creates its space and posts it again) but leaves nothing behind.
+    if activated.is_empty() && !anchored_elsewhere(&state, &d).await? {
+        if skipped.is_empty() {
+            return Err(ApiError::not_found(
+                "the delegation names nothing this node hosts",
+            ));
+        }
+        return Ok(Json(DelegateResult {
+            cid: d.cid().to_string(),
+            activated,
+            skipped,
+            stored: false,
+        }));
+    }
+    let charges = activated
+        .iter()
+        .map(|s| DelegationCharge {
+            space: s.clone(),
+            limit: state.limit_for(
+                s.parse::<tinycloud_auth::resource::SpaceId>()
+                    .is_ok_and(|id| id.is_public()),
+            ),
+        })
+        .collect();
+    match state.auth.store_delegation(&d, charges, now).await? {
+        DelegationWrite::Stored => {
+            tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
+        }
+        DelegationWrite::AlreadyStored => {}
+        DelegationWrite::QuotaExceeded { space, used, limit } => {
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                format!(
+                    "Storage quota exceeded: the delegation ({} bytes) does not fit in space {space}. Used: {used} bytes, Limit: {limit} bytes",
+                    d.to_header().len()
+                ),
+            ));
+        }
+    }
     Ok(Json(DelegateResult {
         cid: d.cid().to_string(),
         activated,
         skipped,
+        stored: true,
     }))
+}
+
+/// Whether a delegation names, besides spaces, something this node holds: an encryption
+/// network it hosts or a delegation it stores.
+async fn anchored_elsewhere(state: &SharedState, d: &Delegation) -> ApiResult<bool> {
+    for cap in &d.info().capabilities {
+        let held = match &cap.resource {
+            Resource::Network(n) => state.networks.network(&n.to_string()).await?.is_some(),
+            Resource::Cid(c) => state.auth.delegation(c).await?.is_some(),
+            Resource::Space(_) | Resource::Other(_) => false,
+        };
+        if held {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Who a revocation speaks for: always the signer; with one proof that grants

@@ -80,6 +80,9 @@ pub struct DelegateResult {
     pub activated: Vec<String>,
     /// Spaces named by the delegation that this node does not host.
     pub skipped: Vec<String>,
+    /// Whether the node keeps the delegation: false when it names only spaces this node does
+    /// not host (post it again once the space exists).
+    pub stored: bool,
 }
 
 /// `POST /revoke`.

@@ -168,7 +168,7 @@ pub async fn handle(
     let st = state.clone();
     let (sp, db) = (space.clone(), name.clone());
     let (response, written) =
-        tokio::task::spawn_blocking(move || run(&st, &sp, &db, req, bound, &exec))
+        tokio::task::spawn_blocking(move || run_durably(&st, writes, &sp, &db, req, bound, &exec))
             .await
             .map_err(|e| {
                 ApiError::new(
@@ -184,13 +184,31 @@ pub async fn handle(
                 space: space.clone(),
                 service: "sql".into(),
                 ability: cap.ability.to_string(),
-                path: format!("{name}/{table}"),
+                path: tinycloud_auth::resource::sql_event_path(&name, &table),
                 actor: invoker.to_string(),
                 timestamp_ms: crate::state::now().as_millis(),
             })
             .await?;
     }
     Ok(response)
+}
+
+/// [`run`], after making the invocation's nonce durable when the request may write: a write
+/// that survives a power loss must never be replayable (local databases commit outside the
+/// index, whose commits do this for KV and shipped SQL).
+fn run_durably(
+    state: &SharedState,
+    writes: bool,
+    space: &str,
+    name: &str,
+    req: SqlRequest,
+    bound: Option<tinycloud_auth::sql_caveat::BoundStatement>,
+    exec: &Exec,
+) -> ApiResult<(Response, Vec<String>)> {
+    if writes {
+        state.index.sync_nonces()?;
+    }
+    run(state, space, name, req, bound, exec)
 }
 
 fn run(
@@ -271,4 +289,54 @@ fn run(
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_sql_writes_nonce_is_durable_before_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.storage.datadir = dir.path().to_path_buf();
+        let state = crate::server::build_state(config).await.unwrap();
+        let space = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
+        let exec = || Exec {
+            level: Level::Admin,
+            restrictions: Default::default(),
+            read_only: false,
+            max_rows: None,
+        };
+        let req = |sql: &str| -> SqlRequest {
+            serde_json::from_value(serde_json::json!({"action": "execute", "sql": sql})).unwrap()
+        };
+        for (i, sql) in ["CREATE TABLE t (v TEXT)", "INSERT INTO t VALUES ('x')"]
+            .into_iter()
+            .enumerate()
+        {
+            // The invocation's single use is consumed (written, not yet synced) …
+            assert!(state
+                .index
+                .consume_nonce([i as u8; 32], i64::MAX, 0)
+                .await
+                .unwrap());
+            assert!(state.index.nonces_pending().unwrap());
+            // … and once its SQL write has committed, the nonce is on disk too.
+            let st = state.clone();
+            let (_, written) = tokio::task::spawn_blocking(move || {
+                run_durably(&st, true, space, "app", req(sql), None, &exec())
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            if i == 1 {
+                assert_eq!(written, ["t"], "the insert committed");
+            }
+            assert!(
+                !state.index.nonces_pending().unwrap(),
+                "the write committed before its nonce was durable"
+            );
+        }
+    }
 }

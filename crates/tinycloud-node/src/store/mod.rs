@@ -63,6 +63,41 @@ pub struct StoredDelegation {
     pub spaces: Vec<String>,
 }
 
+/// A space whose storage quota a newly stored delegation is charged to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationCharge {
+    /// Space id (a space this node hosts).
+    pub space: String,
+    /// Its storage limit, if any.
+    pub limit: Option<u64>,
+}
+
+/// What [`IndexStore::put_delegation`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelegationWrite {
+    /// Stored now; its bytes were charged to every space of the charge list.
+    Stored,
+    /// Already stored (idempotent; nothing charged again).
+    AlreadyStored,
+    /// Not stored: its bytes would take `space` past its limit.
+    QuotaExceeded {
+        /// The space.
+        space: String,
+        /// Bytes in use there.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl StoredDelegation {
+    /// The bytes a stored delegation occupies, as charged to a space's quota: the token as
+    /// received (the index also keeps its decoded facts, which are smaller).
+    pub fn charged_bytes(&self) -> u64 {
+        self.header.len() as u64
+    }
+}
+
 /// Where a value's bytes live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueLocation {
@@ -176,8 +211,15 @@ pub trait IndexStore: Send + Sync + 'static {
     /// Creates a space owned by `owner` (no-op if it exists).
     async fn create_space(&self, space: &str, owner: &str, now_ms: i64) -> StoreResult<()>;
 
-    /// Stores a verified delegation; returns false if it was already stored (idempotent).
-    async fn put_delegation(&self, d: &StoredDelegation, now_ms: i64) -> StoreResult<bool>;
+    /// Stores a verified delegation unless it is already stored (idempotent), charging its
+    /// [`StoredDelegation::charged_bytes`] to each space of `charges`, atomically refusing it
+    /// (storing nothing) when that would take one past its limit.
+    async fn put_delegation(
+        &self,
+        d: &StoredDelegation,
+        charges: Vec<DelegationCharge>,
+        now_ms: i64,
+    ) -> StoreResult<DelegationWrite>;
     /// Loads a delegation.
     async fn delegation(&self, cid: &Cid) -> StoreResult<Option<StoredDelegation>>;
     /// Delegations whose capabilities name `space`.
@@ -193,6 +235,13 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn consume_nonce(&self, nonce: Hash, expires_ms: i64, now_ms: i64) -> StoreResult<bool>;
     /// Deletes expired nonces.
     async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64>;
+    /// Makes every nonce consumed so far survive a power loss (blocking: call it off the async
+    /// runtime). Writes made through this store are covered by its commit; a write made
+    /// elsewhere (local SQL databases) calls this before it commits, so the invocation behind
+    /// a durable write can never be replayed.
+    fn sync_nonces(&self) -> StoreResult<()>;
+    /// Whether consumed nonces are waiting for that sync.
+    fn nonces_pending(&self) -> StoreResult<bool>;
 
     /// The current value of a key.
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;

@@ -24,10 +24,10 @@ use tokio::sync::oneshot;
 use super::head_cache::HeadCache;
 use super::replay_log::ReplayLog;
 use super::{
-    AuditBounds, AuditRow, DeliveryRow, EncryptionStore, EventDraft, Hash, IndexStore, KeyPage,
-    KvEntry, KvPut, LogBytes, NetworkRow, Precondition, SqlLog, SqlLogStore, SqlShipment,
-    StoreError, StoreResult, StoredDelegation, StoredEvent, ValueLocation, WebhookRow,
-    WebhookStore, WriteOutcome,
+    AuditBounds, AuditRow, DelegationCharge, DelegationWrite, DeliveryRow, EncryptionStore,
+    EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut, LogBytes, NetworkRow, Precondition,
+    SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult, StoredDelegation, StoredEvent,
+    ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -753,7 +753,13 @@ impl IndexStore for SqliteIndex {
         .await
     }
 
-    async fn put_delegation(&self, d: &StoredDelegation, now_ms: i64) -> StoreResult<bool> {
+    async fn put_delegation(
+        &self,
+        d: &StoredDelegation,
+        charges: Vec<DelegationCharge>,
+        now_ms: i64,
+    ) -> StoreResult<DelegationWrite> {
+        let bytes = d.charged_bytes();
         let i = &d.info;
         let cid = i.cid.to_string();
         let issuer = i.issuer.to_string();
@@ -772,10 +778,31 @@ impl IndexStore for SqliteIndex {
         let header = d.header.clone();
         let spaces = d.spaces.clone();
         self.write(move |tx| {
-            let n = tx.execute(
+            let known: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM delegation WHERE cid = ?1)",
+                params![cid],
+                |r| r.get(0),
+            )?;
+            if known {
+                return Ok(DelegationWrite::AlreadyStored);
+            }
+            // Checked before anything is written: a refused delegation leaves no row.
+            for c in &charges {
+                if let Some(limit) = c.limit {
+                    let used = usage_of(tx, &c.space)?;
+                    if used.saturating_add(bytes) > limit {
+                        return Ok(DelegationWrite::QuotaExceeded {
+                            space: c.space.clone(),
+                            used,
+                            limit,
+                        });
+                    }
+                }
+            }
+            tx.execute(
                 &format!(
                     "INSERT INTO delegation ({DELEGATION_COLUMNS}, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                 ),
                 params![cid, issuer, delegatee, nbf, exp, terminal, parents, att, header, now_ms],
             )?;
@@ -785,7 +812,10 @@ impl IndexStore for SqliteIndex {
                     params![s, cid],
                 )?;
             }
-            Ok(n == 1)
+            for c in &charges {
+                add_usage(tx, &c.space, i64::try_from(bytes).unwrap_or(i64::MAX))?;
+            }
+            Ok(DelegationWrite::Stored)
         })
         .await
     }
@@ -854,6 +884,15 @@ impl IndexStore for SqliteIndex {
 
     async fn sweep_nonces(&self, now_ms: i64) -> StoreResult<u64> {
         self.replay.compact(now_ms)
+    }
+
+    fn sync_nonces(&self) -> StoreResult<()> {
+        self.replay.sync()
+    }
+
+    fn nonces_pending(&self) -> StoreResult<bool> {
+        let (written, durable) = self.replay.durability()?;
+        Ok(durable < written)
     }
 
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>> {
