@@ -62,12 +62,27 @@ pub async fn delegate(
             tracing::info!(space = %space, "space created");
         }
     }
+    let (activated, skipped): (Vec<&String>, Vec<&String>) =
+        named.iter().partition(|s| state.space_exists(s));
+    // Only what rests on this node is kept: a delegation naming a hosted space, or (naming no
+    // space) continuing a stored chain. A root delegation over nothing hosted (anyone can sign
+    // one) is answered with its spaces skipped, or refused, and never stored.
+    if activated.is_empty() && (!named.is_empty() || d.info().parents.is_empty()) {
+        if named.is_empty() {
+            return Err(ApiError::not_found(
+                "a root delegation must name a space this node hosts",
+            ));
+        }
+        return Ok(Json(json!({
+            "cid": d.cid().to_string(),
+            "activated": activated,
+            "skipped": skipped,
+        })));
+    }
     let new = state.auth.store_delegation(&d, now).await?;
     if new {
         tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
     }
-    let (activated, skipped): (Vec<&String>, Vec<&String>) =
-        named.iter().partition(|s| state.space_exists(s));
     Ok(Json(json!({
         "cid": d.cid().to_string(),
         "activated": activated,
@@ -235,13 +250,27 @@ pub async fn status(
             "the invocation must carry exactly tinycloud.delegation/status on urn:cid:{cid}"
         )));
     }
-    state.auth.consume(&inv, now).await?;
     let Some(d) = state.auth.delegation(&cid).await? else {
         return Ok((
             axum::http::StatusCode::NOT_FOUND,
             Json(json!({"cid": req.cid, "status": "not_found", "exists": false})),
         ));
     };
+    // Only a party to the delegation may ask (its delegator, its delegate, an owner of a space
+    // it names); a stranger's self-signed query is refused before anything is recorded.
+    let who = inv.invoker();
+    let party = who == &d.issuer
+        || who == &d.delegatee
+        || d.capabilities
+            .iter()
+            .filter_map(|c| c.resource.space())
+            .any(|s| s.owner() == who);
+    if !party {
+        return Err(ApiError::forbidden(format!(
+            "{who} is not a party to {cid}: only its delegator, its delegate or the space owner may ask"
+        )));
+    }
+    state.auth.consume(&inv, now).await?;
     let revoked = ancestry_revoked(&state, &d.cid);
     let expired = d.expiration.is_some_and(|e| now >= e);
     let status = if revoked {
