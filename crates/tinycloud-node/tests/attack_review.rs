@@ -264,3 +264,52 @@ async fn a_stranger_cannot_query_delegation_status() {
         assert_eq!(v["status"], "active");
     }
 }
+
+/// A stranger (a fresh `did:key`, no space on this node) is the root authority of its own
+/// encryption networks: it must not be able to make the node generate and store network key
+/// pairs (each a row with a sealed private key), let alone without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_make_the_node_store_encryption_networks() {
+    use tinycloud_auth::session::invocation;
+    let node = Node::start(&[]);
+    let info: Value = get_json(&node, "/info").await;
+    let nd: tinycloud_auth::did::Did = info["nodeId"].as_str().unwrap().parse().unwrap();
+    let stranger = ed25519(253);
+    let mut created = 0;
+    for i in 0..20 {
+        let name = format!("n{i}");
+        let network = format!("urn:tinycloud:encryption:{}:{name}", stranger.did());
+        let body = json!({"name": name, "ownerDid": stranger.did().to_string(), "threshold": {"n": 1, "t": 1}});
+        let fact = json!({
+            "type": "tinycloud.encryption.network-admin/v1", "targetNode": nd.to_string(),
+            "networkId": network, "bodyHash": tinycloud_node::encryption::canonical_hash(&body),
+            "action": "network.create",
+        });
+        let t = invocation(
+            &stranger,
+            Some(nd.clone()),
+            &[],
+            vec![capability(&network, "tinycloud.encryption/network.create").unwrap()],
+            now(),
+            120,
+            &uuid(),
+            vec![fact.as_object().unwrap().clone()],
+        )
+        .unwrap();
+        let (s, _) = request(
+            &node,
+            reqwest::Method::POST,
+            "/encryption/networks",
+            t.as_str(),
+            Some(&body),
+        )
+        .await;
+        if s == 200 {
+            created += 1;
+        }
+    }
+    assert_eq!(
+        created, 0,
+        "a stranger made the node create {created} networks"
+    );
+}
