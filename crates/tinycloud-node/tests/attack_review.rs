@@ -313,3 +313,45 @@ async fn a_stranger_cannot_make_the_node_store_encryption_networks() {
         "a stranger made the node create {created} networks"
     );
 }
+
+/// A small-body route fed one byte just under the per-frame body timeout: the connection must
+/// still end within a bounded time (the per-frame timeout alone let a 64 KiB body hold it for
+/// weeks at the defaults: one byte per 59 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_dribbled_under_the_frame_timeout_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = Node::start(&[
+        ("TINYCLOUD_SERVER__BODY_READ_TIMEOUT_SECS", "2"),
+        ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "2"),
+    ]);
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    for path in [
+        "/hooks/tickets",
+        "/hooks/webhooks",
+        "/encryption/networks",
+        "/delegation/status",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: x\r\ncontent-type: application/json\r\ncontent-length: 60000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let mut ended = false;
+        while t0.elapsed() < Duration::from_secs(8) {
+            if s.write_all(b" ").await.is_err() {
+                ended = true;
+                break;
+            }
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await {
+                Ok(Ok(_)) | Ok(Err(_)) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(ended, "{path}: a dribbled body held the connection for 8 s");
+    }
+}
