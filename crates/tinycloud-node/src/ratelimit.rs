@@ -23,12 +23,14 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`; false when the bucket is empty.
+    /// Takes one token for `ip`'s client (IPv6 by its /64, as the connection caps count);
+    /// false when the bucket is empty.
     pub fn allow(&self, ip: IpAddr) -> bool {
         self.allow_at(ip, Instant::now())
     }
 
     fn allow_at(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = client_key(ip);
         let Ok(mut buckets) = self.buckets.lock() else {
             return false;
         };
@@ -164,5 +166,13 @@ mod tests {
         assert!(!rl.allow_at(ip, t0));
         assert!(rl.allow_at(ip, t0 + std::time::Duration::from_secs(1)));
         assert!(rl.allow_at([127, 0, 0, 2].into(), t0));
+        // One IPv6 /64 is one client: rotating addresses inside it gets no fresh bucket.
+        let rl = RateLimiter::new(60, 0);
+        for i in 0..60u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, 0, 0, 1]);
+            assert!(rl.allow_at(ip, t0));
+        }
+        assert!(!rl.allow_at("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
+        assert!(rl.allow_at("2001:db8:1:3::1".parse().unwrap(), t0));
     }
 }

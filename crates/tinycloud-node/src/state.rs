@@ -56,6 +56,20 @@ impl AppState {
             .unwrap_or(false)
     }
 
+    /// Whether `owner` hosts at least one space on this node (what lets it create state here
+    /// that no space holds, such as encryption networks).
+    pub fn hosts_owner(&self, owner: &tinycloud_auth::did::Did) -> bool {
+        self.spaces
+            .read()
+            .map(|s| {
+                s.iter().any(|id| {
+                    id.parse::<tinycloud_auth::resource::SpaceId>()
+                        .is_ok_and(|sp| sp.owner() == owner)
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// The storage limit for a space.
     pub fn limit_for(&self, space_is_public: bool) -> Option<u64> {
         if space_is_public {

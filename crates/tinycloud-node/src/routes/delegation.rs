@@ -297,7 +297,6 @@ pub async fn status(
             "the invocation must carry exactly tinycloud.delegation/status on urn:cid:{cid}"
         )));
     }
-    state.auth.consume(&inv, now).await?;
     let Some(d) = state.auth.delegation(&cid).await? else {
         return Ok((
             axum::http::StatusCode::NOT_FOUND,
@@ -311,6 +310,21 @@ pub async fn status(
             }),
         ));
     };
+    // Only a party to the delegation may ask (its delegator, its delegate, an owner of a space
+    // it names); a stranger's self-signed query is refused before anything is recorded.
+    let who = inv.invoker();
+    let party = who == &d.issuer
+        || who == &d.delegatee
+        || d.capabilities
+            .iter()
+            .filter_map(|c| c.resource.space())
+            .any(|s| s.owner() == who);
+    if !party {
+        return Err(ApiError::forbidden(format!(
+            "{who} is not a party to {cid}: only its delegator, its delegate or the space owner may ask"
+        )));
+    }
+    state.auth.consume(&inv, now).await?;
     let revoked = ancestry_revoked(&state, &d.cid);
     let expired = d.expiration.is_some_and(|e| now >= e);
     let status = if revoked {

@@ -204,6 +204,13 @@ pub async fn create(
     )
     .await?;
     check_admin_fact(&state, &authz, &network, &body, "network.create")?;
+    // Anyone is the root authority of networks in its own name: only an owner this node hosts
+    // may make it generate and keep a key pair.
+    if !state.hosts_owner(&owner) {
+        return Err(ApiError::not_found(
+            "the network owner hosts no space on this node",
+        ));
+    }
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
     let secret = StaticSecret::from(seed);

@@ -31,7 +31,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Builds the router. Every route goes through `routes!`, so it carries its OpenAPI description.
 pub fn router(state: SharedState) -> Router {
     let cors = state.config.cors;
-    let (r, doc) = api_router().split_for_parts();
+    let whole_body = std::time::Duration::from_secs(state.config.server.body_read_timeout_secs);
+    let (r, doc) = api_router(whole_body).split_for_parts();
     // Serialized once: the document is fixed for the life of the process.
     let doc = Bytes::from(serde_json::to_vec(&openapi::finish(doc)).unwrap_or_default());
     let r = r
@@ -49,7 +50,9 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// The routes with their descriptions (the `/openapi.json` route documents itself).
-fn api_router() -> OpenApiRouter<SharedState> {
+/// `whole_body`: the deadline of a whole request on the routes with small bodies (a body
+/// dribbled just under the per-frame timeout must not hold a connection for days).
+fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
     let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(info))
@@ -67,12 +70,6 @@ fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(delegation::delegate))
         .routes(routes!(delegation::revoke))
         .routes(routes!(delegation::status))
-        // The data plane streams bodies under its own caps (KV: `limits.max_value_bytes`).
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(invoke::invoke))
-                .route_layer(DefaultBodyLimit::disable()),
-        )
         .routes(routes!(encryption::create))
         .routes(routes!(encryption::decrypt))
         .routes(routes!(encryption::revoke))
@@ -81,6 +78,16 @@ fn api_router() -> OpenApiRouter<SharedState> {
         .routes(routes!(hooks::register, hooks::list))
         .routes(routes!(hooks::unregister))
         .routes(routes!(hooks::deliveries))
+        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            whole_body,
+        ))
+        // The data plane streams bodies under its own caps (KV: `limits.max_value_bytes`).
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(invoke::invoke))
+                .route_layer(DefaultBodyLimit::disable()),
+        )
         .route_layer(axum::middleware::from_fn(require_authorization));
     public.merge(authenticated)
 }
@@ -102,7 +109,7 @@ async fn require_authorization(
 
 /// The node's OpenAPI document (what `GET /openapi.json` serves).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::finish(api_router().into_openapi())
+    openapi::finish(api_router(std::time::Duration::from_secs(60)).into_openapi())
 }
 
 /// Permissive CORS for browser clients: any origin (mirrored, so credentials work), the

@@ -384,6 +384,40 @@ pub struct Exec {
     pub read_only: bool,
     /// Row cap for queries (≤ the node limit).
     pub max_rows: Option<usize>,
+    /// How many bytes a write may grow the database file by (the space's remaining quota);
+    /// `None`: unbounded. Enforced by SQLite (`max_page_count`), so one statement cannot
+    /// write past it.
+    pub max_growth: Option<u64>,
+}
+
+/// Caps the database file at its current size plus `max_growth` bytes (`None` lifts the cap).
+fn cap_growth(conn: &Connection, max_growth: Option<u64>) -> Result<(), SqlError> {
+    let pages = match max_growth {
+        None => i64::from(u32::MAX - 1),
+        Some(bytes) => {
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(sqlite_err)?;
+            let count: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(sqlite_err)?;
+            let extra =
+                i64::try_from(bytes / u64::try_from(page.max(1)).unwrap_or(1)).unwrap_or(i64::MAX);
+            count.saturating_add(extra).max(1)
+        }
+    };
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .map_err(sqlite_err)
+}
+
+/// A write that hit the growth cap (SQLite reports a full database) is over the quota.
+fn over_quota(e: SqlError, exec: &Exec) -> SqlError {
+    match e {
+        SqlError::Internal(m) if exec.max_growth.is_some() && m.contains("is full") => {
+            SqlError::Limit(format!("Storage quota exceeded by this write ({m})"))
+        }
+        other => other,
+    }
 }
 
 impl Databases {
@@ -727,11 +761,13 @@ impl Databases {
             // In an explicit transaction, so a statement that fails or is cut short (a
             // `RETURNING` past the row cap, a timeout) leaves nothing committed.
             let result = (|| {
+                cap_growth(&writer.conn, exec.max_growth)?;
                 let tx = writer.conn.transaction().map_err(sqlite_err)?;
                 let out = self.statement(&tx, stmt, exec, false, &touched)?;
                 tx.commit().map_err(sqlite_err)?;
                 Ok(out)
-            })();
+            })()
+            .map_err(|e| over_quota(e, exec));
             self.after_write(&db, guard)?;
             result?
         };
@@ -758,7 +794,8 @@ impl Databases {
         let db = self.database(space, name, true)?;
         let mut guard = self.lock_writer(&db)?;
         hosting::reset_committed();
-        let result = Self::batch_in(self, &mut guard, stmts, exec, &touched);
+        let result = Self::batch_in(self, &mut guard, stmts, exec, &touched)
+            .map_err(|e| over_quota(e, exec));
         self.after_write(&db, guard)?;
         let out = result?;
         let wrote = out
@@ -892,6 +929,7 @@ impl Databases {
         touched: &Touched,
     ) -> Result<Vec<Outcome>, SqlError> {
         let conn = &mut guard.as_mut().ok_or_else(rebuilding)?.conn;
+        cap_growth(conn, exec.max_growth)?;
         let tx = conn.transaction().map_err(sqlite_err)?;
         let mut out = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.iter().enumerate() {
@@ -1129,6 +1167,7 @@ mod tests {
                     restrictions: Restrictions::default(),
                     read_only: true,
                     max_rows: None,
+                    max_growth: None,
                 },
             )
             .map(|(o, _)| o.to_json()["rows"].clone())

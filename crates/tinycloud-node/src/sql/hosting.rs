@@ -735,6 +735,7 @@ mod tests {
             restrictions: Restrictions::default(),
             read_only: false,
             max_rows: None,
+            max_growth: None,
         }
     }
 

@@ -138,7 +138,9 @@ pub async fn handle(
         }
     }
     // Any request signed with a write-class ability may write (even as a `query`): check quota.
+    // The remainder also caps what the write itself may add (enforced inside SQLite).
     let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
+    let mut max_growth = None;
     if writes {
         if let Some(limit) = state.limit_for(r.space().is_public()) {
             let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
@@ -148,6 +150,7 @@ pub async fn handle(
                     format!("Storage quota exceeded. Used: {used} bytes, Limit: {limit} bytes"),
                 ));
             }
+            max_growth = Some(limit - used);
         }
     }
     let exec = Exec {
@@ -158,6 +161,7 @@ pub async fn handle(
             SqlRequest::Query { max_rows, .. } => max_rows.map(|m| m as usize),
             _ => None,
         },
+        max_growth,
     };
     let _permit = state
         .sql
@@ -307,6 +311,7 @@ mod tests {
             restrictions: Default::default(),
             read_only: false,
             max_rows: None,
+            max_growth: None,
         };
         let req = |sql: &str| -> SqlRequest {
             serde_json::from_value(serde_json::json!({"action": "execute", "sql": sql})).unwrap()
