@@ -12,10 +12,6 @@ use tinycloud_auth::session::capability;
 /// A hooks grant on `hooks/sql/app1` (events of database `app1`) must not see the writes of
 /// database `app1/secrets`: SQL names one database per resource, and so must SQL hooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: SQL hook scopes are string-prefix, not database-exact. Events carry `<db>/<table>`, so a \
-subscribe grant on `hooks/sql/app1` with pathPrefix `app1` receives events of database `app1/secrets` (paths, \
-actor DIDs), and pathPrefix `app1/secrets` is covered by the grant too. Needs an unambiguous event path \
-(db and table apart) and database-exact containment for `hooks/sql/…` (HookScope::matches, SpaceResource::extends)"]
 async fn a_sql_hooks_grant_on_one_database_sees_no_other_database() {
     let node = Node::start(&[]);
     let o = Owner::sign_in(&node, 90, "default").await;
@@ -157,9 +153,6 @@ async fn a_stranger_cannot_make_the_node_store_delegations() {
 /// Delegations count against the space's storage quota (issue 11, item 9): an owner with a
 /// 1 MiB quota cannot store 2 MiB of delegations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: /delegate stores delegations unmetered (issue 11 item 9 still open): 40 x 58 KiB accepted \
-under a 1 MiB quota. Charging them needs a reclaim path first (expired and revoked delegations are never deleted, \
-so charged sign-ins would lock an owner out after ~3000 logins)"]
 async fn delegations_are_charged_to_the_space_quota() {
     let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
     let o = Owner::sign_in(&node, 92, "default").await;
