@@ -348,3 +348,42 @@ async fn a_body_dribbled_under_the_frame_timeout_is_cut_off() {
         assert!(ended, "{path}: a dribbled body held the connection for 8 s");
     }
 }
+
+/// `capabilities/read` lists every delegation of the space (with raw tokens), so a grant on a
+/// narrower path (`<space>/capabilities/mine`) must not read that listing; nor may the ability
+/// be pointed at another service's resource.
+#[tokio::test]
+async fn a_narrow_capabilities_grant_cannot_read_the_whole_listing() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 41, "default").await;
+    let agent = ed25519(42);
+    let narrow = delegate(
+        &node,
+        &o.session,
+        &agent.did(),
+        &[o.session_cid],
+        vec![capability(&o.res("capabilities/mine"), "tinycloud.capabilities/read").unwrap()],
+        600,
+    )
+    .await;
+    let h = invoke_header(
+        &agent,
+        &[narrow],
+        &o.res("capabilities/mine"),
+        "tinycloud.capabilities/read",
+    );
+    let r = invoke(&node, &h, &[], vec![]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        !r.text().contains(&o.session_cid.to_string()),
+        "listing leaked"
+    );
+    // The whole listing still works for a grant on it.
+    let h = invoke_header(
+        &o.session,
+        &[o.session_cid],
+        &o.res("capabilities/all"),
+        "tinycloud.capabilities/read",
+    );
+    assert_eq!(invoke(&node, &h, &[], vec![]).await.status, 200);
+}

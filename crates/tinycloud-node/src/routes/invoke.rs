@@ -92,10 +92,16 @@ pub async fn invoke(
 
 /// `tinycloud.capabilities/read`: the delegations that name the space, keyed by CID.
 async fn capabilities_read(state: &SharedState, cap: &Capability) -> ApiResult<Response> {
-    let space = cap
-        .resource
-        .space()
-        .ok_or_else(|| ApiError::bad_request("capabilities/read needs a space resource"))?;
+    // The answer lists every delegation of the space, so only a grant on the whole listing
+    // (`<space>/capabilities/all`, or the bare service) may read it: a narrower path is not
+    // something this listing can honour (deny by default).
+    let r = super::service_resource(cap, "capabilities")?;
+    if !matches!(r.path(), None | Some("all")) {
+        return Err(ApiError::forbidden(
+            "tinycloud.capabilities/read is served only on <space>/capabilities/all",
+        ));
+    }
+    let space = r.space();
     let delegations = state
         .index
         .delegations_for_space(&space.to_string())
