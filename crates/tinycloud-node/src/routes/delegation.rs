@@ -310,18 +310,37 @@ pub async fn status(
             }),
         ));
     };
-    // Only a party to the delegation may ask (its delegator, its delegate, an owner of a space
-    // it names); a stranger's self-signed query is refused before anything is recorded.
+    // Only a party may ask: the delegation's delegator or delegate, the owner of a space it
+    // names, or a principal of such a space (the delegate of a stored, unrevoked delegation
+    // naming it: stored delegations were verified up to the owner, so strangers hold none). A
+    // stranger's self-signed query is refused before anything is recorded.
     let who = inv.invoker();
-    let party = who == &d.issuer
+    let spaces: BTreeSet<String> = d
+        .capabilities
+        .iter()
+        .filter_map(|c| c.resource.space())
+        .map(|s| s.to_string())
+        .collect();
+    let mut party = who == &d.issuer
         || who == &d.delegatee
         || d.capabilities
             .iter()
             .filter_map(|c| c.resource.space())
             .any(|s| s.owner() == who);
+    for space in spaces.iter().take(16) {
+        if party {
+            break;
+        }
+        party = state
+            .index
+            .delegations_for_space(space)
+            .await?
+            .iter()
+            .any(|h| &h.info.delegatee == who && !ancestry_revoked(&state, &h.info.cid));
+    }
     if !party {
         return Err(ApiError::forbidden(format!(
-            "{who} is not a party to {cid}: only its delegator, its delegate or the space owner may ask"
+            "{who} is not a party to {cid}: only its delegator, its delegate, the space owner or a principal of the space may ask"
         )));
     }
     state.auth.consume(&inv, now).await?;
