@@ -311,14 +311,27 @@ pub async fn status(
         ));
     };
     // Only a party to the delegation may ask (its delegator, its delegate, an owner of a space
-    // it names); a stranger's self-signed query is refused before anything is recorded.
+    // it names, or a key acting for such an owner: its invocation cites only valid,
+    // unrevoked delegations addressed to it whose chains start at that owner, e.g. the owner's
+    // other session keys and the delegates it shared with); a stranger's query is refused
+    // before anything is recorded.
     let who = inv.invoker();
-    let party = who == &d.issuer
-        || who == &d.delegatee
-        || d.capabilities
-            .iter()
-            .filter_map(|c| c.resource.space())
-            .any(|s| s.owner() == who);
+    let mut party = who == &d.issuer || who == &d.delegatee;
+    if !party {
+        let mut owners: Vec<&tinycloud_auth::did::Did> = Vec::new();
+        for s in d.capabilities.iter().filter_map(|c| c.resource.space()) {
+            if !owners.contains(&s.owner()) {
+                owners.push(s.owner());
+            }
+        }
+        // Bounded: each check walks the invocation's (bounded) chain.
+        for owner in owners.into_iter().take(MAX_STATUS_OWNERS) {
+            if state.auth.rests_on(&inv, owner, now).await {
+                party = true;
+                break;
+            }
+        }
+    }
     if !party {
         return Err(ApiError::forbidden(format!(
             "{who} is not a party to {cid}: only its delegator, its delegate or the space owner may ask"
@@ -348,6 +361,9 @@ pub async fn status(
 }
 
 /// Whether the delegation or any ancestor (bounded) is revoked.
+/// How many distinct space owners named by a delegation a status query is checked against.
+const MAX_STATUS_OWNERS: usize = 8;
+
 fn ancestry_revoked(state: &SharedState, cid: &Cid) -> bool {
     let cache = state.auth.cache();
     let mut stack = vec![*cid];
