@@ -66,6 +66,27 @@ pub struct ProfileConfig {
     pub node_did: Option<String>,
     /// When the profile was created (RFC 3339).
     pub created_at: String,
+    /// The `did:key`s of the session keys this owner profile's logins created, oldest first
+    /// (at most [`MAX_OWNER_SESSION_KEYS`]): the only writers whose secrets count as the
+    /// owner's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_session_dids: Vec<String>,
+}
+
+pub use tinycloud_sdk::client::MAX_OWNER_SESSION_KEYS;
+
+impl ProfileConfig {
+    /// Records a session key this profile's owner login created (newest last; the oldest
+    /// beyond [`MAX_OWNER_SESSION_KEYS`] are forgotten).
+    pub fn remember_owner_session(&mut self, did: &str) {
+        self.owner_session_dids.retain(|d| d != did);
+        self.owner_session_dids.push(did.to_owned());
+        let excess = self
+            .owner_session_dids
+            .len()
+            .saturating_sub(MAX_OWNER_SESSION_KEYS);
+        self.owner_session_dids.drain(..excess);
+    }
 }
 
 /// `owner.json`: the owner's Ethereum private key. Never printed.
@@ -295,6 +316,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn owner_sessions_are_bounded_newest_last() {
+        let mut c: ProfileConfig = serde_json::from_value(serde_json::json!({
+            "name": "p", "host": "h", "chainId": 1, "spaceName": "default", "did": "d",
+            "sessionDid": "s", "posture": "local-owner-key", "createdAt": "t",
+        }))
+        .unwrap();
+        assert!(c.owner_session_dids.is_empty());
+        for i in 0..MAX_OWNER_SESSION_KEYS + 5 {
+            c.remember_owner_session(&format!("k{i}"));
+        }
+        c.remember_owner_session("k10");
+        assert_eq!(c.owner_session_dids.len(), MAX_OWNER_SESSION_KEYS);
+        assert_eq!(c.owner_session_dids.first().unwrap(), "k5");
+        assert_eq!(c.owner_session_dids.last().unwrap(), "k10");
+    }
+
+    #[test]
     fn names() {
         for ok in ["default", "agent-1", "a.b", "A_B"] {
             assert!(check_name(ok).is_ok(), "{ok}");
@@ -326,6 +364,7 @@ mod tests {
                 posture: Posture::DelegateSession,
                 node_did: None,
                 created_at: now_rfc3339(),
+                owner_session_dids: Vec::new(),
             },
         )
         .unwrap();

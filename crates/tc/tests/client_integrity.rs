@@ -88,6 +88,63 @@ fn run_report(stderr: &[u8]) -> Value {
     parse(line.as_bytes())["secretsRun"].clone()
 }
 
+/// "Written by the owner" means: by one of this profile's own login keys. A later login of the
+/// same profile still counts its earlier logins' writes as the owner's; another profile (another
+/// device) holding the same owner key does not know those keys: its `run` leaves them out
+/// unless named.
+#[test]
+fn only_this_profiles_own_login_keys_write_as_the_owner() {
+    let node = Node::start();
+    let o = owner(&node);
+    o.tc(&["secrets", "put", "API_KEY", "--stdin"])
+        .write_stdin("sk-first-login")
+        .assert()
+        .success();
+    let first = parse(&std::fs::read(o.dir().join("state/profiles/default/profile.json")).unwrap())
+        ["sessionDid"]
+        .clone();
+    o.tc(&["auth", "login"]).assert().success();
+    let profile =
+        parse(&std::fs::read(o.dir().join("state/profiles/default/profile.json")).unwrap());
+    assert_ne!(profile["sessionDid"], first);
+    assert_eq!(
+        profile["ownerSessionDids"],
+        json!([first, profile["sessionDid"]])
+    );
+    let ls = o.json(&["secrets", "ls"]);
+    assert_eq!(ls["writers"]["API_KEY"]["kind"], "owner", "{ls}");
+
+    // Another device: the same owner key, its own profile.
+    let owner_key =
+        parse(&std::fs::read(o.dir().join("state/profiles/default/owner.json")).unwrap());
+    let key_file = o.file("owner.hex");
+    std::fs::write(&key_file, owner_key["privateKey"].as_str().unwrap()).unwrap();
+    o.tc(&["-p", "laptop", "auth", "login", "--key-file"])
+        .arg(&key_file)
+        .assert()
+        .success();
+    let ls = o.json(&["-p", "laptop", "secrets", "ls"]);
+    assert_eq!(ls["writers"]["API_KEY"]["kind"], "other", "{ls}");
+    assert_eq!(ls["writers"]["API_KEY"]["did"], first, "{ls}");
+    let out = o
+        .tc(&["-p", "laptop", "--json", "secrets", "run", "--", "sh", "-c"])
+        .arg(r#"test -z "${API_KEY+x}" && echo CLEAN"#)
+        .assert()
+        .success()
+        .stdout("CLEAN\n")
+        .get_output()
+        .stderr
+        .clone();
+    assert_eq!(run_report(&out)["skipped"][0]["reason"], "not-owner");
+    o.tc(&[
+        "-p", "laptop", "secrets", "run", "--only", "API_KEY", "--", "sh", "-c",
+    ])
+    .arg(r#"test "$API_KEY" = sk-first-login && echo NAMED"#)
+    .assert()
+    .success()
+    .stdout("NAMED\n");
+}
+
 #[test]
 fn a_revoked_owner_session_no_longer_writes_as_the_owner() {
     let node = Node::start();

@@ -65,9 +65,19 @@ async fn a_sql_hooks_grant_on_one_database_sees_no_other_database() {
 
 /// `/delegation/status` of `cid`, asked by `asker`.
 async fn status(node: &Node, asker: &tinycloud_auth::keys::SecretKey, cid: &str) -> (u16, Value) {
+    status_under(node, asker, &[], cid).await
+}
+
+/// `status`, the invocation citing `proofs`.
+async fn status_under(
+    node: &Node,
+    asker: &tinycloud_auth::keys::SecretKey,
+    proofs: &[tinycloud_auth::cid::Cid],
+    cid: &str,
+) -> (u16, Value) {
     let h = invoke_header(
         asker,
-        &[],
+        proofs,
         &format!("urn:cid:{cid}"),
         "tinycloud.delegation/status",
     );
@@ -256,6 +266,28 @@ async fn a_stranger_cannot_query_delegation_status() {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["status"], "active");
     }
+}
+
+/// A key acting for the owner (its invocation cites a valid chain from the owner, addressed
+/// to it: another session of the owner, a delegate it shared with) may ask about the owner's
+/// delegations, so a client can tell whether an envelope's writer proof is revoked; without
+/// its chain, or citing one not addressed to it, it is a stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_acting_for_the_owner_may_query_the_owners_delegation_status() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 91, "default").await;
+    let caps = || vec![capability(&o.res("kv/x"), "tinycloud.kv/get").unwrap()];
+    let (a, b) = (ed25519(92), ed25519(93));
+    let da = delegate(&node, &o.session, &a.did(), &[o.session_cid], caps(), 600).await;
+    let db = delegate(&node, &o.session, &b.did(), &[o.session_cid], caps(), 600).await;
+    let cid = da.to_string();
+    let (s, v) = status_under(&node, &b, &[], &cid).await;
+    assert_eq!(s, 403, "b on its own authority read a's status: {v}");
+    let (s, v) = status_under(&node, &ed25519(94), &[db], &cid).await;
+    assert_eq!(s, 403, "a stranger citing b's chain read a's status: {v}");
+    let (s, v) = status_under(&node, &b, &[db], &cid).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "active");
 }
 
 /// A stranger (a fresh `did:key`, no space on this node) is the root authority of its own

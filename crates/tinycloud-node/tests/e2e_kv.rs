@@ -425,9 +425,8 @@ async fn expiry_tampering_and_wrong_owner() {
     assert_eq!(body["stored"], true);
     assert!(body["skipped"].as_array().unwrap().len() == 1);
     let cid = parse_cid(body["cid"].as_str().unwrap()).unwrap();
-    // A delegation over nothing this node hosts is answered but not kept: the proof is unknown.
     let r = kv(&node, &o.session, &[cid], &ghost, "get", &[], vec![]).await;
-    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.status, 404, "{}", r.text());
 }
 
 #[tokio::test]

@@ -120,7 +120,13 @@ pub struct TinyCloud {
     session: RwLock<Option<Session>>,
     /// The node's DID, learned once from `/info`.
     pub(crate) node_did: std::sync::OnceLock<Did>,
+    /// The owner's own session keys this client knows of (newest last, at most
+    /// [`MAX_OWNER_SESSION_KEYS`]): only envelopes they signed count as the owner's.
+    owner_session_keys: RwLock<Vec<Did>>,
 }
+
+/// How many owner session keys a client remembers (the oldest are dropped first).
+pub const MAX_OWNER_SESSION_KEYS: usize = 32;
 
 /// The default capability set of an owner sign-in: KV, SQL, capabilities/read, hooks and
 /// delegation revocation on the primary space; the vault paths of the `secrets` space; decrypt
@@ -185,6 +191,7 @@ impl TinyCloud {
             http,
             session: RwLock::new(None),
             node_did: std::sync::OnceLock::new(),
+            owner_session_keys: RwLock::new(Vec::new()),
         })
     }
 
@@ -375,8 +382,31 @@ impl TinyCloud {
             chain_id,
             self.config.host.clone(),
         )?;
+        self.add_owner_session_keys([session.key()?.did()]);
         self.set_session(Some(session.clone()));
         Ok(session)
+    }
+
+    /// Records keys as the owner's own session keys (ones this owner created: see
+    /// [`crate::secrets::writer_of`]). Duplicates move to the end (newest); beyond
+    /// [`MAX_OWNER_SESSION_KEYS`] the oldest are forgotten.
+    pub fn add_owner_session_keys(&self, keys: impl IntoIterator<Item = Did>) {
+        if let Ok(mut known) = self.owner_session_keys.write() {
+            for key in keys {
+                known.retain(|k| k != &key);
+                known.push(key);
+            }
+            let excess = known.len().saturating_sub(MAX_OWNER_SESSION_KEYS);
+            known.drain(..excess);
+        }
+    }
+
+    /// The owner's own session keys this client knows of, oldest first.
+    pub fn owner_session_keys(&self) -> Vec<Did> {
+        self.owner_session_keys
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_default()
     }
 
     /// Installs a session (restored from storage or built from a received delegation).

@@ -418,11 +418,13 @@ impl TinyCloud {
     }
 
     /// What the node says of one delegation (`POST /delegation/status`, invoked by the session
-    /// key on its own authority): revoked (itself or an ancestor) wins over expired.
+    /// key under the session's delegation): revoked (itself or an ancestor) wins over expired.
     pub async fn delegation_status(&self, cid: &Cid) -> Result<DelegationStatus> {
         let cap = capability(&format!("urn:cid:{cid}"), "tinycloud.delegation/status")
             .map_err(Error::InvalidInput)?;
-        let token = self.self_invocation(vec![cap])?;
+        // Under the session's delegation: the node answers a key acting for the owner of a
+        // space the delegation names, not only its own delegator or delegate.
+        let token = self.invocation(vec![cap])?;
         let req = self
             .http()
             .post(self.url("/delegation/status"))

@@ -74,6 +74,17 @@ pub const DENIED_NAMES: &[&str] = &[
     "DOTNET_STARTUP_HOOKS",
     "RUSTC_WRAPPER",
     "GOFLAGS",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    // Where network traffic goes (a planted proxy sees every request; a planted `NO_PROXY`
+    // routes around the one the user relies on), and which Docker daemon (and credential
+    // helpers) a `docker` talks to.
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
     // TLS trust and key logging.
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -94,6 +105,9 @@ pub const DENIED_PREFIXES: &[&str] = &[
     "PERL5",
     "GIT_",
     "BASH_FUNC_",
+    "LUA_INIT",
+    "LUA_PATH",
+    "LUA_CPATH",
     "NPM_CONFIG_",
     "MALLOC_",
     "CORECLR_",
@@ -239,11 +253,13 @@ pub struct SecretInfo {
 /// Who wrote a stored secret, from the envelope's writer signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Writer {
-    /// A session key the vault's owner signed in with (its proof is the owner's own
-    /// delegation to that key, granting `kv/put` there): the owner.
+    /// One of the owner's own session keys (known to this client, see
+    /// [`TinyCloud::owner_session_keys`]; its proof is the owner's delegation to that key,
+    /// granting `kv/put` there): the owner.
     Owner(Did),
-    /// Another key, e.g. a delegate holding write access: its `did:key`. Also a key whose
-    /// owner proof the node does not know (the owner relationship cannot be confirmed).
+    /// Another key, e.g. a delegate or co-writer holding write access (even one granted by
+    /// the owner's wallet), or an owner session key this client does not know (another
+    /// device's): its `did:key`. Also a key whose owner proof the node does not know.
     Other(Did),
     /// A key acting under the owner's proof, but the node reports that proof (or an ancestor)
     /// revoked: a retired or stolen session key. Not the owner.
@@ -333,11 +349,20 @@ pub fn signed_written_at(env: &Envelope) -> Option<&str> {
 
 /// Who wrote `env`, stored at `path` of `space`, judged from the envelope alone (no I/O): the
 /// owner if the writer signature verifies, the envelope's signed `aad` names this location,
-/// the signing key's proof is a delegation from the space's owner to that key covering
-/// `kv/put` on the path, and `written_at` (the signed write time) lies within the proof's
-/// validity window. Whether the proof has since been revoked needs the node:
-/// [`Secrets::writer`] and [`Secrets::read`] ask it.
-pub fn writer_of(env: &Envelope, space: &SpaceId, path: &str, written_at: Option<&str>) -> Writer {
+/// the signing key is one of `owner_keys` (the owner's own session keys, as this client knows
+/// them: [`TinyCloud::owner_session_keys`]), its proof is a delegation from the space's owner
+/// to that key covering `kv/put` on the path, and `written_at` (the signed write time) lies
+/// within the proof's validity window. Any other key is [`Writer::Other`], even one holding an
+/// owner-signed `kv/put` grant (a co-writer granted by the owner's wallet is not the owner).
+/// Whether the proof has since been revoked needs the node: [`Secrets::writer`] and
+/// [`Secrets::read`] ask it.
+pub fn writer_of(
+    env: &Envelope,
+    space: &SpaceId,
+    path: &str,
+    written_at: Option<&str>,
+    owner_keys: &[Did],
+) -> Writer {
     match env.check_writer() {
         WriterCheck::Unsigned => Writer::Unsigned,
         WriterCheck::Invalid => Writer::Invalid,
@@ -345,6 +370,10 @@ pub fn writer_of(env: &Envelope, space: &SpaceId, path: &str, written_at: Option
             // Moved from elsewhere: the location is signed, so this is not that write.
             if STANDARD.decode(&env.aad).ok().as_deref() != Some(aad(space, path).as_slice()) {
                 return Writer::Invalid;
+            }
+            // Deny by default: only the owner's own session keys speak for the owner.
+            if !owner_keys.contains(&key) {
+                return Writer::Other(key);
             }
             let put = "tinycloud.kv/put".parse::<tinycloud_auth::ability::Ability>();
             let resource = format!("{space}/kv/{path}").parse::<Resource>();
@@ -391,6 +420,8 @@ pub struct Secrets<'a> {
     network: NetworkId,
     /// What the node said of each writer proof, asked once per `Secrets`.
     proof_status: Mutex<HashMap<Cid, DelegationStatus>>,
+    /// The owner's own session keys (from the client, when this `Secrets` was made).
+    owner_keys: Vec<Did>,
 }
 
 fn rfc3339_now() -> String {
@@ -498,7 +529,13 @@ impl<'a> Secrets<'a> {
             &session.key()?,
             Some(session.delegation_header()?.to_owned()),
         );
-        let writer = writer_of(&env, &self.space, path, signed_written_at(&env));
+        let writer = writer_of(
+            &env,
+            &self.space,
+            path,
+            signed_written_at(&env),
+            &self.owner_keys,
+        );
         let json = serde_json::to_vec(&env).map_err(|e| Error::InvalidInput(e.to_string()))?;
         self.kv()
             .put(
@@ -541,7 +578,13 @@ impl<'a> Secrets<'a> {
         let status = match cached {
             Some(s) => s,
             None => {
-                let s = self.client.delegation_status(&cid).await?;
+                let s = match self.client.delegation_status(&cid).await {
+                    Ok(s) => s,
+                    // The node answers only parties to the proof; one this session is not a
+                    // party to cannot be confirmed: not the owner (deny by default).
+                    Err(Error::PermissionDenied { .. }) => return Ok(Writer::Other(key)),
+                    Err(e) => return Err(e),
+                };
                 self.proof_status
                     .lock()
                     .map_err(|_| Error::Storage("proof status cache poisoned".into()))?
@@ -568,7 +611,7 @@ impl<'a> Secrets<'a> {
             Writer::Invalid
         } else {
             let at = signed_written_at(&env).unwrap_or(&payload.updated_at);
-            writer_of(&env, &self.space, path, Some(at))
+            writer_of(&env, &self.space, path, Some(at), &self.owner_keys)
         };
         let writer = self.confirm_writer(&env, writer).await?;
         Ok((payload, writer))
@@ -605,7 +648,13 @@ impl<'a> Secrets<'a> {
             if signed_version(&env) != Some(version) {
                 continue;
             }
-            let writer = writer_of(&env, &self.space, &key, signed_written_at(&env));
+            let writer = writer_of(
+                &env,
+                &self.space,
+                &key,
+                signed_written_at(&env),
+                &self.owner_keys,
+            );
             if self.confirm_writer(&env, writer).await?.is_owner() {
                 return Ok(Some(version));
             }
@@ -619,7 +668,13 @@ impl<'a> Secrets<'a> {
     pub async fn writer(&self, name: &str, scope: Option<&str>) -> Result<Writer> {
         let path = resolve_secret_path(name, scope)?;
         let env = self.envelope(&path).await?;
-        let writer = writer_of(&env, &self.space, &path, signed_written_at(&env));
+        let writer = writer_of(
+            &env,
+            &self.space,
+            &path,
+            signed_written_at(&env),
+            &self.owner_keys,
+        );
         self.confirm_writer(&env, writer).await
     }
 
@@ -632,7 +687,13 @@ impl<'a> Secrets<'a> {
     ) -> Result<(Option<u64>, Writer)> {
         let path = resolve_secret_path(name, scope)?;
         let env = self.envelope(&path).await?;
-        let writer = writer_of(&env, &self.space, &path, signed_written_at(&env));
+        let writer = writer_of(
+            &env,
+            &self.space,
+            &path,
+            signed_written_at(&env),
+            &self.owner_keys,
+        );
         Ok((
             signed_version(&env),
             self.confirm_writer(&env, writer).await?,
@@ -816,6 +877,7 @@ impl TinyCloud {
             network: NetworkId::new(owner.clone(), "default")
                 .map_err(|e| Error::InvalidInput(e.to_string()))?,
             proof_status: Mutex::new(HashMap::new()),
+            owner_keys: self.owner_session_keys(),
         })
     }
 }

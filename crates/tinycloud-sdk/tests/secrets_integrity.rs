@@ -107,6 +107,46 @@ async fn store(client: &TinyCloud, owner: &Did, path: &str, bytes: Vec<u8>) {
         .unwrap();
 }
 
+/// "The owner" is one of this client's own session keys: another session of the same wallet
+/// (another device) reads as another writer until this client is told it is the owner's.
+#[tokio::test]
+async fn only_the_clients_own_session_keys_write_as_the_owner() {
+    use tinycloud_sdk::secrets::Writer;
+    let n = node().await;
+    let url = n.node.url();
+    let signer = LocalSigner::generate(1);
+    let (other_device, _) = owner_with_vault(&url, &signer).await;
+    other_device
+        .secrets()
+        .unwrap()
+        .put("API_KEY", "sk-1", None)
+        .await
+        .unwrap();
+    let other_key = other_device.active_session().unwrap().key().unwrap().did();
+    // The writing session itself is the owner…
+    let writer = other_device
+        .secrets()
+        .unwrap()
+        .writer("API_KEY", None)
+        .await;
+    assert!(writer.as_ref().unwrap().is_owner(), "{writer:?}");
+    // …another session of the same wallet does not know that key: another writer.
+    let here = signed_in(&url, &signer).await;
+    let info = here.secrets().unwrap().info("API_KEY", None).await.unwrap();
+    assert_eq!(info.writer, Writer::Other(other_key));
+    assert_eq!(info.writer.kind(), "other");
+    // What this session writes is the owner's.
+    here.secrets()
+        .unwrap()
+        .put("API_KEY", "sk-2", None)
+        .await
+        .unwrap();
+    let secret = here.secrets().unwrap().read("API_KEY", None).await.unwrap();
+    assert!(secret.info.writer.is_owner(), "{:?}", secret.info.writer);
+    assert_eq!(secret.value, "sk-2");
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn an_owner_signature_counts_only_within_its_proof_and_until_revoked() {
     use tinycloud_sdk::secrets::Writer;
@@ -120,6 +160,17 @@ async fn an_owner_signature_counts_only_within_its_proof_and_until_revoked() {
         .await
         .unwrap();
     let current = signed_in(&url, &signer).await;
+    // The old session's key is the owner's only once this client knows it as one of the
+    // owner's own (another device's session reads as another writer).
+    let old_key = old.active_session().unwrap().key().unwrap().did();
+    let info = current
+        .secrets()
+        .unwrap()
+        .info("API_KEY", None)
+        .await
+        .unwrap();
+    assert_eq!(info.writer, Writer::Other(old_key.clone()));
+    current.add_owner_session_keys([old_key]);
     let info = current
         .secrets()
         .unwrap()

@@ -198,6 +198,7 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
                 posture: Posture::LocalOwnerKey,
                 node_did: None,
                 created_at: now_rfc3339(),
+                owner_session_dids: Vec::new(),
             },
         )?,
     };
@@ -232,6 +233,7 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
     c.host = host;
     c.did = owner_did.clone();
     c.session_did = session_did.clone();
+    c.remember_owner_session(&session_did);
     c.owner_did = Some(owner_did.clone());
     c.space_id = Some(session.tinycloud_session.space_id.clone());
     c.node_did = Some(node_did);
@@ -294,6 +296,7 @@ pub async fn init(ctx: &Ctx, args: InitArgs) -> Result<()> {
                     posture: Posture::DelegateSession,
                     node_did: None,
                     created_at: now_rfc3339(),
+                    owner_session_dids: Vec::new(),
                 },
             )?;
             p.save_key(&key)?;

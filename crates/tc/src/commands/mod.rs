@@ -128,8 +128,28 @@ impl Ctx {
         let profile = self.require_profile()?;
         let session = profile.session()?.ok_or(SdkError::NotSignedIn)?;
         let client = self.client(Some(&profile))?;
+        // Whose writes count as the owner's (`tinycloud_sdk::secrets::writer_of`): an owner
+        // profile's own login keys; a delegate trusts the key that issued its delegation (the
+        // owner's session key that shared with it). Nothing else, not even a key holding an
+        // owner-signed grant.
+        let owner_keys = match profile.config.posture {
+            Posture::LocalOwnerKey => profile
+                .config
+                .owner_session_dids
+                .iter()
+                .chain(std::iter::once(&profile.config.session_did))
+                .filter_map(|d| d.parse().ok())
+                .collect::<Vec<_>>(),
+            Posture::DelegateSession => session
+                .delegation()
+                .map(|d| vec![d.info().issuer.clone()])
+                .unwrap_or_default(),
+        };
         match client.restore(session) {
-            Ok(()) => Ok((profile, client)),
+            Ok(()) => {
+                client.add_owner_session_keys(owner_keys);
+                Ok((profile, client))
+            }
             Err(e @ SdkError::SessionExpired { .. }) => Err(e.into()),
             Err(e) => Err(CliError::auth_required(format!(
                 "the stored session of profile {:?} is invalid: {e}",

@@ -310,37 +310,31 @@ pub async fn status(
             }),
         ));
     };
-    // Only a party may ask: the delegation's delegator or delegate, the owner of a space it
-    // names, or a principal of such a space (the delegate of a stored, unrevoked delegation
-    // naming it: stored delegations were verified up to the owner, so strangers hold none). A
-    // stranger's self-signed query is refused before anything is recorded.
+    // Only a party to the delegation may ask (its delegator, its delegate, an owner of a space
+    // it names, or a key acting for such an owner: its invocation cites only valid,
+    // unrevoked delegations addressed to it whose chains start at that owner, e.g. the owner's
+    // other session keys and the delegates it shared with); a stranger's query is refused
+    // before anything is recorded.
     let who = inv.invoker();
-    let spaces: BTreeSet<String> = d
-        .capabilities
-        .iter()
-        .filter_map(|c| c.resource.space())
-        .map(|s| s.to_string())
-        .collect();
-    let mut party = who == &d.issuer
-        || who == &d.delegatee
-        || d.capabilities
-            .iter()
-            .filter_map(|c| c.resource.space())
-            .any(|s| s.owner() == who);
-    for space in spaces.iter().take(16) {
-        if party {
-            break;
+    let mut party = who == &d.issuer || who == &d.delegatee;
+    if !party {
+        let mut owners: Vec<&tinycloud_auth::did::Did> = Vec::new();
+        for s in d.capabilities.iter().filter_map(|c| c.resource.space()) {
+            if !owners.contains(&s.owner()) {
+                owners.push(s.owner());
+            }
         }
-        party = state
-            .index
-            .delegations_for_space(space)
-            .await?
-            .iter()
-            .any(|h| &h.info.delegatee == who && !ancestry_revoked(&state, &h.info.cid));
+        // Bounded: each check walks the invocation's (bounded) chain.
+        for owner in owners.into_iter().take(MAX_STATUS_OWNERS) {
+            if state.auth.rests_on(&inv, owner, now).await {
+                party = true;
+                break;
+            }
+        }
     }
     if !party {
         return Err(ApiError::forbidden(format!(
-            "{who} is not a party to {cid}: only its delegator, its delegate, the space owner or a principal of the space may ask"
+            "{who} is not a party to {cid}: only its delegator, its delegate or the space owner may ask"
         )));
     }
     state.auth.consume(&inv, now).await?;
@@ -367,6 +361,9 @@ pub async fn status(
 }
 
 /// Whether the delegation or any ancestor (bounded) is revoked.
+/// How many distinct space owners named by a delegation a status query is checked against.
+const MAX_STATUS_OWNERS: usize = 8;
+
 fn ancestry_revoked(state: &SharedState, cid: &Cid) -> bool {
     let cache = state.auth.cache();
     let mut stack = vec![*cid];
