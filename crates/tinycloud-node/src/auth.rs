@@ -86,6 +86,15 @@ impl DelegationCache {
         }
     }
 
+    /// Forgets swept delegations (their revocations, if any, are kept).
+    fn evict(&self, cids: &[Cid]) {
+        if let Ok(mut map) = self.delegations.write() {
+            for cid in cids {
+                map.remove(cid);
+            }
+        }
+    }
+
     /// Marks a delegation revoked (effective for the next check).
     pub fn revoke(&self, cid: Cid) {
         if let Ok(mut r) = self.revoked.write() {
@@ -215,6 +224,32 @@ impl Authorizer {
             self.cache.insert(Arc::new(stored.info));
         }
         Ok(outcome)
+    }
+
+    /// Deletes delegations that expired more than `grace_secs` before `now`, at most
+    /// `batch` per transaction and `batches` transactions, and evicts them from the cache.
+    /// An expired delegation's whole subtree is expired too (a child never outlives its
+    /// parent), so no live chain loses a link. Returns how many were deleted.
+    pub async fn sweep_expired(
+        &self,
+        now: Timestamp,
+        grace_secs: u64,
+        batch: usize,
+        batches: usize,
+    ) -> Result<usize, StoreError> {
+        let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let before = now.as_millis().saturating_sub(grace_ms);
+        let mut total = 0;
+        for _ in 0..batches {
+            let swept = self.index.sweep_delegations(before, batch).await?;
+            self.cache.evict(&swept);
+            total += swept.len();
+            if swept.len() < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(total)
     }
 
     /// Decodes and verifies an invocation header: signature, time window and lifetime cap.

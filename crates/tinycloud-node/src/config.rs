@@ -193,6 +193,10 @@ pub struct StorageConfig {
     /// Values up to this many bytes are stored inline in the index (one durable commit per
     /// write); larger values go to the blob directory.
     pub inline_threshold: usize,
+    /// Seconds between sweeps deleting expired delegations (and un-charging their bytes).
+    pub delegation_sweep_secs: u64,
+    /// A delegation is swept only this many seconds after it expired.
+    pub delegation_sweep_grace_secs: u64,
 }
 
 /// Node key material.
@@ -263,6 +267,8 @@ impl Default for StorageConfig {
             datadir: PathBuf::from("./data"),
             limit: None,
             inline_threshold: 64 * 1024,
+            delegation_sweep_secs: 300,
+            delegation_sweep_grace_secs: 3600,
         }
     }
 }

@@ -18,6 +18,11 @@ use crate::store::fs_blobs::FsBlobStore;
 use crate::store::sqlite::SqliteIndex;
 use crate::store::{BlobStore, IndexStore};
 
+/// Expired delegations deleted per transaction by the periodic sweep.
+const DELEGATION_SWEEP_BATCH: usize = 500;
+/// Transactions per sweep (the rest waits for the next tick).
+const DELEGATION_SWEEP_BATCHES: usize = 20;
+
 /// Opens storage and keys and builds the shared state.
 pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let datadir = config.storage.datadir.clone();
@@ -167,11 +172,39 @@ pub async fn run(
             }
         })
     };
+    let reclaimer = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let storage = &state.config.storage;
+            let every = Duration::from_secs(storage.delegation_sweep_secs.max(1));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let grace = storage.delegation_sweep_grace_secs;
+                match state
+                    .auth
+                    .sweep_expired(
+                        now(),
+                        grace,
+                        DELEGATION_SWEEP_BATCH,
+                        DELEGATION_SWEEP_BATCHES,
+                    )
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(swept = n, "expired delegations reclaimed"),
+                    Err(e) => tracing::warn!(error = %e, "delegation sweep failed"),
+                }
+            }
+        })
+    };
     let dispatcher = tokio::spawn(crate::webhooks::dispatch(state.clone()));
     // Blobs older than this process that nothing refers to were left by a crash.
     let collector = tokio::spawn(state.blob_gc.clone().run(std::time::SystemTime::now()));
     let result = serve_connections(listener, state, shutdown).await;
     sweeper.abort();
+    reclaimer.abort();
     dispatcher.abort();
     collector.abort();
     result

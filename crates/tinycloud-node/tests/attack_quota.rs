@@ -18,6 +18,17 @@ fn padded(
     caps: Vec<Capability>,
     bytes: usize,
 ) -> String {
+    padded_until(from, proofs, caps, bytes, now().plus_secs(1800))
+}
+
+/// [`padded`], expiring at `exp`.
+fn padded_until(
+    from: &tinycloud_auth::keys::SecretKey,
+    proofs: &[Cid],
+    caps: Vec<Capability>,
+    bytes: usize,
+    exp: tinycloud_auth::timestamp::Timestamp,
+) -> String {
     let mut fact = serde_json::Map::new();
     fact.insert(
         "pad".into(),
@@ -28,7 +39,7 @@ fn padded(
         DidUrl::from(ed25519(200).did()),
         uuid(),
     )
-    .expiration(now().plus_secs(1800))
+    .expiration(exp)
     .capabilities(caps)
     .fact(fact);
     for p in proofs {
@@ -172,4 +183,120 @@ async fn a_stranger_cannot_make_the_node_keep_delegations_for_unhosted_spaces() 
     assert!(stored.iter().all(|s| s == false), "answers say not stored");
     // The owner's own flow still works (session stored once the space exists).
     o.client(&node).put(&o.res("kv/x"), b"x").await.expect(200);
+}
+
+fn cid_of(header: &str) -> Cid {
+    tinycloud_auth::token::Delegation::from_header(header)
+        .unwrap()
+        .cid()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_delegations_are_swept_and_their_bytes_reclaimed() {
+    let node = Node::start(&[
+        ("TINYCLOUD_STORAGE__LIMIT", "256 KiB"),
+        ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_SECS", "1"),
+        ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_GRACE_SECS", "0"),
+    ]);
+    let o = Owner::sign_in(&node, 43, "default").await;
+    let caps = || vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()];
+    let usage = || {
+        rows(
+            &node,
+            &format!(
+                "SELECT coalesce(max(bytes), 0) FROM space_usage WHERE space = '{}'",
+                o.space
+            ),
+        )
+    };
+    let base = usage();
+    // Short-lived delegations fill the quota.
+    let exp = now().plus_secs(3);
+    let mut short = vec![];
+    loop {
+        let h = padded_until(&o.session, &[o.session_cid], caps(), 60 * 1024, exp);
+        let (status, _, text) = post_delegate(&node, &h).await;
+        match status {
+            200 => short.push(h),
+            402 => break,
+            s => panic!("unexpected {s}: {text}"),
+        }
+        assert!(short.len() < 10, "the quota never filled");
+    }
+    assert!(short.len() >= 2, "{} fit", short.len());
+    let full = usage();
+    assert!(full - base >= (short.len() * 60 * 1024) as i64);
+    // One of them is revoked before it expires.
+    let revoked = cid_of(&short[1]);
+    let (s, body) = revoke(&node, &o.session, revoked).await;
+    assert_eq!(s, 200, "{body}");
+    // While they live, nothing more fits (the sweep leaves unexpired delegations alone).
+    let long = padded(&o.session, &[o.session_cid], caps(), 60 * 1024);
+    let (status, _, text) = post_delegate(&node, &long).await;
+    assert_eq!(status, 402, "{text}");
+    // They expire; the sweep deletes their rows and un-charges their bytes.
+    let in_clause = short
+        .iter()
+        .map(|h| format!("'{}'", cid_of(h)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let left = || {
+        rows(
+            &node,
+            &format!("SELECT count(*) FROM delegation WHERE cid IN ({in_clause})"),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while left() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired delegations were never swept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(usage(), base, "swept bytes were not un-charged");
+    assert_eq!(
+        rows(
+            &node,
+            &format!("SELECT count(*) FROM delegation_space WHERE cid IN ({in_clause})"),
+        ),
+        0
+    );
+    // The revocation is kept: a revoked authority never comes back.
+    assert_eq!(
+        rows(
+            &node,
+            &format!("SELECT count(*) FROM revocation WHERE cid = '{revoked}'"),
+        ),
+        1
+    );
+    // New delegations fit again.
+    let (status, body, text) = post_delegate(&node, &long).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(body["stored"], true);
+    // A swept delegation posted again is refused as expired and stores nothing; the revoked
+    // one too, and a chain through it does not authorize.
+    for h in [&short[0], &short[1]] {
+        let (status, _, text) = post_delegate(&node, h).await;
+        assert!(status == 401 || status == 403, "{status}: {text}");
+        assert!(text.contains("expired"), "{text}");
+    }
+    assert_eq!(left(), 0);
+    let grantee = ed25519(200);
+    let r = kv(
+        &node,
+        &grantee,
+        &[revoked],
+        &o.res("kv/shared/x"),
+        "get",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // The owner's live session was not touched by the sweep.
+    o.client(&node)
+        .put(&o.res("kv/still"), b"ok")
+        .await
+        .expect(200);
 }

@@ -224,6 +224,14 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn delegation(&self, cid: &Cid) -> StoreResult<Option<StoredDelegation>>;
     /// Delegations whose capabilities name `space`.
     async fn delegations_for_space(&self, space: &str) -> StoreResult<Vec<StoredDelegation>>;
+    /// Deletes up to `limit` delegations whose expiration is before `expired_before_ms`
+    /// (earliest first), un-charging their bytes from the spaces they were charged to in the
+    /// same transaction; revocations are kept. Returns the CIDs deleted.
+    async fn sweep_delegations(
+        &self,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Cid>>;
 
     /// Records a revocation (idempotent).
     async fn revoke(&self, cid: &Cid, revoker: &str, now_ms: i64) -> StoreResult<()>;

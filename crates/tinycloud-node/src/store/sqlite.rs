@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS delegation_space (
     cid TEXT NOT NULL,
     PRIMARY KEY (space, cid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delegation_by_expiration ON delegation (expiration);
+CREATE TABLE IF NOT EXISTS delegation_charge (
+    cid TEXT NOT NULL,
+    space TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (cid, space)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revocation (
     cid TEXT PRIMARY KEY,
     revoker TEXT NOT NULL,
@@ -812,8 +819,15 @@ impl IndexStore for SqliteIndex {
                     params![s, cid],
                 )?;
             }
+            let charged = i64::try_from(bytes).unwrap_or(i64::MAX);
             for c in &charges {
-                add_usage(tx, &c.space, i64::try_from(bytes).unwrap_or(i64::MAX))?;
+                add_usage(tx, &c.space, charged)?;
+                // What was charged where, so the sweep un-charges exactly that.
+                tx.execute(
+                    "INSERT INTO delegation_charge (cid, space, bytes) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    params![cid, c.space, charged],
+                )?;
             }
             Ok(DelegationWrite::Stored)
         })
@@ -849,6 +863,50 @@ impl IndexStore for SqliteIndex {
             ))?;
             let rows = stmt.query_map(params![space], read_delegation)?;
             rows.map(|r| r?.decode()).collect()
+        })
+        .await
+    }
+
+    async fn sweep_delegations(
+        &self,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Cid>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |tx| {
+            let cids = {
+                let mut stmt = tx.prepare(
+                    "SELECT cid FROM delegation WHERE expiration IS NOT NULL AND expiration < ?1
+                     ORDER BY expiration LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![expired_before_ms, limit], |r| {
+                    r.get::<_, String>(0)
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let mut swept = Vec::with_capacity(cids.len());
+            for cid in cids {
+                let charges = {
+                    let mut stmt =
+                        tx.prepare("SELECT space, bytes FROM delegation_charge WHERE cid = ?1")?;
+                    let rows = stmt.query_map(params![cid], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                };
+                for (space, bytes) in charges {
+                    add_usage(tx, &space, bytes.saturating_neg())?;
+                }
+                tx.execute("DELETE FROM delegation_charge WHERE cid = ?1", params![cid])?;
+                tx.execute("DELETE FROM delegation_space WHERE cid = ?1", params![cid])?;
+                tx.execute("DELETE FROM delegation WHERE cid = ?1", params![cid])?;
+                // Revocation rows stay: a revoked authority never comes back.
+                match parse_cid(&cid) {
+                    Ok(c) => swept.push(c),
+                    Err(e) => tracing::warn!(cid = %cid, error = %e, "swept an unparseable delegation row"),
+                }
+            }
+            Ok(swept)
         })
         .await
     }
@@ -1922,6 +1980,76 @@ mod tests {
                 timestamp_ms: 1,
             }),
         }
+    }
+
+    fn delegation_row(name: &str, exp: Option<i64>, bytes: usize) -> StoredDelegation {
+        let did = tinycloud_auth::keys::SecretKey::ed25519_from_seed(&[9; 32]).did();
+        StoredDelegation {
+            info: DelegationInfo {
+                cid: tinycloud_auth::cid::blake3_cid(name.as_bytes()),
+                authority: tinycloud_auth::cid::blake3_cid(name.as_bytes()),
+                issuer: did.clone(),
+                delegatee: did,
+                not_before: None,
+                expiration: exp.map(Timestamp::from_millis),
+                parents: vec![],
+                capabilities: vec![],
+                terminal: false,
+            },
+            header: "h".repeat(bytes),
+            spaces: vec!["s".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_delegation_sweep_is_bounded_and_uncharges_exactly_what_was_charged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteIndex::open(&dir.path().join("index.db")).unwrap();
+        let charge = |space: &str| DelegationCharge {
+            space: space.into(),
+            limit: Some(10_000),
+        };
+        for i in 0..5 {
+            let d = delegation_row(&format!("old{i}"), Some(100 + i), 100);
+            let w = db.put_delegation(&d, vec![charge("s")], 0).await.unwrap();
+            assert_eq!(w, DelegationWrite::Stored);
+        }
+        // Expires later; never expires; names "t" but was charged to nothing.
+        let live = delegation_row("live", Some(10_000), 100);
+        db.put_delegation(&live, vec![charge("s")], 0)
+            .await
+            .unwrap();
+        let forever = delegation_row("forever", None, 100);
+        db.put_delegation(&forever, vec![charge("s")], 0)
+            .await
+            .unwrap();
+        let mut uncharged = delegation_row("uncharged", Some(50), 100);
+        uncharged.spaces = vec!["t".into()];
+        db.put_delegation(&uncharged, vec![], 0).await.unwrap();
+        db.kv_put(put("k", b"12345", Precondition::None, None))
+            .await
+            .unwrap();
+        assert_eq!(db.usage("s").await.unwrap(), 705);
+        // At most `limit` per call, earliest expiry first.
+        let first = db.sweep_delegations(1_000, 2).await.unwrap();
+        assert_eq!(
+            first,
+            vec![
+                tinycloud_auth::cid::blake3_cid(b"uncharged"),
+                tinycloud_auth::cid::blake3_cid(b"old0")
+            ]
+        );
+        assert_eq!(db.usage("s").await.unwrap(), 605);
+        assert_eq!(db.sweep_delegations(1_000, 100).await.unwrap().len(), 4);
+        assert!(db.sweep_delegations(1_000, 100).await.unwrap().is_empty());
+        // Only the unexpired delegations' bytes (and the value) remain charged.
+        assert_eq!(db.usage("s").await.unwrap(), 205);
+        assert_eq!(db.usage("t").await.unwrap(), 0);
+        let rows: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM delegation", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
     }
 
     #[tokio::test]
