@@ -258,7 +258,7 @@ pub fn check_caveats_enforced(
         ability: ability.to_string(),
         reason,
     };
-    if ability.service() != Some("sql") {
+    if ability.service() != Some(crate::resource::SQL_SERVICE) {
         return Err(refuse("the service defines no caveats".into()));
     }
     for obj in caveats.objects() {

@@ -158,8 +158,7 @@ impl HookScope {
                 if self.service == SQL_SERVICE {
                     sql_event_database(path).is_some_and(|db| database_extends(db, p))
                 } else {
-                    path == p
-                        || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                    crate::resource::path_extends(path, p)
                 }
             })
             && self.abilities.as_ref().is_none_or(|filter| {

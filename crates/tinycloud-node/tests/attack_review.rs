@@ -158,6 +158,18 @@ async fn a_stranger_cannot_make_the_node_store_delegations() {
         };
         assert!(!kept, "{case}: a stranger's delegation was stored ({s})");
     }
+    // Control: `stored` does see a delegation the node keeps (one over a hosted space).
+    let o = Owner::sign_in(&node, 253, "default").await;
+    let cid = delegate(
+        &node,
+        &o.session,
+        &to,
+        &[o.session_cid],
+        vec![capability(&o.res("kv/x"), "tinycloud.kv/get").unwrap()],
+        600,
+    )
+    .await;
+    assert!(stored(&node, &to_key, &cid.to_string()).await, "control");
 }
 
 /// Delegations count against the space's storage quota (issue 11, item 9): an owner with a
@@ -410,12 +422,37 @@ async fn a_narrow_capabilities_grant_cannot_read_the_whole_listing() {
         !r.text().contains(&o.session_cid.to_string()),
         "listing leaked"
     );
-    // The whole listing still works for a grant on it.
-    let h = invoke_header(
+    // Control: a delegate holding a grant on the whole listing reads it.
+    let full_agent = ed25519(43);
+    let full = delegate(
+        &node,
         &o.session,
+        &full_agent.did(),
         &[o.session_cid],
+        vec![capability(&o.res("capabilities/all"), "tinycloud.capabilities/read").unwrap()],
+        600,
+    )
+    .await;
+    let h = invoke_header(
+        &full_agent,
+        &[full],
         &o.res("capabilities/all"),
         "tinycloud.capabilities/read",
     );
-    assert_eq!(invoke(&node, &h, &[], vec![]).await.status, 200);
+    let r = invoke(&node, &h, &[], vec![]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(&o.session_cid.to_string()));
+    // The ability pointed at another service's resource is refused, not served.
+    let h = invoke_header(
+        &o.session,
+        &[o.session_cid],
+        &o.res("kv/x"),
+        "tinycloud.capabilities/read",
+    );
+    let r = invoke(&node, &h, &[], vec![]).await;
+    assert!(matches!(r.status, 400 | 401), "{} {}", r.status, r.text());
+    assert!(
+        !r.text().contains(&o.session_cid.to_string()),
+        "listing leaked"
+    );
 }

@@ -224,6 +224,36 @@ async fn delegates_cannot_exceed_their_grants() {
         clients.insert(name.clone(), Client::new(&node, key, &[cid]));
     }
 
+    // Controls: each grant does what it allows with the same request shapes the attacks use,
+    // so a refusal below is the rule under test, not a broken grant (none changes `t`).
+    let controls = vec![
+        a("rw", "sql/app1", "read", q("SELECT v FROM t"), 200),
+        a("read", "sql/app1", "read", q("SELECT v FROM t"), 200),
+        a("write", "sql/app1", "write", x("UPDATE t SET v = v"), 200),
+        a(
+            "schema",
+            "sql/app1",
+            "schema",
+            x("CREATE TABLE ctl (a)"),
+            200,
+        ),
+        a("schema", "sql/app1", "schema", x("DROP TABLE ctl"), 200),
+        a("readonly", "sql/app1", "read", q("SELECT v FROM t"), 200),
+        a("admin", "sql/app1", "admin", q("SELECT v FROM t"), 200),
+    ];
+    for at in &controls {
+        let r = clients[at.grant]
+            .sql(&o.res(at.path), at.ability, at.body.clone())
+            .await;
+        assert_eq!(
+            r.status,
+            at.want,
+            "control {} {}: {}",
+            at.grant,
+            at.body,
+            r.text()
+        );
+    }
     let attacks = vec![
         // Another database by path tricks.
         a("rw", "sql/app1/x", "read", q("SELECT * FROM t"), 401),
