@@ -324,3 +324,68 @@ async fn capabilities_read_and_invocation_envelope() {
     // reference, which keeps it, reaches the space check and answers 404.
     invoke(url, &t, &[], vec![]).await.expect(401);
 }
+
+/// A second wallet re-delegates, by SIWE, authority it received as a UCAN: the ReCap `prf`
+/// cites the parent in base58btc (`z…`), unlike UCAN `prf` (base32) — §12.3. And the time
+/// nesting rule: a child may not outlive its parent (401, as the reference).
+#[tokio::test]
+async fn siwe_recap_with_prf_and_time_nesting() {
+    let node = Node::start(&[]);
+    let url = &node.url;
+    let s = Session::sign_in(url, "default").await;
+    s.kv(url, "put", "shared/x", &[], b"X".to_vec())
+        .await
+        .expect(200);
+
+    // The owner's session grants kv/get on shared/ to wallet B (aud = B's did:pkh).
+    let b = Wallet::random();
+    let jwt = Ucan::delegation(
+        &s.key,
+        &b.did(),
+        std::slice::from_ref(&s.cid),
+        &[cap(s.res("kv/shared"), "tinycloud.kv/get")],
+        1200,
+    )
+    .sign(&s.key);
+    delegate(url, &jwt).await.expect(200);
+
+    // B signs in its own session key under it.
+    let bkey = EdKey::random();
+    let caps = [cap(s.res("kv/shared"), "tinycloud.kv/get")];
+    let prf = [cid_base58(jwt.as_bytes())];
+    assert!(prf[0].starts_with('z'));
+    let c = Siwe::recap(&b, &bkey.vm(), &caps, &prf, Some(now_secs() + 600)).cacao(&b);
+    let v = delegate(url, &c.header()).await.expect(200).json();
+    assert_eq!(v["cid"], json!(c.cid()));
+    let t = Ucan::invocation(
+        &bkey,
+        &[c.cid()],
+        &[cap(s.res("kv/shared/x"), "tinycloud.kv/get")],
+    )
+    .sign(&bkey);
+    assert_eq!(invoke(url, &t, &[], vec![]).await.expect(200).body, b"X");
+
+    // Outliving the parent (UCAN parent exp = now + 1200): refused.
+    let c = Siwe::recap(&b, &bkey.vm(), &caps, &prf, Some(now_secs() + 7200)).cacao(&b);
+    delegate(url, &c.header()).await.expect(401);
+    // Widening beyond the parent (put was never granted): refused.
+    let c = Siwe::recap(
+        &b,
+        &bkey.vm(),
+        &[cap(s.res("kv/shared"), "tinycloud.kv/put")],
+        &prf,
+        Some(now_secs() + 600),
+    )
+    .cacao(&b);
+    delegate(url, &c.header()).await.expect(401);
+    // A statement that does not match the ReCap: refused.
+    let mut m = Siwe::recap(&b, &bkey.vm(), &caps, &prf, Some(now_secs() + 600));
+    m.statement = Some(m.statement.unwrap().replace("'get'", "'put'"));
+    let a = delegate(url, &m.cacao(&b).header()).await;
+    assert!(
+        a.status == 400 || a.status == 401,
+        "{} {}",
+        a.status,
+        a.text()
+    );
+}

@@ -151,7 +151,23 @@ async fn raw_sse_framing_of_a_write() {
     assert!(data["timestamp"].as_str().unwrap().contains('T'));
     // The SSE `id:` is the event's `id` (what Last-Event-ID resumes from).
     assert_eq!(m.id.as_deref(), data["id"].as_str(), "{data}");
-    // A ticket opens one stream; a garbage ticket is 401.
+    // Deliberate difference: the reference's hook routes only read the invocation's
+    // capabilities and never verify its signature or chain (§5); here a ticket request
+    // signed by a key the session delegation does not name is 401.
+    let stranger = EdKey::random();
+    let mut u = Ucan::invocation(
+        &stranger,
+        std::slice::from_ref(&s.cid),
+        &[cap(s.res("hooks/kv/notes"), "tinycloud.hooks/subscribe")],
+    );
+    u.iss = s.key.vm();
+    let forged = u.sign(&stranger);
+    let body =
+        json!({"subscriptions": [{"space": s.space, "service": "kv", "pathPrefix": "notes"}]});
+    post_json(url, "/hooks/tickets", &forged, &body)
+        .await
+        .expect(401);
+    // A garbage ticket is 401.
     let r = reqwest::Client::new()
         .get(format!("{url}/hooks/events"))
         .query(&[("ticket", "nope")])

@@ -218,6 +218,12 @@ async fn list_shapes_and_paging() {
     let a = s.kv(url, "list", "", &[], vec![]).await.expect(200);
     assert_eq!(a.json(), json!(["a/1", "a/2", "a/3", "ab", "b/1"]));
 
+    // Deliberate difference: a path-less list resource (`…/kv`) answers every key here; the
+    // reference answers it with an empty body (its clients list with `…/kv/`, above).
+    let t = s.token(&s.res("kv"), "tinycloud.kv/list");
+    let a = invoke(url, &t, &[], vec![]).await.expect(200);
+    assert_eq!(a.json(), json!(["a/1", "a/2", "a/3", "ab", "b/1"]));
+
     // Paging: x-tinycloud-limit, then x-tinycloud-cursor with the same limit.
     let a = s
         .kv(url, "list", "", &[("x-tinycloud-limit", "2")], vec![])

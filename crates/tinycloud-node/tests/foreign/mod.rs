@@ -351,19 +351,7 @@ impl Wallet {
 
     /// EIP-55 checksummed `0x…` address.
     pub fn address(&self) -> String {
-        let point = self.sk.verifying_key().to_encoded_point(false);
-        let hash = keccak256(&point.as_bytes()[1..]);
-        let lower = hex::encode(&hash[12..]);
-        let check = hex::encode(keccak256(lower.as_bytes()));
-        let mut out = String::from("0x");
-        for (c, h) in lower.chars().zip(check.chars()) {
-            if c.is_ascii_alphabetic() && h.to_digit(16).unwrap_or(0) >= 8 {
-                out.push(c.to_ascii_uppercase());
-            } else {
-                out.push(c);
-            }
-        }
-        out
+        eip55(self.sk.verifying_key())
     }
 
     pub fn did(&self) -> String {
@@ -386,6 +374,34 @@ impl Wallet {
         out.push(27 + rec.to_byte());
         out
     }
+}
+
+/// The EIP-55 address that signed `msg` with EIP-191 (`v` 27/28 or 0/1).
+pub fn recover_address(msg: &str, sig: &[u8]) -> String {
+    let mut data = format!("\x19Ethereum Signed Message:\n{}", msg.len()).into_bytes();
+    data.extend_from_slice(msg.as_bytes());
+    let digest = sha3::Keccak256::new_with_prefix(&data);
+    let v = sig[64];
+    let rec = k256::ecdsa::RecoveryId::from_byte(if v >= 27 { v - 27 } else { v }).expect("v");
+    let s = k256::ecdsa::Signature::from_slice(&sig[..64]).expect("r, s");
+    let key = k256::ecdsa::VerifyingKey::recover_from_digest(digest, &s, rec).expect("recover");
+    eip55(&key)
+}
+
+fn eip55(key: &k256::ecdsa::VerifyingKey) -> String {
+    let point = key.to_encoded_point(false);
+    let hash = keccak256(&point.as_bytes()[1..]);
+    let lower = hex::encode(&hash[12..]);
+    let check = hex::encode(keccak256(lower.as_bytes()));
+    let mut out = String::from("0x");
+    for (c, h) in lower.chars().zip(check.chars()) {
+        if c.is_ascii_alphabetic() && h.to_digit(16).unwrap_or(0) >= 8 {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -977,5 +993,39 @@ pub fn self_check() {
     let jwt_cid = cid(b"");
     assert!(jwt_cid.starts_with("bafkr4i"), "{jwt_cid}");
     assert_eq!(base58btc(&[0, 0, 1]), "112");
+
+    // EIP-4361 text, EIP-191 hashing, public-key recovery and EIP-55: the spruceid
+    // verification vectors (message fields + a wallet signature) recover their address.
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("siwe/test/verification_positive.json"))
+            .expect("verification_positive.json"),
+    )
+    .expect("JSON");
+    let mut n = 0;
+    for (name, v) in vectors.as_object().expect("cases") {
+        let f = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let m = Siwe {
+            domain: f("domain").expect("domain"),
+            address: f("address").expect("address"),
+            statement: f("statement"),
+            uri: f("uri").expect("uri"),
+            chain_id: v["chainId"].as_u64().expect("chainId"),
+            nonce: f("nonce").expect("nonce"),
+            issued_at: f("issuedAt").expect("issuedAt"),
+            expiration_time: f("expirationTime"),
+            not_before: f("notBefore"),
+            resources: vec![],
+        };
+        let sig = hex::decode(f("signature").expect("sig").trim_start_matches("0x")).expect("hex");
+        assert_eq!(recover_address(&m.text(), &sig), m.address, "{name}");
+        n += 1;
+    }
+    assert!(n >= 3, "vectors loaded");
+    // And our own signatures recover to our own address.
+    let w = Wallet::random();
+    assert_eq!(
+        recover_address("hello", &w.personal_sign("hello")),
+        w.address()
+    );
     assert_eq!(base58_decode("112"), vec![0, 0, 1]);
 }
