@@ -200,6 +200,39 @@ async fn ucan_delegation_status_and_revoke() {
     assert_eq!(v["active"], false);
     assert_eq!(v["exists"], true);
 
+    // Unknown CID: 404 with the reference's body; a wrong capability: 403.
+    let fake = cid(b"no such delegation");
+    let t = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[cap(
+            format!("urn:cid:{fake}"),
+            "tinycloud.delegation/status",
+        )],
+    )
+    .sign(&s.key);
+    let v = post_json(url, "/delegation/status", &t, &json!({"cid": fake}))
+        .await
+        .expect(404)
+        .json();
+    assert_eq!(v["status"], "not_found");
+    assert_eq!(v["exists"], false);
+    let t = s.token(&format!("urn:cid:{dcid}"), "tinycloud.delegation/list");
+    post_json(url, "/delegation/status", &t, &json!({"cid": dcid}))
+        .await
+        .expect(403);
+    // Revoking an unknown delegation: 403 (as the reference).
+    let t = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[cap(
+            format!("urn:cid:{fake}"),
+            "tinycloud.delegation/revoke",
+        )],
+    )
+    .sign(&s.key);
+    post_auth(url, "/revoke", &t, &[], vec![]).await.expect(403);
+
     // Deliberate difference: the reference verifies only signature and time on
     // /delegation/status and answers anyone; this node answers only a party to the delegation
     // (SECURITY.md), so a stranger learns nothing about it.
@@ -264,6 +297,16 @@ async fn capabilities_read_and_invocation_envelope() {
     invoke(url, &u.sign(&s.key), &[], b"1".to_vec())
         .await
         .expect(200);
+
+    // An empty caveat list (`[]`, which the reference's parser refuses) is tolerated as
+    // "no caveat" (§2.4 allows a tolerant server to).
+    let mut u = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[cap(s.res("kv/f"), "tinycloud.kv/get")],
+    );
+    u.att = json!({s.res("kv/f"): {"tinycloud.kv/get": []}});
+    invoke(url, &u.sign(&s.key), &[], vec![]).await.expect(200);
 
     // Lifetime cap: exp − now ≤ 300 s by default (reference: 401).
     let mut u = Ucan::invocation(

@@ -151,9 +151,9 @@ async fn raw_sse_framing_of_a_write() {
     assert!(data["timestamp"].as_str().unwrap().contains('T'));
     // The SSE `id:` is the event's `id` (what Last-Event-ID resumes from).
     assert_eq!(m.id.as_deref(), data["id"].as_str(), "{data}");
-    // Deliberate difference: the reference's hook routes only read the invocation's
-    // capabilities and never verify its signature or chain (§5); here a ticket request
-    // signed by a key the session delegation does not name is 401.
+    // The protocol notes (§5, reference 1.16) observe that hook routes did not verify the
+    // invocation's signature or chain; newer reference sources do, and so does this node: a
+    // ticket request signed by a key the session delegation does not name is 401.
     let stranger = EdKey::random();
     let mut u = Ucan::invocation(
         &stranger,
@@ -165,6 +165,12 @@ async fn raw_sse_framing_of_a_write() {
     let body =
         json!({"subscriptions": [{"space": s.space, "service": "kv", "pathPrefix": "notes"}]});
     post_json(url, "/hooks/tickets", &forged, &body)
+        .await
+        .expect(401);
+    // A scope the invocation does not cover: 401 here (`Unauthorized Action`, as `/invoke`
+    // answers); the reference answers 403 on this route. Both are refusals a client reports.
+    let t = s.token(&s.res("hooks/kv/other"), "tinycloud.hooks/subscribe");
+    post_json(url, "/hooks/tickets", &t, &body)
         .await
         .expect(401);
     // A garbage ticket is 401.

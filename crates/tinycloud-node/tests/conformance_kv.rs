@@ -288,3 +288,75 @@ async fn batch_read_shape() {
     assert_eq!(v["results"][1]["ok"], false);
     assert_eq!(v["results"][1]["error"]["code"], "KV_NOT_FOUND");
 }
+
+/// Quota statuses the SDK maps (§3.4): a write past the remainder is 413, a write once the
+/// space is full is 402, reads never 402. And `tinycloud.space/info` answers 200 empty.
+#[tokio::test]
+async fn quota_statuses_and_space_info() {
+    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "16 KiB")]);
+    let url = &node.url;
+    let s = Session::sign_in(url, "default").await;
+    // `tinycloud.space/info` on `<space>/space`: authorized and the space exists → 200 empty.
+    let key = EdKey::random();
+    let c = Siwe::recap(
+        &s.wallet,
+        &key.vm(),
+        &[cap(s.res("space"), "tinycloud.space/info")],
+        &[],
+        Some(now_secs() + 600),
+    )
+    .cacao(&s.wallet);
+    let _ = delegate(url, &c.header()).await;
+    let t = Ucan::invocation(
+        &key,
+        &[c.cid()],
+        &[cap(s.res("space"), "tinycloud.space/info")],
+    )
+    .sign(&key);
+    let a = invoke(url, &t, &[], vec![]).await.expect(200);
+    assert!(a.body.is_empty());
+
+    let mut n = 0;
+    let available: usize = loop {
+        let a = s
+            .kv(url, "put", &format!("f{n}"), &[], vec![1u8; 3000])
+            .await;
+        if a.status == 413 {
+            let t = a.text();
+            assert!(t.starts_with("Write exceeds remaining storage"), "{t}");
+            break t
+                .split('(')
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|d| d.parse().ok())
+                .expect("bytes available");
+        }
+        a.expect(200);
+        n += 1;
+        assert!(n < 10, "the limit applies");
+    };
+    s.kv(url, "put", "rest", &[], vec![2u8; available])
+        .await
+        .expect(200);
+    let a = s
+        .kv(url, "put", "one-more", &[], vec![3u8; 1])
+        .await
+        .expect(402);
+    assert!(
+        a.text().starts_with("Storage quota exceeded"),
+        "{}",
+        a.text()
+    );
+    s.kv(url, "get", "f0", &[], vec![]).await.expect(200);
+    // Deliberate difference: stored delegations count in the space's quota here, so a full
+    // space also refuses new delegations naming it (402); the reference does not charge them.
+    let c = Siwe::recap(
+        &s.wallet,
+        &EdKey::random().vm(),
+        &[cap(s.res("kv"), "tinycloud.kv/get")],
+        &[],
+        Some(now_secs() + 600),
+    )
+    .cacao(&s.wallet);
+    delegate(url, &c.header()).await.expect(402);
+}
