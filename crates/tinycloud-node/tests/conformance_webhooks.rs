@@ -179,19 +179,27 @@ async fn delivery_headers_and_body() {
     // the reference answers a bare JSON array (pinned by the ignored test below).
     assert_eq!(v["webhooks"][0]["id"], json!(id), "{v}");
 
-    // Delivery history (our addition).
-    let v = hooks_call(
-        url,
-        &s,
-        "list",
-        reqwest::Method::GET,
-        &format!("/hooks/webhooks/{id}/deliveries"),
-        None,
-    )
-    .await
-    .expect(200)
-    .json();
-    assert_eq!(v["deliveries"][0]["status"], "delivered", "{v}");
+    // Delivery history (our addition); the node records the outcome just after the receiver
+    // answered, so poll briefly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = hooks_call(
+            url,
+            &s,
+            "list",
+            reqwest::Method::GET,
+            &format!("/hooks/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+        if v["deliveries"][0]["status"] == "delivered" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Delete → 204 (a second delete is 204 as well: deactivation is idempotent here).
     hooks_call(
