@@ -1,6 +1,6 @@
 //! A foreign client: builds tokens and requests the way the reference clients (the JS SDK and
 //! its WASM session code) do, from the documented wire shapes only
-//! (`../shared/reference/node-protocol.md` §2.4–2.6, §2.9, §12), with primitive crates —
+//! (the reference protocol description, §2.4–2.6, §2.9, §12), with primitive crates —
 //! ed25519-dalek, k256, sha3 (keccak), blake3, base64, serde_json, a JCS canonicalizer and a
 //! hand-written DAG-CBOR encoder. Nothing here uses `tinycloud_auth` or `tinycloud_sdk`: the
 //! point is not to trust this project's own encoders.
