@@ -445,6 +445,8 @@ impl TinyCloud {
             Some("revoked") => DelegationStatus::Revoked,
             Some("expired") => DelegationStatus::Expired,
             Some("not_found") => DelegationStatus::NotFound,
+            // A reference node's answer when it cannot tell.
+            Some("unavailable") => DelegationStatus::Unavailable,
             _ => return Err(bad()),
         })
     }
@@ -477,4 +479,6 @@ pub enum DelegationStatus {
     Expired,
     /// The node does not know it.
     NotFound,
+    /// The node knows it but cannot tell its state (a reference node's `unavailable`).
+    Unavailable,
 }

@@ -7,6 +7,18 @@ use super::{Hooks, Scope};
 use crate::client::is_success;
 use crate::error::{Error, Result};
 
+/// The webhooks of a list answer: this project's node sends `{"webhooks": [...]}`, a
+/// reference node a bare array.
+fn webhook_list(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        mut v => match v.get_mut("webhooks").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+    }
+}
+
 impl Hooks<'_> {
     async fn call(
         &self,
@@ -92,7 +104,7 @@ impl Hooks<'_> {
             )
             .await?
             .unwrap_or_default();
-        Ok(v["webhooks"].as_array().cloned().unwrap_or_default())
+        Ok(webhook_list(v))
     }
 
     /// Stops deliveries to a webhook registered for `scope`.
@@ -121,5 +133,24 @@ impl Hooks<'_> {
             .await?
             .unwrap_or_default();
         Ok(v["deliveries"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference node lists webhooks as a bare array of records (node-protocol.md §5).
+    #[test]
+    fn both_list_shapes_are_read() {
+        let record = json!({"id": "wh1", "subscriberDid": "did:key:z", "space": "s",
+            "service": "kv", "pathPrefix": null, "abilities": [], "callbackUrl": "https://h/cb",
+            "secretKeyId": "primary", "active": true, "createdAt": "2026-01-01T00:00:00Z"});
+        assert_eq!(webhook_list(json!([record.clone()])), vec![record.clone()]);
+        assert_eq!(
+            webhook_list(json!({"webhooks": [record.clone()]})),
+            vec![record]
+        );
+        assert!(webhook_list(json!({"other": 1})).is_empty());
     }
 }
