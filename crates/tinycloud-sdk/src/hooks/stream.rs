@@ -105,7 +105,7 @@ struct Connection {
 /// What a message means for the subscriber.
 #[derive(Debug, PartialEq)]
 enum Signal {
-    Event(HookEvent),
+    Event(Box<HookEvent>),
     End(String),
 }
 
@@ -122,7 +122,7 @@ fn interpret(msg: Message) -> Result<Option<Signal>> {
             if event.kind == HookEventKind::Write && event.id.is_empty() {
                 event.id = msg.id.unwrap_or_default();
             }
-            Ok(Some(Signal::Event(event)))
+            Ok(Some(Signal::Event(Box::new(event))))
         }
         "end" => {
             let reason = serde_json::from_str::<Value>(&msg.data)
@@ -242,7 +242,7 @@ impl<'a> Subscription<'a> {
                         if let Some(seq) = event.seq {
                             self.last_seq = Some(seq);
                         }
-                        return Some(Ok(event));
+                        return Some(Ok(*event));
                     }
                     Ok(Some(Signal::End(reason))) => {
                         let e = self.ended(reason);
@@ -318,14 +318,10 @@ mod tests {
             r#"{"type":"reset","reason":"gone","seq":9}"#,
         ))
         .unwrap();
-        assert!(matches!(
-            r,
-            Some(Signal::Event(HookEvent {
-                kind: HookEventKind::Reset,
-                seq: Some(9),
-                ..
-            }))
-        ));
+        match r {
+            Some(Signal::Event(e)) => assert_eq!((e.kind, e.seq), (HookEventKind::Reset, Some(9))),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             interpret(msg(
                 "end",
