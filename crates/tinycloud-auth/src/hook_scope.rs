@@ -124,6 +124,11 @@ impl HookScope {
             None => {}
         }
         self.path_prefix = prefix;
+        // An empty filter means every write ability, as in the reference (whose clients send
+        // `"abilities": []` for "no filter"); kept as an empty list it would match nothing.
+        if self.abilities.as_ref().is_some_and(Vec::is_empty) {
+            self.abilities = None;
+        }
         if let Some(bad) = self
             .abilities
             .iter()
@@ -208,6 +213,11 @@ mod tests {
         assert!(scope("kv", None, Some(&["tinycloud.kv/delete"]))
             .normalized()
             .is_ok());
+        // `"abilities": []` (what reference clients send for "no filter") is every write.
+        let any = scope("kv", None, Some(&[])).normalized().unwrap();
+        assert_eq!(any.abilities, None);
+        assert!(any.matches(&any.space, "kv", "a", "tinycloud.kv/put"));
+        assert!(any.matches(&any.space, "kv", "a", "tinycloud.kv/del"));
     }
 
     #[test]

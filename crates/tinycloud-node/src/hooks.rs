@@ -3,8 +3,9 @@
 //! A ticket is minted by `POST /hooks/tickets` for a fully verified invocation and carries
 //! the subscriber, the scopes and the delegations it rests on, MACed with a node key. Streams
 //! re-check those delegations while they run, so a revoked or expired subscriber is cut off.
-//! A ticket opens one stream only (a reconnect mints a new one), so a leaked ticket cannot be
-//! used by anyone else once its subscriber has connected.
+//! A ticket opens one stream only (a reconnect mints a new one, as the reference JS SDK does
+//! for every connection), so a leaked ticket cannot be used by anyone else once its
+//! subscriber has connected.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -75,8 +76,34 @@ pub fn in_scope(scope: &Scope, e: &StoredEvent) -> bool {
     scope.matches(&d.space, &d.service, &d.path, &d.ability)
 }
 
+/// The `epoch` of a write event. The reference names the transaction an event belongs to by
+/// the CID of an epoch in its epoch DAG; this node keeps no such DAG, so every write is its
+/// own epoch, named by the CID (raw, blake3) of what identifies the event (space, sequence
+/// number and the event's fields). Stable: a replayed event carries the same value.
+fn epoch_of(e: &StoredEvent) -> String {
+    let d = &e.draft;
+    let mut h = blake3::Hasher::new();
+    h.update(b"tinycloud/hooks/event-epoch/v1");
+    for part in [
+        d.space.as_bytes(),
+        e.seq.to_string().as_bytes(),
+        d.service.as_bytes(),
+        d.ability.as_bytes(),
+        d.path.as_bytes(),
+        d.actor.as_bytes(),
+        d.timestamp_ms.to_string().as_bytes(),
+    ] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    tinycloud_auth::cid::from_blake3_digest(h.finalize().as_bytes()).to_string()
+}
+
 /// The JSON of a write event: what changed, where, by whom, and its sequence number; never
-/// the value.
+/// the value. It carries every field a reference subscriber reads (`type`, `id`, `space`,
+/// `service`, `ability`, `path`, `actor`, `epoch`, `eventIndex`, `timestamp`) plus `seq`.
+/// `id` is the sequence number as text (also the SSE id, so `Last-Event-ID` resumes from it)
+/// where the reference writes `<epoch>:<index>`: clients treat it as opaque.
 pub fn event_json(e: &StoredEvent) -> Value {
     let ts = crate::state::rfc3339(e.draft.timestamp_ms);
     json!({
@@ -88,6 +115,8 @@ pub fn event_json(e: &StoredEvent) -> Value {
         "ability": e.draft.ability,
         "path": e.draft.path,
         "actor": e.draft.actor,
+        "epoch": epoch_of(e),
+        "eventIndex": 0,
         "timestamp": ts,
     })
 }
@@ -112,6 +141,10 @@ pub struct Ticket {
     /// Random: every minted ticket is distinct, and opens one stream only.
     #[serde(default)]
     pub nonce: String,
+    /// Whether the subscriber asked for the stream's signals (`ready`, `reset`, `end`) as SSE
+    /// events. Without it they go as SSE comments, and only `write` events carry data.
+    #[serde(default)]
+    pub signals: bool,
 }
 
 impl Ticket {
@@ -192,6 +225,7 @@ mod tests {
             exp: 2,
             proofs: vec![],
             nonce: "n".into(),
+            signals: true,
         };
         let k = [3u8; 32];
         let enc = t.encode(&k);

@@ -332,7 +332,11 @@ impl TinyCloud {
     /// Creates (hosts) a space owned by the signer: `/peer/generate` then a
     /// `tinycloud.space/host` delegation to the node's host key.
     pub async fn host_space(&self, signer: &dyn Signer, space: &SpaceId) -> Result<()> {
-        let req = self.http.get(self.url(&format!("/peer/generate/{space}")));
+        // The space id percent-encoded into one path segment, as the reference clients send it.
+        let segment = space.to_string().replace(':', "%3A");
+        let req = self
+            .http
+            .get(self.url(&format!("/peer/generate/{segment}")));
         let host = self.send_for_text(req, 4096).await?;
         let cap = host_capability(space).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let header = self

@@ -433,20 +433,7 @@ impl TinyCloud {
             .body(serde_json::json!({ "cid": cid.to_string() }).to_string());
         let r = self.send(req, |s| s == 200 || s == 404).await?;
         let v: serde_json::Value = crate::error::read_json(r, 16 * 1024).await?;
-        let bad = || Error::Node {
-            status: 200,
-            message: "unexpected delegation status answer".into(),
-        };
-        if v["cid"].as_str() != Some(&cid.to_string()) {
-            return Err(bad());
-        }
-        Ok(match v["status"].as_str() {
-            Some("active") => DelegationStatus::Active,
-            Some("revoked") => DelegationStatus::Revoked,
-            Some("expired") => DelegationStatus::Expired,
-            Some("not_found") => DelegationStatus::NotFound,
-            _ => return Err(bad()),
-        })
+        parse_status(&v, cid)
     }
 
     async fn post_revoke(&self, token: &str, cid: &Cid) -> Result<()> {
@@ -466,6 +453,27 @@ impl TinyCloud {
     }
 }
 
+/// Reads a `/delegation/status` answer (`{cid, status, exists, active, revoked, expired}`),
+/// which must name the delegation asked about.
+fn parse_status(v: &serde_json::Value, cid: &Cid) -> Result<DelegationStatus> {
+    let bad = || Error::Node {
+        status: 200,
+        message: "unexpected delegation status answer".into(),
+    };
+    if v["cid"].as_str() != Some(&cid.to_string()) {
+        return Err(bad());
+    }
+    Ok(match v["status"].as_str() {
+        Some("active") => DelegationStatus::Active,
+        Some("revoked") => DelegationStatus::Revoked,
+        Some("expired") => DelegationStatus::Expired,
+        Some("not_found") => DelegationStatus::NotFound,
+        // A reference node's answer when it cannot tell.
+        Some("unavailable") => DelegationStatus::Unavailable,
+        _ => return Err(bad()),
+    })
+}
+
 /// A delegation's status on the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DelegationStatus {
@@ -477,4 +485,40 @@ pub enum DelegationStatus {
     Expired,
     /// The node does not know it.
     NotFound,
+    /// The node knows it but cannot tell its state (a reference node's `unavailable`).
+    Unavailable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `/delegation/status` answers in the documented shape (node-protocol.md §1.7).
+    #[test]
+    fn reference_status_answers_parse() {
+        let cid = tinycloud_auth::cid::blake3_cid(b"a delegation");
+        let c = cid.to_string();
+        for (status, want) in [
+            ("active", DelegationStatus::Active),
+            ("revoked", DelegationStatus::Revoked),
+            ("expired", DelegationStatus::Expired),
+            ("unavailable", DelegationStatus::Unavailable),
+        ] {
+            let v = json!({"cid": c, "status": status, "exists": true,
+                "active": status == "active", "revoked": status == "revoked",
+                "expired": status == "expired"});
+            assert_eq!(parse_status(&v, &cid).unwrap(), want, "{status}");
+        }
+        let gone = json!({"cid": c, "status": "not_found", "exists": false, "active": false,
+            "revoked": false, "expired": false});
+        assert_eq!(
+            parse_status(&gone, &cid).unwrap(),
+            DelegationStatus::NotFound
+        );
+        // An answer about another delegation, or an unknown state, is refused.
+        let other = tinycloud_auth::cid::blake3_cid(b"another").to_string();
+        assert!(parse_status(&json!({"cid": other, "status": "active"}), &cid).is_err());
+        assert!(parse_status(&json!({"cid": c, "status": "fine"}), &cid).is_err());
+    }
 }

@@ -31,6 +31,10 @@ const MAX_DECRYPT_ANSWER_BYTES: usize = 64 * 1024;
 /// The algorithm identifier.
 pub const ALG: &str = "x25519-aes256gcm/v1";
 
+/// The ability that creates a network; also the network-admin fact's `action`, in full as the
+/// reference clients write it and the reference node compares it.
+const NETWORK_CREATE: &str = "tinycloud.encryption/network.create";
+
 /// Hex SHA-256 of canonical JSON (for a string: of its quoted form).
 pub fn canonical_hash(v: &Value) -> String {
     hex::encode(Sha256::digest(
@@ -291,7 +295,9 @@ impl TinyCloud {
             r => r?,
         };
         let v: Value = read_json(r, 64 * 1024).await?;
-        let d = &v["descriptor"];
+        // The reference node wraps the descriptor (`{"descriptor": {…}}`); a bare descriptor
+        // is read too.
+        let d = v.get("descriptor").unwrap_or(&v);
         let public_key: [u8; 32] = d["publicEncryptionKey"]
             .as_str()
             .and_then(|k| STANDARD.decode(k).ok())
@@ -317,9 +323,9 @@ impl TinyCloud {
         let body = json!({"name": id.name(), "ownerDid": id.owner().to_string(), "threshold": {"n": 1, "t": 1}});
         let fact = json!({
             "type": "tinycloud.encryption.network-admin/v1", "targetNode": node.to_string(),
-            "networkId": id.to_string(), "bodyHash": canonical_hash(&body), "action": "network.create",
+            "networkId": id.to_string(), "bodyHash": canonical_hash(&body), "action": NETWORK_CREATE,
         });
-        let token = self.node_invocation(&node, id, "tinycloud.encryption/network.create", fact)?;
+        let token = self.node_invocation(&node, id, NETWORK_CREATE, fact)?;
         let req = self
             .http()
             .post(self.url("/encryption/networks"))

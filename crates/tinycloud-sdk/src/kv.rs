@@ -232,8 +232,10 @@ impl<'a> Kv<'a> {
         if !prefix.is_empty() {
             validate_path(prefix).map_err(|e| Error::InvalidInput(e.to_string()))?;
         }
-        let path = (!prefix.is_empty()).then_some(prefix);
-        let mut req = self.invoke(self.token(path, "list")?);
+        // An empty prefix is the empty path (`<space>/kv/`), as the reference clients list
+        // everything: a reference node answers a path-less `<space>/kv` list with an empty
+        // body. (A whole-service *grant* stays path-less; `…/kv/` is within it.)
+        let mut req = self.invoke(self.token(Some(prefix), "list")?);
         if let Some(l) = limit {
             req = req.header("x-tinycloud-limit", l.to_string());
         }

@@ -585,10 +585,13 @@ impl<'a> Secrets<'a> {
                     Err(Error::PermissionDenied { .. }) => return Ok(Writer::Other(key)),
                     Err(e) => return Err(e),
                 };
-                self.proof_status
-                    .lock()
-                    .map_err(|_| Error::Storage("proof status cache poisoned".into()))?
-                    .insert(cid, s);
+                // `unavailable` may change on the next ask: not remembered.
+                if s != DelegationStatus::Unavailable {
+                    self.proof_status
+                        .lock()
+                        .map_err(|_| Error::Storage("proof status cache poisoned".into()))?
+                        .insert(cid, s);
+                }
                 s
             }
         };
@@ -596,7 +599,7 @@ impl<'a> Secrets<'a> {
             // An expired proof still vouches for what it signed while valid (checked above).
             DelegationStatus::Active | DelegationStatus::Expired => writer,
             DelegationStatus::Revoked => Writer::Revoked(key),
-            DelegationStatus::NotFound => Writer::Other(key),
+            DelegationStatus::NotFound | DelegationStatus::Unavailable => Writer::Other(key),
         })
     }
 

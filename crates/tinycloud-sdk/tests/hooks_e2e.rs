@@ -42,7 +42,7 @@ async fn paths(s: &mut HookStream<'_>, n: usize) -> Vec<(String, u64)> {
     for _ in 0..n {
         let e = next(s).await.unwrap();
         assert_eq!(e.kind, HookEventKind::Write);
-        out.push((e.path, e.seq));
+        out.push((e.path, e.seq.expect("this node numbers events")));
     }
     out
 }
@@ -72,8 +72,11 @@ async fn subscriber_sees_other_clients_writes_and_resumes_without_loss() {
     assert_eq!(e.ability, "tinycloud.kv/put");
     assert_eq!(e.space, writer.space().unwrap().to_string());
     assert!(e.actor.starts_with("did:key:"), "{}", e.actor);
-    assert_eq!(e.id, e.seq.to_string());
-    let last = e.seq;
+    let seq = e.seq.expect("this node numbers events");
+    assert_eq!(e.id, seq.to_string());
+    assert!(e.epoch.as_deref().is_some_and(|c| c.starts_with("bafkr4i")));
+    assert_eq!(e.event_index, Some(0));
+    let last = seq;
     drop(s);
 
     // Written while nobody listens; picked up by resuming after the last seq handled.

@@ -75,11 +75,15 @@ fn parse_target(target: &str) -> Result<Target, CliError> {
     })
 }
 
-/// `SEQ TIME ACTOR ABILITY PATH`.
+/// `SEQ TIME ACTOR ABILITY PATH` (the event id in place of `SEQ` from a node that does not
+/// number events, such as a reference node).
 fn human_line(e: &HookEvent) -> String {
+    let seq = e
+        .seq
+        .map_or_else(|| field(&e.id).into_owned(), |s| s.to_string());
     format!(
         "{} {} {} {} {}",
-        e.seq,
+        seq,
         field(&e.timestamp.to_string()),
         field(&e.actor.to_string()),
         field(&e.ability.to_string()),
@@ -132,7 +136,7 @@ pub async fn run(ctx: &Ctx, args: &WatchArgs) -> Result<()> {
             ctx.out.notice(&format!(
                 "note: some events were missed ({}); continuing after seq {}",
                 field(event.reason.as_deref().unwrap_or("reset")),
-                event.seq
+                event.seq.unwrap_or_default()
             ));
             continue;
         };

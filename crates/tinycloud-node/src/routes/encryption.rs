@@ -135,12 +135,15 @@ fn fact<'a>(authz: &'a AuthorizedInvocation, ty: &str) -> ApiResult<&'a Map<Stri
         .ok_or_else(|| ApiError::unauthorized(format!("the invocation carries no {ty} fact")))
 }
 
+/// Checks the `tinycloud.encryption.network-admin/v1` fact against the request. `ability` is
+/// the full ability (`tinycloud.encryption/network.create`), which is what the reference
+/// clients put in the fact's `action` and what the reference node compares against.
 fn check_admin_fact(
     state: &SharedState,
     authz: &AuthorizedInvocation,
     network: &NetworkId,
     body: &Value,
-    action: &str,
+    ability: &str,
 ) -> ApiResult<()> {
     let f = fact(authz, ADMIN_FACT)?;
     let expect = |k: &str, v: &str| {
@@ -155,7 +158,19 @@ fn check_admin_fact(
     expect("targetNode", &state.keys.node_did().to_string())?;
     expect("networkId", &network.to_string())?;
     expect("bodyHash", &canonical_hash(body))?;
-    expect("action", action)
+    // The short form (`network.create`, the ability without its namespace) is still accepted:
+    // earlier versions of this project's SDK wrote it, and invocations minted by them (or
+    // tooling built on them) should keep working. Both name the same ability, which the
+    // chain check has already required, so accepting either widens nothing.
+    let action = f.get("action").and_then(Value::as_str);
+    let short = ability.strip_prefix("tinycloud.encryption/");
+    if action == Some(ability) || (action.is_some() && action == short) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "fact `action` does not match the request",
+        ))
+    }
 }
 
 /// `POST /encryption/networks`: create a network (`tinycloud.encryption/network.create`).
@@ -203,7 +218,13 @@ pub async fn create(
         "tinycloud.encryption/network.create",
     )
     .await?;
-    check_admin_fact(&state, &authz, &network, &body, "network.create")?;
+    check_admin_fact(
+        &state,
+        &authz,
+        &network,
+        &body,
+        "tinycloud.encryption/network.create",
+    )?;
     // Anyone is the root authority of networks in its own name: only an owner this node hosts
     // may make it generate and keep a key pair.
     if !state.hosts_owner(&owner) {
@@ -338,7 +359,13 @@ pub async fn revoke(
         "tinycloud.encryption/network.revoke",
     )
     .await?;
-    check_admin_fact(&state, &authz, &network, &json!({}), "network.revoke")?;
+    check_admin_fact(
+        &state,
+        &authz,
+        &network,
+        &json!({}),
+        "tinycloud.encryption/network.revoke",
+    )?;
     if !state
         .networks
         .revoke_network(&network.to_string(), now().as_millis())

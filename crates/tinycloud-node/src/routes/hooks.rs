@@ -2,8 +2,12 @@
 //!
 //! Unlike the reference, the ticket route verifies the invocation exactly as `/invoke` does
 //! (signature, chain, revocation, single use), streams resume from the per-space event log
-//! with `Last-Event-ID` (an explicit `reset` event when the log no longer reaches back that
-//! far), and a stream ends as soon as the delegations it rests on are revoked or expire.
+//! with `Last-Event-ID` (a `reset` signal when the log no longer reaches back that far), and
+//! a stream ends as soon as the delegations it rests on are revoked or expire.
+//!
+//! Wire compatibility: reference subscribers hand every SSE message that has data to the app
+//! as a write event, so by default only `write` events carry data; the signals (`ready`,
+//! `reset`, `end`) go as SSE comments unless the ticket was minted with `signals: true`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -41,13 +45,18 @@ pub struct TicketRequest {
     /// Ticket lifetime in seconds, clamped to the node's maximum.
     #[serde(default)]
     ttl_seconds: Option<i64>,
+    /// Also send the stream's signals (`ready`, `reset`, `end`) as SSE events with data.
+    /// Off by default: reference subscribers treat every data message as a write event, so
+    /// without this the signals go as SSE comments and only `write` events carry data.
+    #[serde(default)]
+    signals: bool,
 }
 
 /// `POST /hooks/tickets`: mint a short-lived ticket for an authorized subscription.
 #[utoipa::path(
     post, path = "/hooks/tickets", tag = "hooks",
     summary = "Mint an SSE ticket",
-    description = "Verifies the invocation as `/invoke` does (single use) and that it grants `tinycloud.hooks/subscribe` on every scope; the ticket opens `GET /hooks/events`.",
+    description = "Verifies the invocation as `/invoke` does (single use) and that it grants `tinycloud.hooks/subscribe` on every scope; the ticket opens one `GET /hooks/events` stream (mint a new one to reconnect). `signals: true` asks for `ready`/`reset`/`end` as SSE events (else SSE comments).",
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
     ),
@@ -117,6 +126,7 @@ pub async fn tickets(
         iat: now.as_millis(),
         exp: now.plus_secs(ttl).as_millis(),
         proofs: proofs_of(&authz.invocation),
+        signals: req.signals,
         nonce: {
             let mut n = [0u8; 16];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
@@ -135,6 +145,22 @@ pub async fn tickets(
 pub struct EventsQuery {
     /// A ticket from POST /hooks/tickets.
     ticket: String,
+}
+
+/// A stream signal (`ready`, `reset`, `end`): an SSE event with JSON data for a subscriber that
+/// asked for signals, else an SSE comment carrying the same JSON, which no client dispatches.
+/// `id` (if any) is sent either way: an id-only message moves a client's `Last-Event-ID`
+/// without dispatching anything.
+fn signal(ticket: &Ticket, name: &str, id: Option<u64>, data: &serde_json::Value) -> Event {
+    let mut e = Event::default();
+    if let Some(id) = id {
+        e = e.id(id.to_string());
+    }
+    if ticket.signals {
+        e.event(name).data(data.to_string())
+    } else {
+        e.comment(data.to_string())
+    }
 }
 
 fn sse_event(e: &StoredEvent) -> Event {
@@ -194,10 +220,12 @@ async fn pump(
             Ok(Some(l)) => l,
             Ok(None) => {
                 let latest = latest_seq(&state, &ticket.space).await;
-                let reset = Event::default()
-                    .event("reset")
-                    .id(latest.to_string())
-                    .data(json!({"type": "reset", "reason": "events were missed and are no longer in the log", "seq": latest}).to_string());
+                let reset = signal(
+                    &ticket,
+                    "reset",
+                    Some(latest),
+                    &json!({"type": "reset", "reason": "events were missed and are no longer in the log", "seq": latest}),
+                );
                 if tx.send(reset).await.is_err() {
                     return;
                 }
@@ -240,9 +268,7 @@ async fn pump(
                 match authority_holds(&state.auth, &ticket.proofs, now()).await {
                     Ok(_) | Err(Lapse::Store(_)) => {}
                     Err(Lapse::Ended(reason)) => {
-                        let end = Event::default()
-                            .event("end")
-                            .data(json!({"type": "end", "reason": reason}).to_string());
+                        let end = signal(&ticket, "end", None, &json!({"type": "end", "reason": reason}));
                         let _ = tx.send(end).await;
                         return;
                     }
@@ -256,7 +282,7 @@ async fn pump(
 #[utoipa::path(
     get, path = "/hooks/events", tag = "hooks",
     summary = "Stream write events (Server-Sent Events)",
-    description = "`ready`, `write` (id = sequence number), `reset` and `end` events; resumes after `Last-Event-ID`; ends when the subscription's delegations are revoked or expire.",
+    description = "By default only `write` events (SSE id = sequence number) carry data, as reference subscribers expect; the stream's signals (`ready`, `reset`, `end`) and heartbeats are SSE comments. A ticket minted with `\"signals\": true` gets the signals as `ready`, `reset` and `end` events. Resumes after `Last-Event-ID` either way; ends when the subscription's delegations are revoked or expire. A ticket opens one stream: reconnecting takes a fresh ticket (as the reference JS SDK does), so a plain `EventSource` that retries the same URL is refused with 401.",
     params(
         EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number"),
@@ -304,10 +330,12 @@ pub async fn events(
     let bus = state.index.subscribe();
     let live_from = latest_seq(&state, &ticket.space).await;
     let (tx, rx) = mpsc::channel::<Event>(256);
-    let ready = Event::default()
-        .event("ready")
-        .id(resume.unwrap_or(live_from).to_string())
-        .data(json!({"type": "ready", "seq": live_from}).to_string());
+    let ready = signal(
+        &ticket,
+        "ready",
+        Some(resume.unwrap_or(live_from)),
+        &json!({"type": "ready", "seq": live_from}),
+    );
     let _ = tx.send(ready).await;
     tokio::spawn(pump(state.clone(), ticket, resume, bus, live_from, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

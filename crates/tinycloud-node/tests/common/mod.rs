@@ -589,7 +589,9 @@ impl SseReader {
         let r = http()
             .post(format!("{}/hooks/tickets", node.url))
             .header("authorization", token.as_str())
-            .json(&serde_json::json!({"subscriptions": scopes}))
+            // Like this project's SDK, ask for the stream signals (`ready`/`reset`/`end`) as
+            // events; the wire tests (`e2e_wire_*`) cover a subscriber that does not.
+            .json(&serde_json::json!({"subscriptions": scopes, "signals": true}))
             .send()
             .await
             .unwrap();

@@ -58,17 +58,24 @@ pub enum HookEventKind {
 
 /// One event of the feed. Write events carry what changed, where and by whom, never the
 /// value; reset events carry only `seq` and `reason`. Serializes to the node's JSON.
+///
+/// Reads both this project's events and a reference node's (which carry `id`, `epoch` and
+/// `eventIndex` but no `seq`): every field beyond `type` is optional on read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HookEvent {
     /// `write` or `reset`.
     #[serde(rename = "type")]
     pub kind: HookEventKind,
-    /// The SSE event id (the sequence number as text; empty for resets).
+    /// The event id: the sequence number as text on this project's node, `<epoch>:<index>`
+    /// on a reference node (empty for resets). Opaque: compare, do not parse.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    /// Per-space sequence number: strictly increasing, gap-free within the space.
-    pub seq: u64,
+    /// Per-space sequence number: strictly increasing, gap-free within the space; what a
+    /// reconnection resumes after. `None` from a node that does not number events (a
+    /// reference node), whose feed cannot be resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Space id.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub space: String,
@@ -84,6 +91,12 @@ pub struct HookEvent {
     /// DID of the writer.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub actor: String,
+    /// The epoch (commit) the write belongs to, a CID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The write's index within its epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_index: Option<u64>,
     /// When it was written (RFC 3339).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timestamp: String,
@@ -137,7 +150,9 @@ impl<'a> Hooks<'a> {
             .http()
             .post(self.client.url("/hooks/tickets"))
             .header("authorization", token)
-            .json(&json!({"subscriptions": scopes, "ttlSeconds": TICKET_TTL_SECS}))
+            // `signals`: this SDK handles `ready`/`reset`/`end` (a node that does not know the
+            // field ignores it, as the reference does).
+            .json(&json!({"subscriptions": scopes, "ttlSeconds": TICKET_TTL_SECS, "signals": true}))
             .timeout(REQUEST_TIMEOUT);
         self.client.send_for_json(request).await
     }
@@ -214,12 +229,39 @@ mod tests {
             "timestamp": "2025-01-01T00:00:00Z"});
         let e: HookEvent = serde_json::from_value(write.clone()).unwrap();
         assert_eq!(e.kind, HookEventKind::Write);
-        assert_eq!(e.seq, 7);
+        assert_eq!(e.seq, Some(7));
         assert_eq!(serde_json::to_value(&e).unwrap(), write);
+        let ours = json!({"type": "write", "id": "7", "seq": 7, "space": SPACE, "service": "kv",
+            "ability": "tinycloud.kv/put", "path": "notes/a", "actor": "did:key:z6Mk",
+            "epoch": "bafkr4iexample", "eventIndex": 0, "timestamp": "2025-01-01T00:00:00Z"});
+        let e: HookEvent = serde_json::from_value(ours.clone()).unwrap();
+        assert_eq!(
+            (e.epoch.as_deref(), e.event_index),
+            (Some("bafkr4iexample"), Some(0))
+        );
+        assert_eq!(serde_json::to_value(&e).unwrap(), ours);
         let reset = json!({"type": "reset", "reason": "missed", "seq": 9});
         let r: HookEvent = serde_json::from_value(reset.clone()).unwrap();
         assert_eq!(r.kind, HookEventKind::Reset);
         assert_eq!(r.reason.as_deref(), Some("missed"));
         assert_eq!(serde_json::to_value(&r).unwrap(), reset);
+    }
+
+    /// A write event exactly as a reference node sends it (node-protocol.md §5): `id` is
+    /// `<epochCid>:<index>`, there is no `seq`, and `path` may be absent.
+    #[test]
+    fn reference_write_events_parse() {
+        let text = r#"{"type":"write","id":"bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4:0","space":"tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default","service":"kv","ability":"tinycloud.kv/put","path":"documents/a.json","actor":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","epoch":"bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4","eventIndex":0,"timestamp":"2026-01-01T00:00:00Z"}"#;
+        let e: HookEvent = serde_json::from_str(text).unwrap();
+        assert_eq!(e.kind, HookEventKind::Write);
+        assert_eq!(e.seq, None);
+        assert!(e.id.ends_with(":0"));
+        assert_eq!(e.path, "documents/a.json");
+        assert_eq!(e.event_index, Some(0));
+        assert!(e.epoch.as_deref().is_some_and(|c| c.starts_with("bafkr4i")));
+        // Without `path` (a pathless SQL database's write).
+        let bare = r#"{"type":"write","id":"bafkr4i:1","space":"s","service":"sql","ability":"tinycloud.sql/write","actor":"did:key:z","epoch":"bafkr4i","eventIndex":1,"timestamp":"2026-01-01T00:00:00Z"}"#;
+        let e: HookEvent = serde_json::from_str(bare).unwrap();
+        assert_eq!((e.path.as_str(), e.event_index), ("", Some(1)));
     }
 }

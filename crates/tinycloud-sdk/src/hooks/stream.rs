@@ -105,7 +105,7 @@ struct Connection {
 /// What a message means for the subscriber.
 #[derive(Debug, PartialEq)]
 enum Signal {
-    Event(HookEvent),
+    Event(Box<HookEvent>),
     End(String),
 }
 
@@ -122,7 +122,7 @@ fn interpret(msg: Message) -> Result<Option<Signal>> {
             if event.kind == HookEventKind::Write && event.id.is_empty() {
                 event.id = msg.id.unwrap_or_default();
             }
-            Ok(Some(Signal::Event(event)))
+            Ok(Some(Signal::Event(Box::new(event))))
         }
         "end" => {
             let reason = serde_json::from_str::<Value>(&msg.data)
@@ -230,12 +230,19 @@ impl<'a> Subscription<'a> {
             match conn.parser.next_message() {
                 Ok(Some(msg)) => match interpret(msg) {
                     Ok(Some(Signal::Event(event))) => {
-                        let seen = self.last_seq.is_some_and(|last| event.seq <= last);
+                        let seen = self
+                            .last_seq
+                            .zip(event.seq)
+                            .is_some_and(|(last, seq)| seq <= last);
                         if event.kind == HookEventKind::Write && seen {
                             continue; // already delivered before a reconnect
                         }
-                        self.last_seq = Some(event.seq);
-                        return Some(Ok(event));
+                        // Events without a `seq` (a reference node's) leave the position
+                        // alone: such a feed resumes from the node's present.
+                        if let Some(seq) = event.seq {
+                            self.last_seq = Some(seq);
+                        }
+                        return Some(Ok(*event));
                     }
                     Ok(Some(Signal::End(reason))) => {
                         let e = self.ended(reason);
@@ -300,7 +307,7 @@ mod tests {
             Some(Signal::Event(e)) => {
                 assert_eq!(
                     (e.kind, e.seq, e.id.as_str()),
-                    (HookEventKind::Write, 3, "3")
+                    (HookEventKind::Write, Some(3), "3")
                 );
             }
             other => panic!("{other:?}"),
@@ -311,14 +318,10 @@ mod tests {
             r#"{"type":"reset","reason":"gone","seq":9}"#,
         ))
         .unwrap();
-        assert!(matches!(
-            r,
-            Some(Signal::Event(HookEvent {
-                kind: HookEventKind::Reset,
-                seq: 9,
-                ..
-            }))
-        ));
+        match r {
+            Some(Signal::Event(e)) => assert_eq!((e.kind, e.seq), (HookEventKind::Reset, Some(9))),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             interpret(msg(
                 "end",
@@ -328,6 +331,20 @@ mod tests {
             .unwrap(),
             Some(Signal::End("delegation revoked".into()))
         );
+        // A reference node's write event: SSE id `<epoch>:<index>`, no `seq`.
+        let reference = interpret(msg(
+            "write",
+            Some("bafkr4iepoch:2"),
+            r#"{"type":"write","id":"bafkr4iepoch:2","space":"s","service":"kv","ability":"tinycloud.kv/del","path":"a","actor":"did:key:z","epoch":"bafkr4iepoch","eventIndex":2,"timestamp":"2026-01-01T00:00:00Z"}"#,
+        ))
+        .unwrap();
+        match reference {
+            Some(Signal::Event(e)) => assert_eq!(
+                (e.kind, e.seq, e.id.as_str(), e.event_index),
+                (HookEventKind::Write, None, "bafkr4iepoch:2", Some(2))
+            ),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(interpret(msg("ping", None, "{}")).unwrap(), None);
         assert!(interpret(msg("write", None, "not json")).is_err());
     }

@@ -7,6 +7,33 @@ use super::{Hooks, Scope};
 use crate::client::is_success;
 use crate::error::{Error, Result};
 
+/// The webhooks of a list answer: this project's node sends `{"webhooks": [...]}`, a
+/// reference node a bare array.
+fn webhook_list(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        mut v => match v.get_mut("webhooks").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// `/hooks/webhooks?space=&service=[&prefix=]`, the values form-encoded.
+fn list_path(scope: &Scope) -> String {
+    #[allow(clippy::expect_used)]
+    let mut url = reqwest::Url::parse("http://node/hooks/webhooks").expect("a constant URL");
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("space", &scope.space)
+            .append_pair("service", &scope.service);
+        if let Some(p) = scope.path_prefix.as_deref().filter(|p| !p.is_empty()) {
+            q.append_pair("prefix", p);
+        }
+    }
+    format!("/hooks/webhooks?{}", url.query().unwrap_or_default())
+}
+
 impl Hooks<'_> {
     async fn call(
         &self,
@@ -75,13 +102,7 @@ impl Hooks<'_> {
 
     /// Webhooks of a scope's space under the scope.
     pub async fn webhooks(&self, scope: &Scope) -> Result<Vec<Value>> {
-        let mut path = format!(
-            "/hooks/webhooks?space={}&service={}",
-            scope.space, scope.service
-        );
-        if let Some(p) = scope.path_prefix.as_deref().filter(|p| !p.is_empty()) {
-            path.push_str(&format!("&prefix={p}"));
-        }
+        let path = list_path(scope);
         let v = self
             .call(
                 reqwest::Method::GET,
@@ -92,7 +113,7 @@ impl Hooks<'_> {
             )
             .await?
             .unwrap_or_default();
-        Ok(v["webhooks"].as_array().cloned().unwrap_or_default())
+        Ok(webhook_list(v))
     }
 
     /// Stops deliveries to a webhook registered for `scope`.
@@ -121,5 +142,37 @@ impl Hooks<'_> {
             .await?
             .unwrap_or_default();
         Ok(v["deliveries"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference node lists webhooks as a bare array of records (node-protocol.md §5).
+    #[test]
+    fn both_list_shapes_are_read() {
+        let record = json!({"id": "wh1", "subscriberDid": "did:key:z", "space": "s",
+            "service": "kv", "pathPrefix": null, "abilities": [], "callbackUrl": "https://h/cb",
+            "secretKeyId": "primary", "active": true, "createdAt": "2026-01-01T00:00:00Z"});
+        assert_eq!(webhook_list(json!([record.clone()])), vec![record.clone()]);
+        assert_eq!(
+            webhook_list(json!({"webhooks": [record.clone()]})),
+            vec![record]
+        );
+        assert!(webhook_list(json!({"other": 1})).is_empty());
+    }
+
+    #[test]
+    fn list_queries_are_encoded() {
+        let space: tinycloud_auth::resource::SpaceId =
+            "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default"
+                .parse()
+                .unwrap();
+        let s = Scope::new(&space, "kv").with_prefix("a b&c");
+        assert_eq!(
+            list_path(&s),
+            "/hooks/webhooks?space=tinycloud%3Apkh%3Aeip155%3A1%3A0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf%3Adefault&service=kv&prefix=a+b%26c"
+        );
     }
 }
