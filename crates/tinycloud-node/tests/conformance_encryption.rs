@@ -107,7 +107,7 @@ async fn network_descriptor_and_signed_decrypt() {
     let network = format!("urn:tinycloud:encryption:{}:default", s.wallet.did());
 
     // Create. The short action form (`network.create`) is what earlier versions of this
-    // project's SDK sent; the reference form is tested below (ignored until the fix lands).
+    // project's SDK sent (still accepted); the reference's full form is tested below.
     let a = create(url, &s, &network, "network.create")
         .await
         .expect(200);
@@ -315,7 +315,6 @@ async fn network_descriptor_and_signed_decrypt() {
 
 /// Reference clients (JS SDK, OpenKey's bootstrap) put the full ability in the admin fact.
 #[tokio::test]
-#[ignore = "needs wire fix (issue 12 items 1/2)"]
 async fn network_admin_fact_in_the_reference_full_form() {
     let node = Node::start(&[]);
     let url = &node.url;

@@ -130,8 +130,7 @@ async fn raw_sse_framing_of_a_write() {
         .await
         .expect(200);
 
-    // Skip whatever the stream sends before (today: a `ready` data message, see the ignored
-    // test below) and find the write.
+    // Find the write (`first_data_message_is_the_write` below pins that nothing else comes first).
     let m = loop {
         let m = sse
             .next(Duration::from_secs(5))
@@ -187,7 +186,6 @@ async fn raw_sse_framing_of_a_write() {
 /// `event:` name; so the first data message a subscriber sees must be the write it waits for
 /// (heartbeats and signals as comments).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs wire fix (issue 12 items 1/2)"]
 async fn first_data_message_is_the_write() {
     let node = Node::start(&[]);
     let url = &node.url;
@@ -205,9 +203,10 @@ async fn first_data_message_is_the_write() {
     assert_eq!(data["path"], "notes/first");
 }
 
-/// The reference's write events carry `id` = `<epochCid>:<index>`, `epoch` and `eventIndex`.
+/// The reference's write events carry `epoch` and `eventIndex` (its `id` is `<epochCid>:<index>`;
+/// ours is the per-space sequence number, which clients treat as opaque: a deliberate difference
+/// that lets `Last-Event-ID` resume from the event log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "divergence: write events carry `id`/`seq` (a per-space counter), not `epoch`/`eventIndex`"]
 async fn write_event_has_the_reference_epoch_fields() {
     let node = Node::start(&[]);
     let url = &node.url;
