@@ -400,6 +400,8 @@ const QUERY_BATCH: usize = 200;
 const MAX_ACCOUNT_KEYS: usize = 256;
 /// Most delegations read per level while discovering an account's session keys.
 const MAX_ACCOUNT_EDGES_PER_LEVEL: usize = 1_024;
+/// Most levels of session keys delegating the list ability on (a session of a session …).
+const MAX_ACCOUNT_KEY_DEPTH: usize = 8;
 /// Longest `cursor` accepted.
 const MAX_QUERY_CURSOR: usize = 2_048;
 
@@ -664,7 +666,8 @@ fn is_delegation_service(r: &tinycloud_auth::resource::SpaceResource) -> bool {
 
 /// The account and its session keys: `did:key`s the account (or, transitively, one of its
 /// session keys) delegated the list ability on the account's delegation service. Bounded
-/// ([`MAX_ACCOUNT_KEYS`], newest delegations first).
+/// ([`MAX_ACCOUNT_KEYS`] keys, [`MAX_ACCOUNT_KEY_DEPTH`] levels, [`MAX_ACCOUNT_EDGES_PER_LEVEL`]
+/// newest delegations per level), so one query's cost is bounded however large the account.
 async fn account_keys(
     state: &SharedState,
     principal: &Did,
@@ -674,7 +677,7 @@ async fn account_keys(
         .map_err(|_| ApiError::bad_request("bad ability"))?;
     let mut keys = std::collections::HashSet::from([principal.to_string()]);
     let mut frontier = vec![principal.to_string()];
-    for _ in 0..tinycloud_auth::chain::MAX_CHAIN_NODES {
+    for _ in 0..MAX_ACCOUNT_KEY_DEPTH {
         if frontier.is_empty() || keys.len() >= MAX_ACCOUNT_KEYS {
             break;
         }
@@ -807,16 +810,14 @@ async fn listed(
     let mut grouped: std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>> =
         std::collections::BTreeMap::new();
     for c in &d.capabilities {
-        let mut wire = c.caveats.to_wire();
-        let caveats = if wire.len() == 1 {
-            serde_json::Value::Object(wire.remove(0))
-        } else {
-            serde_json::Value::Array(wire.into_iter().map(serde_json::Value::Object).collect())
-        };
-        grouped
-            .entry(c.resource.to_string())
-            .or_default()
-            .push((c.ability.to_string(), caveats));
+        // One caveat object per action, as the reference: a capability with several caveat
+        // alternatives lists its action once per alternative.
+        for caveat in c.caveats.to_wire() {
+            grouped
+                .entry(c.resource.to_string())
+                .or_default()
+                .push((c.ability.to_string(), serde_json::Value::Object(caveat)));
+        }
     }
     let resources = grouped
         .into_iter()

@@ -193,7 +193,9 @@ pub struct AccountDelegationResource {
     pub resource: String,
     /// Abilities granted on it (sorted).
     pub actions: Vec<String>,
-    /// Per action: its caveat object (`{}` when unconstrained), or a list of alternatives.
+    /// Per action, its caveat object (`{}` when unconstrained); an action constrained by
+    /// several alternatives appears once per alternative.
+    #[schema(value_type = Vec<Object>)]
     pub caveats: Vec<serde_json::Value>,
 }
 
