@@ -473,15 +473,23 @@ Examples:
         /// File to read, or `-` for stdin
         source: String,
     },
-    /// List the delegations of the space (needs capabilities/read)
+    /// List the delegations of the space (needs capabilities/read), or with --all every
+    /// delegation the account issued or received, with its status (needs delegation/list)
     #[command(
         visible_alias = "list",
         after_help = "\
 Examples:
   tc delegate ls
-  tc --json delegate ls | jq '.delegations[] | select(.revoked | not) | .cid'"
+  tc --json delegate ls | jq '.delegations[] | select(.revoked | not) | .cid'
+  tc delegate ls --all
+  tc --json delegate ls --all | jq '.delegations[] | select(.status == \"active\") | .cid'"
     )]
-    Ls,
+    Ls {
+        /// Every delegation the account issued or received, on any space (paged through
+        /// `POST /delegation/query`), each with its status
+        #[arg(long)]
+        all: bool,
+    },
     /// Revoke a delegation (and everything delegated from it)
     #[command(after_help = "Examples:\n  tc delegate revoke bafkr4i…")]
     Revoke {

@@ -421,6 +421,28 @@ async fn success_answers_match_the_served_document() {
         )
         .await;
     assert_eq!(v["status"], "revoked");
+    // the account listing: `b`'s own account (root authority over a space of its key) has the
+    // revoked grant it received, with every optional field of a revoked item
+    let b_space = tinycloud_auth::resource::SpaceId::new(b.did(), "default").unwrap();
+    let q = invoke_header(
+        &b,
+        &[],
+        &format!("{b_space}/delegation"),
+        "tinycloud.delegation/list",
+    );
+    let v = s
+        .call(
+            &node,
+            post.clone(),
+            "/delegation/query",
+            "/delegation/query",
+            Some(&q),
+            Some(&json!({"limit": 10})),
+            200,
+        )
+        .await;
+    assert_eq!(v["items"][0]["status"], "revoked");
+    assert!(v["items"][0]["revokedAt"].is_string());
 
     // the data plane's JSON answer (capabilities/read)
     let h = invoke_header(

@@ -16,6 +16,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/delegate"),
     ("post", "/revoke"),
     ("post", "/delegation/status"),
+    ("post", "/delegation/query"),
     ("post", "/invoke"),
     ("post", "/encryption/networks"),
     ("get", "/encryption/networks/{id}"),

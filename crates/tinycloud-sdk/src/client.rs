@@ -129,7 +129,7 @@ pub struct TinyCloud {
 pub const MAX_OWNER_SESSION_KEYS: usize = 32;
 
 /// The default capability set of an owner sign-in: KV, SQL, capabilities/read, hooks and
-/// delegation revocation on the primary space; the vault paths of the `secrets` space; decrypt
+/// delegation revocation and listing on the primary space; the vault paths of the `secrets` space; decrypt
 /// on the owner's default encryption network.
 pub fn default_capabilities(owner: &Did, space_name: &str) -> Result<Vec<Capability>> {
     let space =
@@ -157,6 +157,8 @@ pub fn default_capabilities(owner: &Did, space_name: &str) -> Result<Vec<Capabil
         add(format!("{space}/hooks"), &format!("tinycloud.hooks/{a}"))?;
     }
     add(format!("{space}/delegation"), "tinycloud.delegation/revoke")?;
+    // The account's delegation listing (`POST /delegation/query`), as the reference sign-in.
+    add(format!("{space}/delegation"), "tinycloud.delegation/list")?;
     for a in ["get", "put", "del", "list", "metadata"] {
         add(
             format!("{secrets}/kv/vault/secrets/"),

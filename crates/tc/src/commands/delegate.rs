@@ -1,4 +1,5 @@
-//! `tc delegate …`: create (after showing what it allows), list, revoke. `use` is
+//! `tc delegate …`: create (after showing what it allows), list (the space's, or with `--all`
+//! the account's through `POST /delegation/query`), revoke. `use` is
 //! `auth::import`.
 
 use anyhow::Result;
@@ -7,7 +8,7 @@ use tinycloud_auth::cid::parse_cid;
 use tinycloud_auth::resource::SpaceId;
 use tinycloud_auth::session::capability;
 use tinycloud_auth::text::{describe, RenderContext};
-use tinycloud_sdk::delegation::Grant;
+use tinycloud_sdk::delegation::{DelegationQuery, Grant};
 
 use super::auth::{consent, delegation_end, ensure_held, parse_did};
 use tinycloud_sdk::terminal::field;
@@ -151,6 +152,56 @@ pub async fn ls(ctx: &Ctx) -> Result<()> {
                     field(r["delegate"].as_str().unwrap_or_default()),
                 ));
                 for line in describe_listed(&r["capabilities"]) {
+                    out.push_str(&format!("  - {}\n", field(&line)));
+                }
+            }
+            out
+        })?;
+    Ok(())
+}
+
+/// `tc delegate ls --all`: every delegation the account issued or received, with its status.
+pub async fn ls_all(ctx: &Ctx) -> Result<()> {
+    let (_, client) = ctx.session_client()?;
+    let items = client.all_delegations(&DelegationQuery::default()).await?;
+    let rows: Vec<Value> = items
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    ctx.out
+        .result(&json!({"delegations": rows, "count": rows.len()}), || {
+            if items.is_empty() {
+                return "No delegations.".into();
+            }
+            let mut out = String::new();
+            for d in &items {
+                out.push_str(&format!(
+                    "{}  {} ({})\n  from: {}\n  to:   {}\n",
+                    field(&d.cid),
+                    field(&d.direction),
+                    d.status.as_str(),
+                    field(&d.delegator_did),
+                    field(&d.delegate_did),
+                ));
+                if let Some(exp) = &d.expires_at {
+                    out.push_str(&format!("  expires: {}\n", field(exp)));
+                }
+                if let Some(at) = &d.revoked_at {
+                    out.push_str(&format!("  revoked: {}\n", field(at)));
+                }
+                if let Some(anc) = &d.revoked_ancestor_cid {
+                    out.push_str(&format!("  revoked through: {}\n", field(anc)));
+                }
+                let caps: Vec<_> = d
+                    .resources
+                    .iter()
+                    .flat_map(|r| {
+                        r.actions
+                            .iter()
+                            .filter_map(|a| capability(&r.resource, a).ok())
+                    })
+                    .collect();
+                for line in describe(&caps, &RenderContext::default()) {
                     out.push_str(&format!("  - {}\n", field(&line)));
                 }
             }

@@ -256,7 +256,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Delegate(cmd) => match cmd {
             DelegateCommand::Create(args) => delegate::create(ctx, &args).await,
             DelegateCommand::Use { source } => auth::import(ctx, Some(&source)).await,
-            DelegateCommand::Ls => delegate::ls(ctx).await,
+            DelegateCommand::Ls { all: false } => delegate::ls(ctx).await,
+            DelegateCommand::Ls { all: true } => delegate::ls_all(ctx).await,
             DelegateCommand::Revoke { cid } => delegate::revoke(ctx, &cid).await,
         },
         Command::Secrets(cmd) => match cmd {

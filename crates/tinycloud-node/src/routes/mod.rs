@@ -70,6 +70,7 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(delegation::delegate))
         .routes(routes!(delegation::revoke))
         .routes(routes!(delegation::status))
+        .routes(routes!(delegation::query))
         .routes(routes!(encryption::create))
         .routes(routes!(encryption::decrypt))
         .routes(routes!(encryption::revoke))

@@ -132,6 +132,73 @@ pub enum DelegationState {
     NotFound,
 }
 
+/// `POST /delegation/query`: one page of the delegations an account issued or received.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationQueryPage {
+    /// The answer's schema version (2, as the reference).
+    pub schema_version: u8,
+    /// The page, newest stored first.
+    pub items: Vec<AccountDelegation>,
+    /// Absent on the last page; otherwise the `cursor` of the next request (opaque, bound to
+    /// this account and these filters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
+/// One delegation in a [`DelegationQueryPage`].
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDelegation {
+    /// Its CID.
+    pub cid: String,
+    /// `granted` (the account issued it) or `received` (addressed to the account).
+    pub direction: &'static str,
+    /// Who issued it.
+    pub delegator_did: String,
+    /// Who received it.
+    pub delegate_did: String,
+    /// What it grants, one entry per resource; `caveats[i]` constrains `actions[i]`.
+    pub resources: Vec<AccountDelegationResource>,
+    /// CIDs of the delegations it rests on.
+    pub parents: Vec<String>,
+    /// When it was signed (RFC 3339): the SIWE `Issued At` of a CACAO; null for a UCAN.
+    pub issued_at: Option<String>,
+    /// Start of validity (RFC 3339).
+    pub not_before: Option<String>,
+    /// End of validity (RFC 3339).
+    pub expires_at: Option<String>,
+    /// `active`, `pending` (not valid yet: it or an ancestor starts later), `expired` (it or an
+    /// ancestor), `revoked` (itself) or `ancestor_revoked`.
+    pub status: &'static str,
+    /// When it was revoked (itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub revoked_at: Option<String>,
+    /// Who revoked it (itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub revoked_by: Option<String>,
+    /// The revoked ancestor that revokes it (status `ancestor_revoked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub revoked_ancestor_cid: Option<String>,
+}
+
+/// A resource of an [`AccountDelegation`] and what it allows there.
+#[derive(Serialize, ToSchema)]
+pub struct AccountDelegationResource {
+    /// The resource URI.
+    pub resource: String,
+    /// Abilities granted on it (sorted).
+    pub actions: Vec<String>,
+    /// Per action, its caveat object (`{}` when unconstrained); an action constrained by
+    /// several alternatives appears once per alternative.
+    #[schema(value_type = Vec<Object>)]
+    pub caveats: Vec<serde_json::Value>,
+}
+
 /// What a hook subscriber watches: the schema of `tinycloud_auth::hook_scope::HookScope`,
 /// which parses it (the protocol core does not depend on the document generator; a unit
 /// test below keeps the two equal).

@@ -233,6 +233,20 @@ pub trait IndexStore: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Cid>>;
 
+    /// Delegations issued by one of `issuers` or addressed to one of `delegatees` (DID text,
+    /// fragment stripped), newest stored first (then by CID), each with the time it was stored
+    /// (Unix ms): at most `limit`, strictly after the position `after` (`(stored_ms, cid)`) in
+    /// that order. What `POST /delegation/query` pages through.
+    async fn account_delegations(
+        &self,
+        issuers: Vec<String>,
+        delegatees: Vec<String>,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreResult<Vec<(StoredDelegation, i64)>>;
+    /// The revocation recorded under `cid`: who revoked it and when (Unix ms).
+    async fn revocation(&self, cid: &Cid) -> StoreResult<Option<(String, i64)>>;
+
     /// Records a revocation (idempotent).
     async fn revoke(&self, cid: &Cid, revoker: &str, now_ms: i64) -> StoreResult<()>;
     /// Every revoked CID (loaded once at start-up).

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS delegation_space (
     PRIMARY KEY (space, cid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS delegation_by_expiration ON delegation (expiration);
+CREATE INDEX IF NOT EXISTS delegation_by_issuer ON delegation (issuer, created_at);
+CREATE INDEX IF NOT EXISTS delegation_by_delegatee ON delegation (delegatee, created_at);
 CREATE TABLE IF NOT EXISTS delegation_charge (
     cid TEXT NOT NULL,
     space TEXT NOT NULL,
@@ -907,6 +909,78 @@ impl IndexStore for SqliteIndex {
                 }
             }
             Ok(swept)
+        })
+        .await
+    }
+
+    async fn account_delegations(
+        &self,
+        issuers: Vec<String>,
+        delegatees: Vec<String>,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreResult<Vec<(StoredDelegation, i64)>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let list = |n: usize, from: usize| {
+                if n == 0 {
+                    // An empty set matches nothing.
+                    "SELECT NULL WHERE 0".to_owned()
+                } else {
+                    (from..from + n)
+                        .map(|i| format!("?{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            let (ni, nd) = (issuers.len(), delegatees.len());
+            let base = ni + nd + 1;
+            let sql = format!(
+                "SELECT {DELEGATION_COLUMNS}, created_at FROM delegation
+                 WHERE (issuer IN ({}) OR delegatee IN ({}))
+                   AND (?{base} IS NULL OR created_at < ?{base}
+                        OR (created_at = ?{base} AND cid > ?{}))
+                 ORDER BY created_at DESC, cid ASC LIMIT ?{}",
+                list(ni, 1),
+                list(nd, ni + 1),
+                base + 1,
+                base + 2,
+            );
+            let mut values: Vec<rusqlite::types::Value> = issuers
+                .into_iter()
+                .chain(delegatees)
+                .map(rusqlite::types::Value::Text)
+                .collect();
+            let (at, cid) = match after {
+                Some((at, cid)) => (
+                    rusqlite::types::Value::Integer(at),
+                    rusqlite::types::Value::Text(cid),
+                ),
+                None => (rusqlite::types::Value::Null, rusqlite::types::Value::Null),
+            };
+            values.extend([at, cid, rusqlite::types::Value::Integer(limit)]);
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((read_delegation(r)?, r.get::<_, i64>(9)?))
+            })?;
+            rows.map(|r| {
+                let (raw, at) = r?;
+                Ok((raw.decode()?, at))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn revocation(&self, cid: &Cid) -> StoreResult<Option<(String, i64)>> {
+        let cid = cid.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT revoker, revoked_at FROM revocation WHERE cid = ?1",
+                params![cid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
         })
         .await
     }
