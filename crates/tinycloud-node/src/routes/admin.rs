@@ -37,11 +37,13 @@ fn admin_gate(state: &SharedState, headers: &HeaderMap, peer: SocketAddr) -> Api
             "admin API not configured (set TINYCLOUD_ADMIN_SECRET)",
         ));
     };
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .and_then(bearer);
-    if token.is_some_and(|t| secret.matches(t)) {
+    let Some(header) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized_because(
+            crate::telemetry::reason::ADMIN,
+            "missing Authorization header",
+        ));
+    };
+    if bearer(header.as_bytes()).is_some_and(|t| secret.matches(t)) {
         return Ok(());
     }
     tracing::info!(peer = %peer.ip(), "admin request refused: missing or wrong bearer");
