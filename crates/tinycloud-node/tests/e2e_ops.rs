@@ -354,7 +354,7 @@ async fn admin_api_is_off_without_a_secret() {
         (reqwest::Method::GET, "/admin/usage".to_owned()),
         (reqwest::Method::GET, format!("/admin/quota/{SPACE}")),
         (reqwest::Method::DELETE, format!("/admin/quota/{SPACE}")),
-        (reqwest::Method::PUT, format!("/admin/quota/not-a-space")),
+        (reqwest::Method::PUT, "/admin/quota/not-a-space".to_owned()),
     ] {
         for bearer in [None, Some(good.as_str())] {
             let (status, _) = admin(
