@@ -14,7 +14,11 @@ fi
 
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+# An admin secret the fuzzer never learns: the admin routes answer 401 (without one they
+# answer 503, a 5xx that `not_a_server_error` would flag although it is documented).
+admin_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 TINYCLOUD_PORT=0 TINYCLOUD_STORAGE__DATADIR="$work/data" RUST_LOG=warn \
+  TINYCLOUD_ADMIN_SECRET="$admin_secret" \
   "$node_bin" >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 url=

@@ -51,6 +51,70 @@ pub struct Config {
     pub server: ServerConfig,
     /// Encryption networks.
     pub encryption: EncryptionConfig,
+    /// Prometheus metrics on a separate listener.
+    pub telemetry: TelemetryConfig,
+    /// The admin API's bearer secret: only from the environment (`TINYCLOUD_ADMIN_SECRET`),
+    /// never from a file; `None` disables the admin API (503).
+    #[serde(skip)]
+    pub admin_secret: Option<AdminSecret>,
+}
+
+/// Fewest bytes an admin secret may have; a shorter one refuses to start.
+pub const MIN_ADMIN_SECRET_BYTES: usize = 32;
+
+/// The admin API secret. Only its BLAKE3 digest is kept, so neither `Debug` nor a memory dump
+/// of the configuration shows it; a presented bearer is compared by digest in constant time.
+#[derive(Clone)]
+pub struct AdminSecret {
+    digest: blake3::Hash,
+}
+
+impl AdminSecret {
+    /// A secret of at least [`MIN_ADMIN_SECRET_BYTES`] bytes.
+    pub fn new(secret: &str) -> Result<Self, ConfigError> {
+        if secret.len() < MIN_ADMIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "TINYCLOUD_ADMIN_SECRET must be at least {MIN_ADMIN_SECRET_BYTES} bytes"
+            )));
+        }
+        Ok(AdminSecret {
+            digest: blake3::hash(secret.as_bytes()),
+        })
+    }
+
+    /// Whether `candidate` is the secret. Constant time in the candidate's content and length:
+    /// both sides are hashed and `blake3::Hash` equality is constant-time.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        blake3::hash(candidate) == self.digest
+    }
+}
+
+impl std::fmt::Debug for AdminSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminSecret(<redacted>)")
+    }
+}
+
+/// Prometheus metrics (`GET /metrics` on their own listener, never on the API port).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve metrics.
+    pub enabled: bool,
+    /// Metrics listen address (default: the API's `address`).
+    pub address: Option<IpAddr>,
+    /// Metrics listen port (0 picks a free one; the node prints `metrics on http://…/metrics`).
+    pub port: u16,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            enabled: false,
+            address: None,
+            port: 8001,
+        }
+    }
 }
 
 /// HTTP connection limits and timeouts (enforced by hyper and tower at the connection level).
@@ -257,6 +321,8 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             server: ServerConfig::default(),
             encryption: EncryptionConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            admin_secret: None,
         }
     }
 }
@@ -413,7 +479,7 @@ impl Config {
             let Some(rest) = key.strip_prefix("TINYCLOUD_") else {
                 continue;
             };
-            if rest == "CONFIG" || rest.is_empty() {
+            if rest == "CONFIG" || rest == "ADMIN_SECRET" || rest.is_empty() {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -435,14 +501,23 @@ impl Config {
                 (Some("keys"), Some("secret")) | (Some("storage"), Some("datadir")) => {
                     toml::Value::String(raw.clone())
                 }
-                (Some("address"), _) => toml::Value::String(raw.clone()),
+                (Some("address"), _) | (Some("telemetry"), Some("address")) => {
+                    toml::Value::String(raw.clone())
+                }
                 _ => env_value(raw),
             };
             insert_path(&mut table, &path, value);
         }
-        let cfg: Config = toml::Value::Table(table)
+        let mut cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        // Empty counts as unset (the reference's rule); too short refuses to start.
+        cfg.admin_secret = env
+            .iter()
+            .find(|(k, _)| k == "TINYCLOUD_ADMIN_SECRET")
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(_, v)| AdminSecret::new(v))
+            .transpose()?;
         let srv = &cfg.server;
         if srv.header_read_timeout_secs == 0
             || srv.idle_timeout_secs == 0
@@ -511,6 +586,38 @@ mod tests {
         assert_eq!(c.invocation.max_lifetime_secs, 60);
         assert!(Config::load(None, env(&[("TINYCLOUD_PORT", "nope")])).is_err());
         assert!(Config::load(None, env(&[("TINYCLOUD_STORAGE__LIMIT", "0")])).is_err());
+    }
+
+    #[test]
+    fn telemetry_and_admin_secret() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(!c.telemetry.enabled);
+        assert_eq!(c.telemetry.port, 8001);
+        assert!(c.admin_secret.is_none());
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+        let c = Config::load(
+            None,
+            env(&[
+                ("TINYCLOUD_TELEMETRY__ENABLED", "true"),
+                ("TINYCLOUD_TELEMETRY__PORT", "0"),
+                ("TINYCLOUD_TELEMETRY__ADDRESS", "127.0.0.1"),
+                ("TINYCLOUD_ADMIN_SECRET", secret),
+            ]),
+        )
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert_eq!(c.telemetry.port, 0);
+        let admin = c.admin_secret.clone().unwrap();
+        assert!(admin.matches(secret.as_bytes()));
+        assert!(!admin.matches(&secret.as_bytes()[..10]));
+        assert!(!admin.matches(b""));
+        // Never printed.
+        assert!(!format!("{c:?}").contains(secret));
+        // Empty is unset; short refuses to start without echoing the value.
+        let c = Config::load(None, env(&[("TINYCLOUD_ADMIN_SECRET", "")])).unwrap();
+        assert!(c.admin_secret.is_none());
+        let e = Config::load(None, env(&[("TINYCLOUD_ADMIN_SECRET", "short-one")])).unwrap_err();
+        assert!(!e.to_string().contains("short-one"), "{e}");
     }
 
     #[test]

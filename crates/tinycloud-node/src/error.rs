@@ -36,6 +36,13 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 401 for want of authority, counted in the metrics under `reason` (a fixed code:
+    /// `telemetry::reason` or a `ChainError::code`).
+    pub fn unauthorized_because(reason: &'static str, message: impl Into<String>) -> Self {
+        crate::telemetry::auth_failure(reason);
+        Self::unauthorized(message)
+    }
+
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
@@ -57,12 +64,24 @@ impl From<StoreError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
+        use crate::telemetry::{auth_failure, reason};
         match e {
-            AuthError::Malformed(t) => ApiError::bad_request(format!("malformed token: {t}")),
-            AuthError::Unverified(t) => ApiError::unauthorized(t.to_string()),
-            AuthError::Chain(c) => ApiError::unauthorized(c.to_string()),
-            AuthError::Replay => ApiError::new(StatusCode::CONFLICT, "duplicate invocation"),
-            AuthError::Unenforced(u) => ApiError::forbidden(u.to_string()),
+            AuthError::Malformed(t) => {
+                auth_failure(reason::MALFORMED);
+                ApiError::bad_request(format!("malformed token: {t}"))
+            }
+            AuthError::Unverified(t) => {
+                ApiError::unauthorized_because(reason::UNVERIFIED, t.to_string())
+            }
+            AuthError::Chain(c) => ApiError::unauthorized_because(c.code(), c.to_string()),
+            AuthError::Replay => {
+                auth_failure(reason::REPLAY);
+                ApiError::new(StatusCode::CONFLICT, "duplicate invocation")
+            }
+            AuthError::Unenforced(u) => {
+                auth_failure(reason::UNENFORCED);
+                ApiError::forbidden(u.to_string())
+            }
             AuthError::Store(s) => s.into(),
         }
     }

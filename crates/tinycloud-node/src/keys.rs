@@ -38,6 +38,9 @@ impl std::fmt::Debug for NodeKeys {
     }
 }
 
+/// Context of the share-invitation signing key (the reference's string, same derivation).
+const SHARE_INVITATION_CONTEXT: &[u8] = b"tinycloud/share-email/invitation-signing";
+
 fn seed(secret: &[u8], context: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(secret);
@@ -107,6 +110,18 @@ impl NodeKeys {
         SecretKey::ed25519_from_seed(&seed(&self.secret, space_id.as_bytes()))
     }
 
+    /// The public half of the node's share-invitation signing key (Ed25519, seed
+    /// blake3(secret ‖ "tinycloud/share-email/invitation-signing")), published unpadded
+    /// base64url at `/.well-known/tinycloud/node-keys`. The same secret gives the same key as
+    /// the reference node, so an operator moving a node secret keeps the pinned key. The
+    /// private half is derived on demand and never leaves this module.
+    pub fn share_invitation_public_key(&self) -> [u8; 32] {
+        let seed = seed(&self.secret, SHARE_INVITATION_CONTEXT);
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes()
+    }
+
     /// A 32-byte key for a purpose (`tinycloud/kv/list-cursor`, …), via BLAKE3 key derivation.
     pub fn derive(&self, context: &str) -> [u8; 32] {
         blake3::derive_key(context, &self.secret)
@@ -174,5 +189,31 @@ mod tests {
         assert_ne!(k.host_key("a").did(), k.host_key("b").did());
         assert!(NodeKeys::from_encoded("short").is_err());
         assert!(NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode([1u8; 16])).is_err());
+    }
+
+    #[test]
+    fn share_invitation_key_is_its_own_deterministic_key() {
+        let secret: Vec<u8> = (0u8..32)
+            .map(|b| b.wrapping_mul(7).wrapping_add(3))
+            .collect();
+        let k = NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode(&secret)).unwrap();
+        let again = NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode(&secret)).unwrap();
+        let public = k.share_invitation_public_key();
+        assert_eq!(public, again.share_invitation_public_key());
+        // The public half of the Ed25519 key whose seed is blake3(secret ‖ context).
+        let mut h = blake3::Hasher::new();
+        h.update(&secret);
+        h.update(b"tinycloud/share-email/invitation-signing");
+        let expected = ed25519_dalek::SigningKey::from_bytes(h.finalize().as_bytes());
+        assert_eq!(public, expected.verifying_key().to_bytes());
+        // Not the identity key, and not the seed itself.
+        let identity = SecretKey::ed25519_from_seed(&seed(&secret, b"tinycloud/node/identity"));
+        assert_ne!(
+            identity.did(),
+            SecretKey::ed25519_from_seed(h.finalize().as_bytes()).did()
+        );
+        assert_ne!(&public, h.finalize().as_bytes());
+        let other = NodeKeys::from_encoded(&URL_SAFE_NO_PAD.encode([2u8; 32])).unwrap();
+        assert_ne!(public, other.share_invitation_public_key());
     }
 }

@@ -18,4 +18,5 @@ pub mod server;
 pub mod sql;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod webhooks;

@@ -36,6 +36,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let index: Arc<dyn IndexStore> = sqlite.clone();
     let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite.clone();
     let networks: Arc<dyn crate::store::EncryptionStore> = sqlite.clone();
+    let quotas: Arc<dyn crate::store::quota::QuotaStore> = sqlite.clone();
     let sql_log: Arc<dyn crate::store::SqlLogStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
     let blob_gc = Arc::new(crate::store::blob_gc::BlobCollector::new(
@@ -88,6 +89,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     };
     let webhook_key = keys.derive("tinycloud/hooks/webhook-secrets");
     let network_key = keys.derive("tinycloud/encryption/network-seal");
+    let quota_overrides = quotas.quota_overrides().await?.into_iter().collect();
     Ok(Arc::new(AppState {
         config,
         keys,
@@ -105,6 +107,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         webhook_settings,
         networks,
         network_key,
+        quotas,
+        quota_overrides: RwLock::new(quota_overrides),
+        quota_admin: tokio::sync::Mutex::new(()),
     }))
 }
 
@@ -138,10 +143,38 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (listener, state) = bind(config).await?;
     let local = listener.local_addr()?;
+    let metrics = start_metrics(&state).await?;
+    if let Some((addr, _)) = &metrics {
+        tracing::info!(address = %addr, "metrics listening");
+        // Printed before the API line, so a reader that waits for that has seen this too.
+        println!("metrics on http://{addr}/metrics");
+    }
     tracing::info!(address = %local, node = %state.keys.node_did(), "tinycloud node listening");
     // Machine-readable line for tools and tests that start the node on port 0.
     println!("listening on http://{local}");
-    run(listener, state, shutdown).await
+    let result = run(listener, state, shutdown).await;
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
+    result
+}
+
+/// With `telemetry.enabled`: installs the recorder, binds the metrics listener and serves it.
+async fn start_metrics(
+    state: &SharedState,
+) -> anyhow::Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>> {
+    if !state.config.telemetry.enabled {
+        return Ok(None);
+    }
+    let listener = crate::telemetry::bind(&state.config).await?;
+    let addr = listener.local_addr()?;
+    let Some(handle) = crate::telemetry::install() else {
+        return Ok(None);
+    };
+    Ok(Some((
+        addr,
+        tokio::spawn(crate::telemetry::serve(listener, handle)),
+    )))
 }
 
 /// Opens storage and binds the listening socket.
@@ -374,6 +407,9 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleTimeout<T> 
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where metrics are served (`telemetry.enabled`).
+    pub metrics_addr: Option<SocketAddr>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -389,7 +425,11 @@ impl Running {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        (&mut self.handle).await?
+        let result = (&mut self.handle).await?;
+        if let Some(m) = self.metrics.take() {
+            m.abort();
+        }
+        result
     }
 }
 
@@ -397,12 +437,16 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (listener, state) = bind(config).await?;
     let addr = listener.local_addr()?;
+    let metrics = start_metrics(&state).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(run(listener, state, async move {
         let _ = rx.await;
     }));
+    let (metrics_addr, metrics) = metrics.map_or((None, None), |(a, t)| (Some(a), Some(t)));
     Ok(Running {
         addr,
+        metrics_addr,
+        metrics,
         stop: Some(tx),
         handle,
     })

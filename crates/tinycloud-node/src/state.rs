@@ -1,6 +1,6 @@
 //! Shared state of a running node.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use tinycloud_auth::timestamp::Timestamp;
@@ -45,6 +45,12 @@ pub struct AppState {
     pub networks: Arc<dyn crate::store::EncryptionStore>,
     /// Key sealing network private keys at rest.
     pub network_key: [u8; 32],
+    /// Durable per-space quota overrides (admin API).
+    pub quotas: Arc<dyn crate::store::quota::QuotaStore>,
+    /// The overrides in force: loaded at start, updated after each durable admin change.
+    pub quota_overrides: RwLock<HashMap<String, u64>>,
+    /// Serializes admin quota changes, so the map always ends as the store does.
+    pub quota_admin: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -70,8 +76,27 @@ impl AppState {
             .unwrap_or(false)
     }
 
-    /// The storage limit for a space.
-    pub fn limit_for(&self, space_is_public: bool) -> Option<u64> {
+    /// The storage limit enforced on a space (its canonical id): the admin override if one
+    /// is set, else the configured default for its kind.
+    pub fn limit_for(&self, space: &str) -> Option<u64> {
+        if let Some(l) = self
+            .quota_overrides
+            .read()
+            .ok()
+            .and_then(|m| m.get(space).copied())
+        {
+            return Some(l);
+        }
+        self.default_limit(
+            space
+                .parse::<tinycloud_auth::resource::SpaceId>()
+                .is_ok_and(|id| id.is_public()),
+        )
+    }
+
+    /// The configured storage limit of a kind of space (`public_spaces.storage_limit` for
+    /// spaces named `public`, `storage.limit` otherwise).
+    pub fn default_limit(&self, space_is_public: bool) -> Option<u64> {
         if space_is_public {
             self.config.public_spaces.storage_limit
         } else {

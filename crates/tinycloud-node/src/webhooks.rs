@@ -422,6 +422,25 @@ async fn service_one(state: &AppState, client: &reqwest::Client, w: &WebhookRow)
     }
 }
 
+/// Events logged after the cursors of active webhooks: what the dispatcher has still to look
+/// at (each is delivered, or skipped as out of scope).
+async fn queue_depth(state: &AppState, hooks: &[WebhookRow]) -> u64 {
+    let mut last = std::collections::HashMap::<&str, u64>::new();
+    let mut depth = 0u64;
+    for w in hooks {
+        let newest = match last.get(w.space.as_str()) {
+            Some(n) => *n,
+            None => {
+                let n = state.index.last_event(&w.space).await.unwrap_or(0);
+                last.insert(&w.space, n);
+                n
+            }
+        };
+        depth = depth.saturating_add(newest.saturating_sub(w.cursor));
+    }
+    depth
+}
+
 /// Runs the dispatcher until the process ends: woken by new events and every 250 ms for
 /// retries that fall due.
 pub async fn dispatch(state: Arc<AppState>) {
@@ -442,6 +461,9 @@ pub async fn dispatch(state: Arc<AppState>) {
         let Ok(hooks) = state.webhooks.active_webhooks().await else {
             continue;
         };
+        if crate::telemetry::enabled() {
+            crate::telemetry::webhook_queue_depth(queue_depth(&state, &hooks).await);
+        }
         for w in hooks {
             // Drain what is due for this subscription (bounded per round).
             let mut current = w;

@@ -55,6 +55,7 @@ const ENFORCED: &[&str] = &[
     "properties",
     "required",
     "additionalProperties",
+    "propertyNames",
     "items",
     "enum",
     "minimum",
@@ -198,6 +199,24 @@ impl Shapes {
                     }
                 }
             }
+            // Maps: every key against `propertyNames`, every value not named in `properties`
+            // against a schema-valued `additionalProperties`.
+            let named = s.get("properties").and_then(Value::as_object);
+            for (k, x) in o {
+                if let Some(names) = s.get("propertyNames") {
+                    self.check(
+                        names,
+                        &Value::String(k.clone()),
+                        &format!("{at} key {k}"),
+                        true,
+                    )?;
+                }
+                if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                    if !named.is_some_and(|p| p.contains_key(k)) {
+                        self.check(extra, x, &format!("{at}.{k}"), true)?;
+                    }
+                }
+            }
             let defines = s.contains_key("properties") || s.contains_key("allOf");
             if strict && defines {
                 let mut declared = BTreeSet::new();
@@ -307,9 +326,13 @@ async fn success_answers_match_the_served_document() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("node.toml");
     std::fs::write(&cfg, "[hooks]\nallow_private_destinations = true\n").unwrap();
+    let admin_secret = "e2e-api-shapes-admin-secret-0123456789abcdef";
     let node = Node::start_in(
         &dir.path().join("data"),
-        &[("TINYCLOUD_CONFIG", cfg.to_str().unwrap())],
+        &[
+            ("TINYCLOUD_CONFIG", cfg.to_str().unwrap()),
+            ("TINYCLOUD_ADMIN_SECRET", admin_secret),
+        ],
     );
     let doc: Value = get_json(&node, "/openapi.json").await;
     let mut s = Shapes {
@@ -679,6 +702,57 @@ async fn success_answers_match_the_served_document() {
         )
         .await;
     assert_eq!(v, json!(["site/index.html"]));
+
+    // node keys
+    s.call(
+        &node,
+        get.clone(),
+        "/.well-known/tinycloud/node-keys",
+        "/.well-known/tinycloud/node-keys",
+        None,
+        None,
+        200,
+    )
+    .await;
+
+    // admin
+    let bearer = format!("Bearer {admin_secret}");
+    let quota = "/admin/quota/{space}";
+    let at = format!("/admin/quota/{}", pubo.space);
+    s.call(
+        &node,
+        Method::PUT,
+        quota,
+        &at,
+        Some(&bearer),
+        Some(&json!({"limit_bytes": 1_000_000})),
+        200,
+    )
+    .await;
+    s.call(&node, get.clone(), quota, &at, Some(&bearer), None, 200)
+        .await;
+    s.call(
+        &node,
+        get.clone(),
+        "/admin/quota",
+        "/admin/quota",
+        Some(&bearer),
+        None,
+        200,
+    )
+    .await;
+    s.call(
+        &node,
+        get.clone(),
+        "/admin/usage",
+        "/admin/usage?limit=1",
+        Some(&bearer),
+        None,
+        200,
+    )
+    .await;
+    s.call(&node, Method::DELETE, quota, &at, Some(&bearer), None, 200)
+        .await;
 
     let missing: Vec<_> = s.documented_json().difference(&s.seen).cloned().collect();
     assert!(

@@ -33,11 +33,23 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/public/{space}/kv"),
     ("get", "/public/{space}/kv/{key}"),
     ("head", "/public/{space}/kv/{key}"),
+    ("get", "/.well-known/tinycloud/node-keys"),
+    ("put", "/admin/quota/{space}"),
+    ("get", "/admin/quota/{space}"),
+    ("delete", "/admin/quota/{space}"),
+    ("get", "/admin/quota"),
+    ("get", "/admin/usage"),
 ];
+
+/// An admin secret, so the admin routes answer (401 without it) rather than 503.
+const ADMIN: (&str, &str) = (
+    "TINYCLOUD_ADMIN_SECRET",
+    "e2e-openapi-admin-secret-0123456789abcdef",
+);
 
 #[tokio::test]
 async fn document_is_served_and_matches_the_router() {
-    let node = Node::start(&[]);
+    let node = Node::start(&[ADMIN]);
     let r = get(&node, "/openapi.json").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
@@ -83,6 +95,7 @@ async fn document_is_served_and_matches_the_router() {
             "post" => client.post(&url),
             "delete" => client.delete(&url),
             "head" => client.head(&url),
+            "put" => client.put(&url),
             other => panic!("undocumented method {other}"),
         };
         let resp = req.send().await.unwrap();
@@ -102,7 +115,7 @@ async fn document_is_served_and_matches_the_router() {
 /// `Authorization`-taking operation now refuses it with 401 before looking at anything else.
 #[tokio::test]
 async fn missing_authorization_is_401_before_the_request_is_read() {
-    let node = Node::start(&[]);
+    let node = Node::start(&[ADMIN]);
     let doc = serde_json::to_value(tinycloud_node::routes::openapi_document()).unwrap();
     let client = http();
     let mut checked = 0;
@@ -120,6 +133,7 @@ async fn missing_authorization_is_401_before_the_request_is_read() {
                 "get" => client.get(&url),
                 "post" => client.post(&url).body("{not json"),
                 "delete" => client.delete(&url),
+                "put" => client.put(&url).body("{not json"),
                 other => panic!("unexpected method {other}"),
             };
             let resp = req.send().await.unwrap();

@@ -87,10 +87,7 @@ pub async fn delegate(
         .iter()
         .map(|s| DelegationCharge {
             space: s.clone(),
-            limit: state.limit_for(
-                s.parse::<tinycloud_auth::resource::SpaceId>()
-                    .is_ok_and(|id| id.is_public()),
-            ),
+            limit: state.limit_for(s),
         })
         .collect();
     match state.auth.store_delegation(&d, charges, now).await? {

@@ -118,9 +118,10 @@ fn check_invocation(
         .info()
         .grants(&Resource::Network(network.clone()), &wanted)
     {
-        return Err(ApiError::unauthorized(format!(
-            "Unauthorized Action: {network} / {ability}"
-        )));
+        return Err(ApiError::unauthorized_because(
+            crate::telemetry::reason::UNAUTHORIZED_ACTION,
+            format!("Unauthorized Action: {network} / {ability}"),
+        ));
     }
     Ok(())
 }

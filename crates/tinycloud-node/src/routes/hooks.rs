@@ -109,9 +109,10 @@ pub async fn tickets(
             .parse()
             .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
         if !authz.invocation.info().grants(&wanted, &subscribe) {
-            return Err(ApiError::unauthorized(format!(
-                "Unauthorized Action: {wanted} / tinycloud.hooks/subscribe"
-            )));
+            return Err(ApiError::unauthorized_because(
+                crate::telemetry::reason::UNAUTHORIZED_ACTION,
+                format!("Unauthorized Action: {wanted} / tinycloud.hooks/subscribe"),
+            ));
         }
     }
     let ttl = req
@@ -361,9 +362,10 @@ async fn authorize_hook_action(
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
     if !authz.invocation.info().grants(&wanted, &wanted_ability) {
-        return Err(ApiError::unauthorized(format!(
-            "Unauthorized Action: {wanted} / {ability}"
-        )));
+        return Err(ApiError::unauthorized_because(
+            crate::telemetry::reason::UNAUTHORIZED_ACTION,
+            format!("Unauthorized Action: {wanted} / {ability}"),
+        ));
     }
     Ok(authz.invocation)
 }

@@ -172,7 +172,7 @@ async fn put(
     let space = r.space().to_string();
     let precondition = write_precondition(headers, true)?;
     let metadata = collect_metadata(headers)?;
-    let limit = state.limit_for(r.space().is_public());
+    let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
     let cap = match limit {
         Some(l) => {

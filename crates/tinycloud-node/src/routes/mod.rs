@@ -2,11 +2,13 @@
 //! `/peer/generate`), delegation (`/delegate`, `/revoke`, `/delegation/status`), the data plane
 //! (`/invoke`) and public reads (`/public/...`).
 
+mod admin;
 mod delegation;
 mod encryption;
 mod hooks;
 mod invoke;
 mod kv;
+mod node_keys;
 mod openapi;
 mod public;
 
@@ -39,6 +41,8 @@ pub fn router(state: SharedState) -> Router {
         .layer(Extension(OpenApiBytes(doc)))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        // Per route template (the layer runs after routing, so `MatchedPath` is known).
+        .layer(axum::middleware::from_fn(crate::telemetry::track))
         // Every other route reads small JSON bodies (and caps them itself as well).
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
@@ -63,7 +67,21 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(encryption::well_known))
         .routes(routes!(hooks::events))
         .routes(routes!(public::list))
-        .routes(routes!(public::get));
+        .routes(routes!(public::get))
+        .routes(routes!(node_keys::node_keys));
+    // The operator API checks its own bearer (503 when it is off, before anything else).
+    let admin = OpenApiRouter::new()
+        .routes(routes!(
+            admin::put_quota,
+            admin::get_quota,
+            admin::delete_quota
+        ))
+        .routes(routes!(admin::list_quotas))
+        .routes(routes!(admin::usage_page))
+        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            whole_body,
+        ));
     // Routes that act on authority: a request without `Authorization` is refused before its
     // path, query or body is looked at.
     let authenticated = OpenApiRouter::new()
@@ -90,7 +108,7 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
                 .route_layer(DefaultBodyLimit::disable()),
         )
         .route_layer(axum::middleware::from_fn(require_authorization));
-    public.merge(authenticated)
+    public.merge(admin).merge(authenticated)
 }
 
 /// 401 for a request to an authenticated route that carries no `Authorization` header.
@@ -103,7 +121,11 @@ async fn require_authorization(
             .headers()
             .contains_key(axum::http::header::AUTHORIZATION)
     {
-        return ApiError::unauthorized("missing Authorization header").into_response();
+        return ApiError::unauthorized_because(
+            crate::telemetry::reason::MISSING,
+            "missing Authorization header",
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -287,7 +309,12 @@ pub(crate) fn service_resource<'a>(
 fn authorization(headers: &HeaderMap, max: usize) -> ApiResult<&str> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized_because(
+                crate::telemetry::reason::MISSING,
+                "missing Authorization header",
+            )
+        })?;
     if value.len() > max {
         return Err(ApiError::bad_request(format!(
             "Authorization header larger than {max} bytes"

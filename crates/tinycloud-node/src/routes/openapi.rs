@@ -34,9 +34,104 @@ use crate::store::{AuditRow, DeliveryRow, WebhookRow};
         (name = "hooks", description = "Write events: SSE tickets and streams, signed webhooks."),
         (name = "encryption", description = "Encryption networks: discovery, decrypt, audit."),
         (name = "public", description = "Unauthenticated reads of spaces named `public`."),
-    )
+        (name = "admin", description = "Operator API (per-space quotas, usage): enabled only when \
+            `TINYCLOUD_ADMIN_SECRET` is set (else 503), `Authorization: Bearer <secret>`."),
+    ),
+    modifiers(&AdminSecurity)
 )]
 pub struct ApiDoc;
+
+/// Name of the admin API's security scheme (HTTP bearer: the node's admin secret).
+pub const ADMIN_SCHEME: &str = "adminBearer";
+
+/// Adds the admin bearer security scheme to the document's components.
+struct AdminSecurity;
+
+impl utoipa::Modify for AdminSecurity {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            ADMIN_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The node's admin secret (`TINYCLOUD_ADMIN_SECRET`, at least 32 bytes)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Description of the `Authorization` header of admin routes.
+pub const ADMIN_HEADER: &str = "`Bearer <TINYCLOUD_ADMIN_SECRET>`";
+
+/// `GET /.well-known/tinycloud/node-keys`: the node's published public keys.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeKeys {
+    /// The node's identity (`did:key`), as `nodeId` in `/info`.
+    pub node_did: String,
+    /// Unpadded base64url of the 32-byte Ed25519 public key the node signs share invitations
+    /// with (43 characters).
+    pub share_invitation_public_key: String,
+}
+
+/// The admin view of one space's quota (`/admin/quota/<spaceId>`).
+#[derive(Serialize, ToSchema)]
+pub struct QuotaStatus {
+    /// The space (canonical id).
+    pub space_id: String,
+    /// The admin override, if one is set.
+    pub override_bytes: Option<u64>,
+    /// The limit enforced now: the override, else the configured default (`null`: unlimited).
+    pub effective_limit_bytes: Option<u64>,
+    /// Bytes the space uses now (KV values, stored delegations and SQL databases).
+    pub current_usage_bytes: Option<u64>,
+}
+
+/// `GET /admin/quota`.
+#[derive(Serialize, ToSchema)]
+pub struct QuotaList {
+    /// Every override: space id → limit in bytes.
+    pub overrides: std::collections::BTreeMap<String, u64>,
+    /// `storage.limit`, the default of spaces without an override (`null`: unlimited).
+    pub default_limit_bytes: Option<u64>,
+    /// `public_spaces.storage_limit`, the default of spaces named `public`.
+    pub public_default_limit_bytes: Option<u64>,
+}
+
+/// `GET /admin/usage`: one page of hosted spaces, ordered by id.
+#[derive(Serialize, ToSchema)]
+pub struct UsagePage {
+    /// The spaces of this page.
+    pub spaces: Vec<SpaceUsage>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next: Option<String>,
+    /// Spaces hosted on this node.
+    pub total_spaces: u64,
+}
+
+/// One space's usage.
+#[derive(Serialize, ToSchema)]
+pub struct SpaceUsage {
+    /// The space.
+    pub space_id: String,
+    /// Everything it uses (`index_bytes + sql_bytes`).
+    pub usage_bytes: u64,
+    /// KV values and stored delegations.
+    pub index_bytes: u64,
+    /// SQL databases.
+    pub sql_bytes: u64,
+    /// The admin override, if one is set.
+    pub override_bytes: Option<u64>,
+    /// The limit enforced now (`null`: unlimited).
+    pub effective_limit_bytes: Option<u64>,
+}
 
 /// Description of the `Authorization` header carrying an invocation.
 pub const INVOCATION_HEADER: &str =
@@ -611,7 +706,11 @@ mod tests {
                 assert!(responses.keys().any(|c| c.starts_with('2')), "{at}: no 2xx");
                 let no_input = matches!(
                     path.as_str(),
-                    "/healthz" | "/info" | "/version" | "/openapi.json"
+                    "/healthz"
+                        | "/info"
+                        | "/version"
+                        | "/openapi.json"
+                        | "/.well-known/tinycloud/node-keys"
                 );
                 if !no_input {
                     assert!(responses.keys().any(|c| c.starts_with('4')), "{at}: no 4xx");

@@ -142,7 +142,7 @@ pub async fn handle(
     let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
     let mut max_growth = None;
     if writes {
-        if let Some(limit) = state.limit_for(r.space().is_public()) {
+        if let Some(limit) = state.limit_for(&space) {
             let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
             if used >= limit {
                 return Err(ApiError::new(

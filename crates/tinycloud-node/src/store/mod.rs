@@ -15,6 +15,7 @@
 pub mod blob_gc;
 pub mod fs_blobs;
 pub mod head_cache;
+pub mod quota;
 pub mod replay_log;
 pub mod sqlite;
 

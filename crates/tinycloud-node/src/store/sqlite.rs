@@ -243,6 +243,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, replay: Arc<Repl
             }
         };
         let completions: Vec<Completion> = batch.into_iter().map(|job| job(&tx)).collect();
+        let committing = std::time::Instant::now();
         // The nonces of the invocations behind these writes reach the disk first: a write that
         // survives a power loss must never be replayable.
         let err = match replay.sync() {
@@ -256,6 +257,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, replay: Arc<Repl
                 e.to_string()
             }),
         };
+        crate::telemetry::store_commit(committing.elapsed());
         for c in completions {
             c(err.clone());
         }
@@ -270,6 +272,7 @@ impl SqliteIndex {
         }
         let mut writer = open(path, false)?;
         writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(super::quota::SCHEMA)?;
         migrate(&mut writer)?;
         migrate_hooks_and_audit(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -297,7 +300,7 @@ impl SqliteIndex {
     }
 
     /// Runs `f` in the next group-committed transaction; resolves after the commit is durable.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
@@ -331,7 +334,7 @@ impl SqliteIndex {
     }
 
     /// Runs `f` on a read-only connection.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {

@@ -23,6 +23,8 @@ use tinycloud_auth::ucan::UcanBuilder;
 pub struct Node {
     pub child: Child,
     pub url: String,
+    /// `http://…/metrics` when started with `TINYCLOUD_TELEMETRY__ENABLED=true`.
+    pub metrics_url: Option<String>,
     pub dir: std::path::PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -52,10 +54,15 @@ impl Node {
         let stdout = child.stdout.take().unwrap();
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
+        let mut metrics_url = None;
         let url = loop {
             line.clear();
             let n = reader.read_line(&mut line).unwrap();
             assert!(n > 0, "node exited before listening");
+            // Printed before the listening line when telemetry is on.
+            if let Some(u) = line.trim().strip_prefix("metrics on ") {
+                metrics_url = Some(u.to_owned());
+            }
             if let Some(u) = line.trim().strip_prefix("listening on ") {
                 break u.to_owned();
             }
@@ -70,6 +77,7 @@ impl Node {
         Node {
             child,
             url,
+            metrics_url,
             dir: dir.to_path_buf(),
             _tmp: None,
         }
