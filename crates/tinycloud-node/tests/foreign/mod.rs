@@ -59,6 +59,13 @@ pub const COVERED_ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/public/{space}/kv", "conformance_public::public_reads_as_an_anonymous_client"),
     ("get", "/public/{space}/kv/{key}", "conformance_public::public_reads_as_an_anonymous_client"),
     ("head", "/public/{space}/kv/{key}", "conformance_public::public_reads_as_an_anonymous_client"),
+    ("post", "/delegation/query", "conformance_operations::delegation_query_as_a_reference_client"),
+    ("get", "/.well-known/tinycloud/node-keys", "conformance_operations::node_keys"),
+    ("put", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
+    ("get", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
+    ("delete", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
+    ("get", "/admin/quota", "conformance_operations::admin_quota_api"),
+    ("get", "/admin/usage", "conformance_operations::admin_quota_api"),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -813,10 +820,12 @@ pub fn default_session_caps(space: &str, owner_did: &str) -> Vec<(String, String
             &format!("tinycloud.hooks/{a}"),
         ));
     }
-    caps.push(cap(
-        format!("{space}/delegation"),
-        "tinycloud.delegation/revoke",
-    ));
+    for a in ["revoke", "list"] {
+        caps.push(cap(
+            format!("{space}/delegation"),
+            &format!("tinycloud.delegation/{a}"),
+        ));
+    }
     let network = format!("urn:tinycloud:encryption:{owner_did}:default");
     for a in ["decrypt", "network.create", "network.revoke", "audit"] {
         caps.push(cap(network.clone(), &format!("tinycloud.encryption/{a}")));
