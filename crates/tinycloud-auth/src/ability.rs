@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::did::truncate;
+use crate::excerpt::truncate;
 
 /// Errors parsing an ability.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

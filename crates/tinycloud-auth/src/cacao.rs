@@ -190,12 +190,12 @@ impl Cacao {
         let wire: Wire =
             serde_ipld_dagcbor::from_slice(bytes).map_err(|e| CacaoError::Cbor(e.to_string()))?;
         if wire.h.t != "eip4361" {
-            return Err(CacaoError::UnsupportedHeader(crate::did::truncate(
+            return Err(CacaoError::UnsupportedHeader(crate::excerpt::truncate(
                 &wire.h.t,
             )));
         }
         if wire.s.t != "eip191" {
-            return Err(CacaoError::UnsupportedSignature(crate::did::truncate(
+            return Err(CacaoError::UnsupportedSignature(crate::excerpt::truncate(
                 &wire.s.t,
             )));
         }

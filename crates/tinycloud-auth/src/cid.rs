@@ -35,9 +35,9 @@ pub fn from_blake3_digest(digest: &[u8; 32]) -> Cid {
 /// Parses any multibase CID text (base32 `bafk…`, base58btc `z…`, …) or a CIDv0.
 pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
     if s.len() > 256 {
-        return Err(CidError::Invalid(crate::did::truncate(s)));
+        return Err(CidError::Invalid(crate::excerpt::truncate(s)));
     }
-    Cid::from_str(s).map_err(|_| CidError::Invalid(crate::did::truncate(s)))
+    Cid::from_str(s).map_err(|_| CidError::Invalid(crate::excerpt::truncate(s)))
 }
 
 /// The base58btc rendering used inside ReCap `prf` arrays.

@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::eth::EthAddress;
-use crate::keys::{KeyError, PublicKey};
+use crate::excerpt::truncate;
+use crate::keys::{KeyError, PublicKey, SecretKey};
 
 /// Errors from parsing a DID or DID URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -300,17 +301,12 @@ pub fn principal_matches(a: &str, b: &str) -> bool {
     }
 }
 
-/// Keeps error messages short when echoing attacker-controlled input.
-pub(crate) fn truncate(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.len() <= MAX {
-        return s.to_owned();
+impl SecretKey {
+    /// The key's `did:key`. (Here rather than in `keys.rs`, so identities depend on keys and
+    /// never the other way round.)
+    pub fn did(&self) -> Did {
+        Did::key(self.public_key())
     }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

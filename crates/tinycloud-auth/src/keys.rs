@@ -140,7 +140,7 @@ impl PublicKey {
     pub fn verify_jwt(&self, alg: &str, message: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
         if alg != self.jwt_alg() {
             return Err(SignatureError::AlgorithmMismatch {
-                alg: crate::did::truncate(alg),
+                alg: crate::excerpt::truncate(alg),
                 key: self.kind(),
             });
         }
@@ -207,11 +207,6 @@ impl SecretKey {
             SecretKey::Secp256k1(k) => PublicKey::Secp256k1(*k.verifying_key()),
             SecretKey::P256(k) => PublicKey::P256(*k.verifying_key()),
         }
-    }
-
-    /// The key's `did:key`.
-    pub fn did(&self) -> crate::did::Did {
-        crate::did::Did::key(self.public_key())
     }
 
     /// Signs `message` the way the key's JWT algorithm does.

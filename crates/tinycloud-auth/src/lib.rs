@@ -16,6 +16,7 @@ pub mod chain;
 pub mod cid;
 pub mod did;
 pub mod eth;
+mod excerpt;
 pub mod hook_scope;
 pub mod keys;
 pub mod policy;

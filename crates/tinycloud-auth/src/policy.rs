@@ -139,9 +139,9 @@ fn decode_unreserved(path: &str) -> Result<String, PolicyError> {
             let hex = path
                 .get(i + 1..i + 3)
                 .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| PolicyError::MalformedPath(crate::did::truncate(path)))?;
+                .ok_or_else(|| PolicyError::MalformedPath(crate::excerpt::truncate(path)))?;
             let byte = u8::from_str_radix(hex, 16)
-                .map_err(|_| PolicyError::MalformedPath(crate::did::truncate(path)))?;
+                .map_err(|_| PolicyError::MalformedPath(crate::excerpt::truncate(path)))?;
             if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
                 out.push(byte as char);
             } else {
@@ -170,7 +170,7 @@ impl PolicyCapability {
             }
         }
         if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(PolicyError::UnknownKey(crate::did::truncate(k)));
+            return Err(PolicyError::UnknownKey(crate::excerpt::truncate(k)));
         }
         let service = required_str(obj, "service")?;
         let registry =
@@ -181,12 +181,12 @@ impl PolicyCapability {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
         if !space_ok {
-            return Err(PolicyError::MalformedSpace(crate::did::truncate(space)));
+            return Err(PolicyError::MalformedSpace(crate::excerpt::truncate(space)));
         }
         let raw_path = required_str(obj, "path")?;
         let path: String = decode_unreserved(raw_path)?.nfc().collect();
         validate_path(&path)
-            .map_err(|_| PolicyError::MalformedPath(crate::did::truncate(raw_path)))?;
+            .map_err(|_| PolicyError::MalformedPath(crate::excerpt::truncate(raw_path)))?;
         let actions = obj
             .get("actions")
             .and_then(Value::as_array)
@@ -198,13 +198,13 @@ impl PolicyCapability {
                 .ok_or_else(|| PolicyError::Malformed("actions must be strings".into()))?;
             let Ok(ability) = a.parse::<Ability>() else {
                 return Err(if a.contains('/') {
-                    PolicyError::MalformedAction(crate::did::truncate(a))
+                    PolicyError::MalformedAction(crate::excerpt::truncate(a))
                 } else {
-                    PolicyError::ShortActionName(crate::did::truncate(a))
+                    PolicyError::ShortActionName(crate::excerpt::truncate(a))
                 });
             };
             if ability.namespace() != service || !registry.contains(&ability.name()) {
-                return Err(PolicyError::MalformedAction(crate::did::truncate(a)));
+                return Err(PolicyError::MalformedAction(crate::excerpt::truncate(a)));
             }
             set.insert(a.to_owned());
         }

@@ -6,7 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::cid::{parse_cid, Cid};
-use crate::did::{truncate, Did, DidError};
+use crate::did::{Did, DidError};
+use crate::excerpt::truncate;
 
 /// Errors parsing a space id or resource URI.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,50 +3,54 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-/// Token buckets keyed by IP.
-pub struct RateLimiter {
-    per_minute: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::HashMapStateStore;
+
+/// Most clients tracked at once. Past it, buckets that have refilled (indistinguishable from
+/// a new client's) are dropped; if every tracked client is still limited, new clients are
+/// refused until some refill. An attacker with many addresses can therefore never reset
+/// anyone else's limit, only be refused along with other newcomers.
+const MAX_TRACKED: usize = 1_000_000;
+
+/// Token buckets keyed by client (GCRA, from `governor`).
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    limiter: governor::RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C>,
+    max_tracked: usize,
 }
 
 impl RateLimiter {
     /// `per_minute` steady rate plus `burst` extra.
     pub fn new(per_minute: u32, burst: u32) -> Self {
+        Self::with_clock(per_minute, burst, DefaultClock::default(), MAX_TRACKED)
+    }
+}
+
+impl<C: Clock> RateLimiter<C> {
+    fn with_clock(per_minute: u32, burst: u32, clock: C, max_tracked: usize) -> Self {
+        let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        let cells = NonZeroU32::new(per_minute.saturating_add(burst).max(1)).unwrap_or(rate);
+        let quota = governor::Quota::per_minute(rate).allow_burst(cells);
         RateLimiter {
-            per_minute: f64::from(per_minute),
-            burst: f64::from(per_minute.saturating_add(burst).max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            limiter: governor::RateLimiter::new(quota, HashMapStateStore::default(), clock),
+            max_tracked,
         }
     }
 
     /// Takes one token for `ip`'s client (IPv6 by its /64, as the connection caps count);
     /// false when the bucket is empty.
     pub fn allow(&self, ip: IpAddr) -> bool {
-        self.allow_at(ip, Instant::now())
-    }
-
-    fn allow_at(&self, ip: IpAddr, now: Instant) -> bool {
-        let ip = client_key(ip);
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return false;
-        };
-        if buckets.len() > 100_000 {
-            buckets.clear();
+        if self.limiter.len() >= self.max_tracked {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            if self.limiter.len() >= self.max_tracked {
+                tracing::warn!("public rate limiter is tracking its maximum of clients");
+                return false;
+            }
         }
-        let (tokens, last) = buckets.entry(ip).or_insert((self.burst, now));
-        let refill = now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0;
-        *tokens = (*tokens + refill).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.limiter.check_key(&client_key(ip)).is_ok()
     }
 }
 
@@ -157,22 +161,42 @@ mod tests {
 
     #[test]
     fn bucket_empties_and_refills() {
-        let rl = RateLimiter::new(60, 0);
+        let clock = governor::clock::FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(60, 0, clock.clone(), MAX_TRACKED);
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let t0 = Instant::now();
         for _ in 0..60 {
-            assert!(rl.allow_at(ip, t0));
+            assert!(rl.allow(ip));
         }
-        assert!(!rl.allow_at(ip, t0));
-        assert!(rl.allow_at(ip, t0 + std::time::Duration::from_secs(1)));
-        assert!(rl.allow_at([127, 0, 0, 2].into(), t0));
+        assert!(!rl.allow(ip));
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(rl.allow(ip));
+        assert!(!rl.allow(ip));
+        assert!(rl.allow([127, 0, 0, 2].into()));
         // One IPv6 /64 is one client: rotating addresses inside it gets no fresh bucket.
-        let rl = RateLimiter::new(60, 0);
+        let rl = RateLimiter::with_clock(60, 0, clock.clone(), MAX_TRACKED);
         for i in 0..60u16 {
             let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, 0, 0, 1]);
-            assert!(rl.allow_at(ip, t0));
+            assert!(rl.allow(ip));
         }
-        assert!(!rl.allow_at("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
-        assert!(rl.allow_at("2001:db8:1:3::1".parse().unwrap(), t0));
+        assert!(!rl.allow("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert!(rl.allow("2001:db8:1:3::1".parse().unwrap()));
+    }
+
+    /// Many fresh addresses cannot reset a limited client's bucket (the old limiter cleared
+    /// every bucket once it tracked 100k clients).
+    #[test]
+    fn many_addresses_do_not_reset_a_limited_client() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(60, 0, clock.clone(), 100);
+        let victim: IpAddr = [10, 0, 0, 1].into();
+        while rl.allow(victim) {}
+        for i in 0..500u32 {
+            let _ = rl.allow(IpAddr::from((0x0b00_0000 + i).to_be_bytes()));
+        }
+        assert!(!rl.allow(victim), "still limited after the flood");
+        // Once everything has refilled, the tracked set is reclaimed and newcomers get in.
+        clock.advance(std::time::Duration::from_secs(120));
+        assert!(rl.allow([12, 0, 0, 1].into()));
+        assert!(rl.allow(victim));
     }
 }

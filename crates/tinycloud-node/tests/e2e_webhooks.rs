@@ -221,9 +221,30 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
         before,
         "no deliveries after unregister"
     );
-    // a delegate without hooks/register cannot register
-    let stranger = ed25519(41);
-    let (s, _) = Client::new(&node, &stranger, &[])
+    // a delegate holding hooks/list (not hooks/register) on the same scope cannot register:
+    // the refusal is the missing ability, not a missing chain (its list works)
+    let lister = ed25519(41);
+    let grant = delegate(
+        &node,
+        &o.session,
+        &lister.did(),
+        &[o.session_cid],
+        vec![tinycloud_auth::session::capability(&notes, "tinycloud.hooks/list").unwrap()],
+        600,
+    )
+    .await;
+    let d = Client::new(&node, &lister, &[grant]);
+    let (s, v) = d
+        .hooks(
+            &notes,
+            "list",
+            reqwest::Method::GET,
+            &format!("/hooks/webhooks?space={}&service=kv&prefix=notes", o.space),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "the delegate's chain is good: {v}");
+    let (s, v) = d
         .hooks(
             &notes,
             "register",
@@ -232,5 +253,5 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
             Some(&reg(callback)),
         )
         .await;
-    assert_eq!(s, 401);
+    assert_eq!(s, 401, "register without hooks/register: {v}");
 }
