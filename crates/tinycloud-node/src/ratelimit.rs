@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 
 /// Most clients tracked at once. Past it, buckets that have refilled (indistinguishable from
@@ -17,7 +18,8 @@ const MAX_TRACKED: usize = 1_000_000;
 
 /// Token buckets keyed by client (GCRA, from `governor`).
 pub struct RateLimiter<C: Clock = DefaultClock> {
-    limiter: governor::RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C>,
+    limiter:
+        governor::RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     max_tracked: usize,
 }
 
