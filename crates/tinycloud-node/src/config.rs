@@ -51,6 +51,30 @@ pub struct Config {
     pub server: ServerConfig,
     /// Encryption networks.
     pub encryption: EncryptionConfig,
+    /// Signed KV URLs (`/signed/kv`).
+    pub signed_urls: SignedUrlsConfig,
+}
+
+/// Signed KV URL settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignedUrlsConfig {
+    /// Longest ticket lifetime in seconds (at most 300, the protocol's maximum).
+    pub max_ttl_secs: u64,
+    /// Most live (unexpired) tickets per space.
+    pub max_tickets_per_space: u64,
+    /// Most live tickets one issuer holds per space.
+    pub max_tickets_per_issuer: u64,
+}
+
+impl Default for SignedUrlsConfig {
+    fn default() -> Self {
+        SignedUrlsConfig {
+            max_ttl_secs: 300,
+            max_tickets_per_space: 10_000,
+            max_tickets_per_issuer: 1_000,
+        }
+    }
 }
 
 /// HTTP connection limits and timeouts (enforced by hyper and tower at the connection level).
@@ -257,6 +281,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             server: ServerConfig::default(),
             encryption: EncryptionConfig::default(),
+            signed_urls: SignedUrlsConfig::default(),
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct AppState {
     pub networks: Arc<dyn crate::store::EncryptionStore>,
     /// Key sealing network private keys at rest.
     pub network_key: [u8; 32],
+    /// Signed KV URL tickets.
+    pub tickets: Arc<dyn crate::store::TicketStore>,
+    /// MAC key of signed KV URL ticket ids.
+    pub signed_key: [u8; 32],
 }
 
 impl AppState {

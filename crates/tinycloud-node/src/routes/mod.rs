@@ -9,6 +9,7 @@ mod invoke;
 mod kv;
 mod openapi;
 mod public;
+mod signed;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -63,7 +64,8 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(encryption::well_known))
         .routes(routes!(hooks::events))
         .routes(routes!(public::list))
-        .routes(routes!(public::get));
+        .routes(routes!(public::get))
+        .routes(routes!(signed::read));
     // Routes that act on authority: a request without `Authorization` is refused before its
     // path, query or body is looked at.
     let authenticated = OpenApiRouter::new()
@@ -78,6 +80,7 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(hooks::register, hooks::list))
         .routes(routes!(hooks::unregister))
         .routes(routes!(hooks::deliveries))
+        .routes(routes!(signed::mint))
         .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             whole_body,
@@ -145,6 +148,8 @@ fn cors_layer() -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-tinycloud-truncated"),
             HeaderName::from_static("x-tinycloud-next-cursor"),
             HeaderName::from_static("x-tinycloud-content-length"),
+            axum::http::header::ACCEPT_RANGES,
+            axum::http::header::CONTENT_RANGE,
         ])
 }
 
@@ -214,7 +219,14 @@ async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
     Json(openapi::Info {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION"),
-        features: &["kv", "delegation", "sql", "hooks", "encryption"],
+        features: &[
+            "kv",
+            "delegation",
+            "sql",
+            "hooks",
+            "signed-urls",
+            "encryption",
+        ],
         node_id: state.keys.node_did().to_string(),
         in_tee: false,
     })

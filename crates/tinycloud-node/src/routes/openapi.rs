@@ -34,6 +34,7 @@ use crate::store::{AuditRow, DeliveryRow, WebhookRow};
         (name = "hooks", description = "Write events: SSE tickets and streams, signed webhooks."),
         (name = "encryption", description = "Encryption networks: discovery, decrypt, audit."),
         (name = "public", description = "Unauthenticated reads of spaces named `public`."),
+        (name = "signed", description = "Signed KV URLs: expiring bearer read URLs for one object."),
     )
 )]
 pub struct ApiDoc;
@@ -157,6 +158,18 @@ pub struct TicketResult {
     /// Opaque ticket for `GET /hooks/events?ticket=`.
     pub ticket: String,
     /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+/// `POST /signed/kv`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedKvResult {
+    /// `/signed/kv/<ticketId>`, relative to the node.
+    pub url: String,
+    /// The opaque ticket id (the bearer credential).
+    pub ticket_id: String,
+    /// RFC 3339 expiry (whole seconds).
     pub expires_at: String,
 }
 
