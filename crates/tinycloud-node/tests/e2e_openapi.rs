@@ -32,6 +32,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/public/{space}/kv"),
     ("get", "/public/{space}/kv/{key}"),
     ("head", "/public/{space}/kv/{key}"),
+    ("post", "/signed/kv"),
+    ("get", "/signed/kv/{ticket}"),
 ];
 
 #[tokio::test]
@@ -75,7 +77,8 @@ async fn document_is_served_and_matches_the_router() {
             .replace("{space}", space)
             .replace("{id}", "x")
             .replace("{name}", "x")
-            .replace("{key}", "k");
+            .replace("{key}", "k")
+            .replace("{ticket}", "x");
         let url = format!("{}{concrete}", node.url);
         let req = match method.as_str() {
             "get" => client.get(&url),
