@@ -109,6 +109,7 @@ async fn mint_read_ranges_conditionals_and_expiry() {
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     assert_eq!(header(&r, "referrer-policy"), "no-referrer");
     assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&r, "content-security-policy"), "sandbox");
     // Reading is not single use.
     fetch(&node, &url, &[]).await.expect(200);
 

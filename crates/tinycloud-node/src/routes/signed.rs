@@ -243,10 +243,19 @@ fn served_headers(entry: &KvEntry) -> HeaderMap {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox"),
-    );
+    // Sandboxed: an HTML or SVG value runs no script as the node's origin. Browsers' PDF
+    // viewers refuse sandboxed documents, and PDFs run no page script, so they are exempt.
+    let pdf = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/pdf"));
+    if !pdf {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
     h
 }
 
