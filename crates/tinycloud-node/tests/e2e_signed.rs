@@ -131,7 +131,7 @@ async fn mint_read_ranges_conditionals_and_expiry() {
     for range in ["bytes=11-", "bytes=11-20", "bytes=100-200"] {
         let r = fetch(&node, &url, &[("range", range)]).await.expect(416);
         assert_eq!(header(&r, "content-range"), "bytes */11", "{range}");
-        assert!(r.body.is_empty());
+        assert!(header(&r, "content-type").starts_with("text/plain"));
     }
     // Several ranges, other units and malformed ranges: 400, as the reference.
     for range in ["bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=x-"] {

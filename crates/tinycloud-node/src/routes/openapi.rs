@@ -582,7 +582,8 @@ mod tests {
                     || path.starts_with("/peer/")
                     || no_input
                     || path == "/hooks/events"
-                    || (method == "get" && path == "/encryption/networks/{id}");
+                    || (method == "get" && path == "/encryption/networks/{id}")
+                    || (method == "get" && path == "/signed/kv/{ticket}");
                 let has_auth = params
                     .iter()
                     .any(|p| p["in"] == "header" && p["name"] == "Authorization");

@@ -308,7 +308,7 @@ async fn body_slice(state: &SharedState, entry: &KvEntry, first: u64, len: u64) 
         (status = 401, description = "Unknown or expired ticket, or the delegation behind it was revoked or expired", body = String, content_type = "text/plain"),
         (status = 404, description = "The object no longer exists", body = String, content_type = "text/plain"),
         (status = 412, description = "The object changed since the URL was minted", body = String, content_type = "text/plain"),
-        (status = 416, description = "The range is outside the object (`Content-Range: bytes */<size>`)"),
+        (status = 416, description = "The range is outside the object (`Content-Range: bytes */<size>`)", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn read(
@@ -372,7 +372,16 @@ pub async fn read(
     };
     let Some((first, last)) = range.resolve(size) else {
         set(&mut out, header::CONTENT_RANGE, &format!("bytes */{size}"));
-        return Ok((StatusCode::RANGE_NOT_SATISFIABLE, out).into_response());
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            out,
+            "requested range not satisfiable",
+        )
+            .into_response());
     };
     let len = last - first + 1;
     set(
