@@ -385,6 +385,23 @@ Examples:
         #[arg(long, value_name = "ETAG")]
         if_match: Option<String>,
     },
+    /// Print a signed URL anyone can download the value from, without credentials, until it
+    /// expires (at most 5 minutes, and never after your session or delegation)
+    #[command(after_help = "\
+Examples:
+  tc kv share photos/cat.jpg
+  curl -o cat.jpg \"$(tc kv share photos/cat.jpg --ttl 2m)\"
+  tc --json kv share notes/today.md | jq -r .url
+
+The URL serves this version of the value only: it stops working (412) if the value changes,
+and (401) when it expires or the delegation it was minted under is revoked.")]
+    Share {
+        /// Key
+        key: String,
+        /// How long the URL works (e.g. 90s, 5m; at most 5m)
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_secs)]
+        ttl: i64,
+    },
     /// Show whether a key exists, and its metadata (exit 0 either way)
     #[command(after_help = "\
 Examples:

@@ -57,6 +57,8 @@ pub struct Config {
     /// never from a file; `None` disables the admin API (503).
     #[serde(skip)]
     pub admin_secret: Option<AdminSecret>,
+    /// Signed KV URLs (`/signed/kv`).
+    pub signed_urls: SignedUrlsConfig,
 }
 
 /// Fewest bytes an admin secret may have; a shorter one refuses to start.
@@ -113,6 +115,28 @@ impl Default for TelemetryConfig {
             enabled: false,
             address: None,
             port: 8001,
+        }
+    }
+}
+
+/// Signed KV URL settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignedUrlsConfig {
+    /// Longest ticket lifetime in seconds (at most 300, the protocol's maximum).
+    pub max_ttl_secs: u64,
+    /// Most live (unexpired) tickets per space.
+    pub max_tickets_per_space: u64,
+    /// Most live tickets one issuer holds per space.
+    pub max_tickets_per_issuer: u64,
+}
+
+impl Default for SignedUrlsConfig {
+    fn default() -> Self {
+        SignedUrlsConfig {
+            max_ttl_secs: 300,
+            max_tickets_per_space: 10_000,
+            max_tickets_per_issuer: 1_000,
         }
     }
 }
@@ -323,6 +347,7 @@ impl Default for Config {
             encryption: EncryptionConfig::default(),
             telemetry: TelemetryConfig::default(),
             admin_secret: None,
+            signed_urls: SignedUrlsConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod signed;
 pub mod sql;
 pub mod state;
 pub mod store;

@@ -23,6 +23,9 @@ const DELEGATION_SWEEP_BATCH: usize = 500;
 /// Transactions per sweep (the rest waits for the next tick).
 const DELEGATION_SWEEP_BATCHES: usize = 20;
 
+/// Expired signed URL tickets deleted per sweep tick.
+const SIGNED_TICKET_SWEEP_BATCH: usize = 10_000;
+
 /// Opens storage and keys and builds the shared state.
 pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let datadir = config.storage.datadir.clone();
@@ -37,6 +40,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let webhooks: Arc<dyn crate::store::WebhookStore> = sqlite.clone();
     let networks: Arc<dyn crate::store::EncryptionStore> = sqlite.clone();
     let quotas: Arc<dyn crate::store::quota::QuotaStore> = sqlite.clone();
+    let tickets: Arc<dyn crate::store::TicketStore> = sqlite.clone();
     let sql_log: Arc<dyn crate::store::SqlLogStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&datadir.join("blobs"))?);
     let blob_gc = Arc::new(crate::store::blob_gc::BlobCollector::new(
@@ -90,6 +94,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let webhook_key = keys.derive("tinycloud/hooks/webhook-secrets");
     let network_key = keys.derive("tinycloud/encryption/network-seal");
     let quota_overrides = quotas.quota_overrides().await?.into_iter().collect();
+    let signed_key = keys.derive("tinycloud/kv/signed-urls");
     Ok(Arc::new(AppState {
         config,
         keys,
@@ -110,6 +115,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         quotas,
         quota_overrides: RwLock::new(quota_overrides),
         quota_admin: tokio::sync::Mutex::new(()),
+        tickets,
+        signed_key,
     }))
 }
 
@@ -195,12 +202,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let sweeper = {
         let index = state.index.clone();
+        let tickets = state.tickets.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 if let Err(e) = index.sweep_nonces(now().as_millis()).await {
                     tracing::warn!(error = %e, "replay sweep failed");
+                }
+                // Expired signed URL tickets (minting also reclaims its own space's).
+                if let Err(e) = tickets
+                    .sweep_signed_tickets(now().as_millis(), SIGNED_TICKET_SWEEP_BATCH)
+                    .await
+                {
+                    tracing::warn!(error = %e, "signed URL ticket sweep failed");
                 }
             }
         })

@@ -51,6 +51,10 @@ pub struct AppState {
     pub quota_overrides: RwLock<HashMap<String, u64>>,
     /// Serializes admin quota changes, so the map always ends as the store does.
     pub quota_admin: tokio::sync::Mutex<()>,
+    /// Signed KV URL tickets.
+    pub tickets: Arc<dyn crate::store::TicketStore>,
+    /// MAC key of signed KV URL ticket ids.
+    pub signed_key: [u8; 32],
 }
 
 impl AppState {

@@ -485,6 +485,31 @@ async fn success_answers_match_the_served_document() {
     )
     .await;
 
+    // signed KV URLs: mint one for a stored value
+    o.client(&node)
+        .put(&o.res("kv/shapes/signed"), b"signed")
+        .await
+        .expect(200);
+    let sk = "/signed/kv";
+    let minted = s
+        .call(
+            &node,
+            post.clone(),
+            sk,
+            sk,
+            Some(&invoke_header(
+                &o.session,
+                &p,
+                &o.res("kv/shapes/signed"),
+                "tinycloud.kv/get",
+            )),
+            Some(&json!({"space": o.space.to_string(), "path": "shapes/signed"})),
+            200,
+        )
+        .await;
+    let url = minted["url"].as_str().unwrap();
+    assert_eq!(common::get(&node, url).await.status(), 200);
+
     // hooks: an SSE ticket, a webhook, its listing and its deliveries
     let notes = o.res("hooks/kv/notes");
     let hook = |ability: &str| {

@@ -39,6 +39,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("delete", "/admin/quota/{space}"),
     ("get", "/admin/quota"),
     ("get", "/admin/usage"),
+    ("post", "/signed/kv"),
+    ("get", "/signed/kv/{ticket}"),
 ];
 
 /// An admin secret, so the admin routes answer (401 without it) rather than 503.
@@ -88,7 +90,8 @@ async fn document_is_served_and_matches_the_router() {
             .replace("{space}", space)
             .replace("{id}", "x")
             .replace("{name}", "x")
-            .replace("{key}", "k");
+            .replace("{key}", "k")
+            .replace("{ticket}", "x");
         let url = format!("{}{concrete}", node.url);
         let req = match method.as_str() {
             "get" => client.get(&url),

@@ -56,6 +56,37 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// Options of a signed read URL ([`Kv::signed_url`]).
+#[derive(Clone, Debug, Default)]
+pub struct SignedUrlOptions {
+    /// Lifetime in seconds (the node caps it at 300, and at the session's expiry).
+    pub ttl_secs: Option<u64>,
+    /// Only mint if the object's current ETag (or content hash) is this; the URL is bound to
+    /// the current version either way, and stops serving when the object changes.
+    pub etag: Option<String>,
+}
+
+/// A signed read URL: anyone holding it can read the one object until it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedUrl {
+    /// Absolute URL (node host + `relative_url`).
+    pub url: String,
+    /// `/signed/kv/<ticketId>`, as the node answered.
+    pub relative_url: String,
+    /// The opaque ticket id.
+    pub ticket_id: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedUrlAnswer {
+    url: String,
+    ticket_id: String,
+    expires_at: String,
+}
+
 /// The KV service bound to a client and a space.
 pub struct Kv<'a> {
     client: &'a TinyCloud,
@@ -279,6 +310,48 @@ impl<'a> Kv<'a> {
     }
 
     /// Deletes a key (optionally only if its ETag matches); returns the deleted ETag.
+    /// Mints a signed read URL for `key` (`POST /signed/kv` with a `tinycloud.kv/get`
+    /// invocation on the key): a capability-free, expiring URL any HTTP client can download
+    /// the object from.
+    pub async fn signed_url(&self, key: &str, opts: &SignedUrlOptions) -> Result<SignedUrl> {
+        check_key(key)?;
+        let token = self.token(Some(key), "get")?;
+        let mut body = serde_json::json!({"space": self.space()?.to_string(), "path": key});
+        if let Some(t) = opts.ttl_secs {
+            body["ttlSeconds"] = t.into();
+        }
+        if let Some(e) = &opts.etag {
+            body["etag"] = e.clone().into();
+        }
+        let req = self
+            .client
+            .http()
+            .post(self.client.url("/signed/kv"))
+            .header("authorization", token)
+            .json(&body);
+        let a: SignedUrlAnswer = self.client.send_for_json(req).await?;
+        // Only a path on this node: a node cannot make the client hand out a URL elsewhere.
+        let expected = format!("/signed/kv/{}", a.ticket_id);
+        if a.ticket_id.is_empty()
+            || !a
+                .ticket_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || a.url != expected
+        {
+            return Err(Error::Node {
+                status: 200,
+                message: "the node answered a malformed signed URL".into(),
+            });
+        }
+        Ok(SignedUrl {
+            url: self.client.url(&a.url),
+            relative_url: a.url,
+            ticket_id: a.ticket_id,
+            expires_at: a.expires_at,
+        })
+    }
+
     pub async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<Option<String>> {
         check_key(key)?;
         let mut req = self.invoke(self.token(Some(key), "del")?);

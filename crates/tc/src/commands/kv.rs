@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use tinycloud_auth::ability::Ability;
 use tinycloud_auth::resource::Resource;
-use tinycloud_sdk::kv::{check_key, Meta, PutOptions};
+use tinycloud_sdk::kv::{check_key, Meta, PutOptions, SignedUrlOptions};
 use tinycloud_sdk::session::Session;
 use tinycloud_sdk::Error as SdkError;
 use tokio::io::AsyncWriteExt as _;
@@ -261,6 +261,37 @@ pub async fn rm(ctx: &Ctx, key: &str, if_match: Option<&str>) -> Result<()> {
 }
 
 /// `tc kv head`: a missing key is an answer (`exists: false`), not a failure.
+/// `tc kv share`: mint a signed read URL and print it (the URL alone on stdout, so it can be
+/// used as `curl "$(tc kv share KEY)"`).
+pub async fn share(ctx: &Ctx, key: &str, ttl_secs: i64) -> Result<()> {
+    key_arg(key)?;
+    if ttl_secs > 300 {
+        return Err(CliError::usage("--ttl must be at most 5m")
+            .hint("signed URLs live at most 5 minutes; mint a new one when it expires")
+            .into());
+    }
+    let (_, client) = ctx.session_client()?;
+    let opts = SignedUrlOptions {
+        ttl_secs: u64::try_from(ttl_secs).ok(),
+        etag: None,
+    };
+    let url = client.kv().signed_url(key, &opts).await?;
+    if !ctx.out.json {
+        ctx.out
+            .note(&format!("expires at {}", field(&url.expires_at)));
+    }
+    ctx.out.result(
+        &json!({
+            "key": key,
+            "url": url.url,
+            "ticketId": url.ticket_id,
+            "expiresAt": url.expires_at,
+        }),
+        || field(&url.url).into_owned(),
+    )?;
+    Ok(())
+}
+
 pub async fn head(ctx: &Ctx, key: &str) -> Result<()> {
     key_arg(key)?;
     let (_, client) = ctx.session_client()?;

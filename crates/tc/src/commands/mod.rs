@@ -250,6 +250,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             KvCommand::Ls { prefix, limit } => kv::ls(ctx, prefix.as_deref(), limit).await,
             KvCommand::Rm { key, if_match } => kv::rm(ctx, &key, if_match.as_deref()).await,
             KvCommand::Head { key } => kv::head(ctx, &key).await,
+            KvCommand::Share { key, ttl } => kv::share(ctx, &key, ttl).await,
         },
         Command::Sql(args) => sql::run(ctx, args).await,
         Command::Watch(args) => watch::run(ctx, &args).await,

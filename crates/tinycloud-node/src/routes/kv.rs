@@ -267,7 +267,7 @@ async fn put(
 }
 
 /// `If-None-Match` (weak comparison, list or `*`) against the current ETag.
-fn none_match(headers: &HeaderMap, tag: &str) -> bool {
+pub(crate) fn none_match(headers: &HeaderMap, tag: &str) -> bool {
     let Some(v) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -279,7 +279,7 @@ fn none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t.trim() == "*" || opaque(t) == opaque(tag))
 }
 
-fn http_date(ms: i64) -> String {
+pub(crate) fn http_date(ms: i64) -> String {
     let dt = tinycloud_auth::timestamp::Timestamp::from_millis(ms).to_datetime();
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"

@@ -11,6 +11,7 @@ mod kv;
 mod node_keys;
 mod openapi;
 mod public;
+mod signed;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -68,7 +69,8 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(hooks::events))
         .routes(routes!(public::list))
         .routes(routes!(public::get))
-        .routes(routes!(node_keys::node_keys));
+        .routes(routes!(node_keys::node_keys))
+        .routes(routes!(signed::read));
     // The operator API checks its own bearer (503 when it is off, before anything else).
     let admin = OpenApiRouter::new()
         .routes(routes!(
@@ -97,6 +99,7 @@ fn api_router(whole_body: std::time::Duration) -> OpenApiRouter<SharedState> {
         .routes(routes!(hooks::register, hooks::list))
         .routes(routes!(hooks::unregister))
         .routes(routes!(hooks::deliveries))
+        .routes(routes!(signed::mint))
         .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             whole_body,
@@ -168,6 +171,8 @@ fn cors_layer() -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-tinycloud-truncated"),
             HeaderName::from_static("x-tinycloud-next-cursor"),
             HeaderName::from_static("x-tinycloud-content-length"),
+            axum::http::header::ACCEPT_RANGES,
+            axum::http::header::CONTENT_RANGE,
         ])
 }
 
@@ -237,7 +242,14 @@ async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
     Json(openapi::Info {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION"),
-        features: &["kv", "delegation", "sql", "hooks", "encryption"],
+        features: &[
+            "kv",
+            "delegation",
+            "sql",
+            "hooks",
+            "signed-urls",
+            "encryption",
+        ],
         node_id: state.keys.node_did().to_string(),
         in_tee: false,
     })

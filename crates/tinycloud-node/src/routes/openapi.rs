@@ -36,6 +36,7 @@ use crate::store::{AuditRow, DeliveryRow, WebhookRow};
         (name = "public", description = "Unauthenticated reads of spaces named `public`."),
         (name = "admin", description = "Operator API (per-space quotas, usage): enabled only when \
             `TINYCLOUD_ADMIN_SECRET` is set (else 503), `Authorization: Bearer <secret>`."),
+        (name = "signed", description = "Signed KV URLs: expiring bearer read URLs for one object."),
     ),
     modifiers(&AdminSecurity)
 )]
@@ -319,6 +320,18 @@ pub struct TicketResult {
     /// Opaque ticket for `GET /hooks/events?ticket=`.
     pub ticket: String,
     /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+/// `POST /signed/kv`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedKvResult {
+    /// `/signed/kv/<ticketId>`, relative to the node.
+    pub url: String,
+    /// The opaque ticket id (the bearer credential).
+    pub ticket_id: String,
+    /// RFC 3339 expiry (whole seconds).
     pub expires_at: String,
 }
 
@@ -735,7 +748,8 @@ mod tests {
                     || path.starts_with("/peer/")
                     || no_input
                     || path == "/hooks/events"
-                    || (method == "get" && path == "/encryption/networks/{id}");
+                    || (method == "get" && path == "/encryption/networks/{id}")
+                    || (method == "get" && path == "/signed/kv/{ticket}");
                 let has_auth = params
                     .iter()
                     .any(|p| p["in"] == "header" && p["name"] == "Authorization");

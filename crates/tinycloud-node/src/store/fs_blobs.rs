@@ -74,6 +74,18 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn open_at(&self, hash: &Hash, offset: u64) -> StoreResult<Option<BlobReader>> {
+        use tokio::io::AsyncSeekExt as _;
+        match tokio::fs::File::open(self.path_of(hash)).await {
+            Ok(mut f) => {
+                f.seek(std::io::SeekFrom::Start(offset)).await?;
+                Ok(Some(Box::new(f)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete(&self, hash: &Hash) -> StoreResult<()> {
         match tokio::fs::remove_file(self.path_of(hash)).await {
             Ok(()) => Ok(()),

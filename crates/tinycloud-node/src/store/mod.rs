@@ -336,6 +336,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// for KV values only through the [`blob_gc::BlobCollector`] (KV values are shared by
     /// content, so only the index knows when one is garbage).
     async fn delete(&self, hash: &Hash) -> StoreResult<()>;
+    /// Opens a blob for reading from byte `offset` (at or past the end: nothing to read). The
+    /// default reads and discards the first `offset` bytes; stores that can seek do.
+    async fn open_at(&self, hash: &Hash, offset: u64) -> StoreResult<Option<BlobReader>> {
+        let Some(mut r) = self.open(hash).await? else {
+            return Ok(None);
+        };
+        let mut skip = tokio::io::AsyncReadExt::take(&mut r, offset);
+        tokio::io::copy(&mut skip, &mut tokio::io::sink()).await?;
+        Ok(Some(r))
+    }
     /// The blobs whose address starts with the byte `shard`, with their last modification
     /// time (for the orphan sweep).
     async fn list(&self, shard: u8) -> StoreResult<Vec<(Hash, std::time::SystemTime)>>;
@@ -580,4 +590,53 @@ pub trait SqlLogStore: Send + Sync + 'static {
     async fn sql_usage(&self, space: &str) -> StoreResult<u64>;
     /// Names of a space's stored databases (for the per-space database limit).
     async fn sql_databases(&self, space: &str) -> StoreResult<Vec<String>>;
+}
+
+/// A signed KV URL ticket as stored. The ticket id itself is a bearer secret and is never
+/// stored: rows are keyed by its BLAKE3 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTicketRow {
+    /// BLAKE3 of the ticket id.
+    pub id_hash: Hash,
+    /// Space id.
+    pub space: String,
+    /// The KV key it reads.
+    pub path: String,
+    /// Who minted it (the invoker's DID).
+    pub issuer: String,
+    /// The content hash the ticket is bound to.
+    pub content_hash: Hash,
+    /// The delegations the minting invocation cited, re-checked on every read.
+    pub proofs: Vec<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; the ticket reads nothing from then on.
+    pub expires_at: i64,
+}
+
+/// Limits on live (unexpired) signed URL tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketBounds {
+    /// Most live tickets per space.
+    pub per_space: u64,
+    /// Most live tickets per (space, issuer).
+    pub per_issuer: u64,
+    /// Now (Unix ms).
+    pub now_ms: i64,
+}
+
+/// Signed KV URL tickets (durable, so a restart keeps minted URLs working until they expire).
+#[async_trait]
+pub trait TicketStore: Send + Sync + 'static {
+    /// Stores a ticket unless its space or its issuer already holds as many live tickets as
+    /// `bounds` allow (false then). The space's expired tickets are deleted first.
+    async fn create_signed_ticket(
+        &self,
+        t: &SignedTicketRow,
+        bounds: TicketBounds,
+    ) -> StoreResult<bool>;
+    /// The ticket with this id hash, expired or not.
+    async fn signed_ticket(&self, id_hash: &Hash) -> StoreResult<Option<SignedTicketRow>>;
+    /// Deletes up to `limit` tickets that expired before `now_ms`; returns how many.
+    async fn sweep_signed_tickets(&self, now_ms: i64, limit: usize) -> StoreResult<usize>;
 }

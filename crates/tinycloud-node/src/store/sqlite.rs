@@ -26,8 +26,8 @@ use super::replay_log::ReplayLog;
 use super::{
     AuditBounds, AuditRow, DelegationCharge, DelegationWrite, DeliveryRow, EncryptionStore,
     EventDraft, Hash, IndexStore, KeyPage, KvEntry, KvPut, LogBytes, NetworkRow, Precondition,
-    SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult, StoredDelegation, StoredEvent,
-    ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
+    SignedTicketRow, SqlLog, SqlLogStore, SqlShipment, StoreError, StoreResult, StoredDelegation,
+    StoredEvent, TicketBounds, TicketStore, ValueLocation, WebhookRow, WebhookStore, WriteOutcome,
 };
 
 type Completion = Box<dyn FnOnce(Option<String>) + Send>;
@@ -175,6 +175,18 @@ CREATE TABLE IF NOT EXISTS sql_segment (
     len INTEGER NOT NULL,
     PRIMARY KEY (space, db, seq)
 );
+CREATE TABLE IF NOT EXISTS signed_kv_ticket (
+    id_hash BLOB PRIMARY KEY,
+    space TEXT NOT NULL,
+    path TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    content_hash BLOB NOT NULL,
+    proofs TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS signed_kv_ticket_by_space ON signed_kv_ticket (space, issuer, expires_at);
+CREATE INDEX IF NOT EXISTS signed_kv_ticket_by_expiry ON signed_kv_ticket (expires_at);
 "#;
 
 /// The SQLite index store.
@@ -1814,6 +1826,127 @@ impl EncryptionStore for SqliteIndex {
 }
 
 /// Splits log bytes into the (inline, hash, len) columns.
+const TICKET_COLUMNS: &str =
+    "id_hash, space, path, issuer, content_hash, proofs, created_at, expires_at";
+
+fn read_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, SignedTicketRaw)> {
+    Ok((
+        r.get(0)?,
+        SignedTicketRaw {
+            space: r.get(1)?,
+            path: r.get(2)?,
+            issuer: r.get(3)?,
+            content_hash: r.get(4)?,
+            proofs: r.get(5)?,
+            created_at: r.get(6)?,
+            expires_at: r.get(7)?,
+        },
+    ))
+}
+
+struct SignedTicketRaw {
+    space: String,
+    path: String,
+    issuer: String,
+    content_hash: Vec<u8>,
+    proofs: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl TicketStore for SqliteIndex {
+    async fn create_signed_ticket(
+        &self,
+        t: &SignedTicketRow,
+        bounds: TicketBounds,
+    ) -> StoreResult<bool> {
+        let t = t.clone();
+        let proofs =
+            serde_json::to_string(&t.proofs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(move |tx| {
+            // Reclaim first: a space's expired tickets never count against it.
+            tx.execute(
+                "DELETE FROM signed_kv_ticket WHERE space = ?1 AND expires_at <= ?2",
+                params![t.space, bounds.now_ms],
+            )?;
+            let live: i64 = tx.query_row(
+                "SELECT count(*) FROM signed_kv_ticket WHERE space = ?1",
+                params![t.space],
+                |r| r.get(0),
+            )?;
+            let mine: i64 = tx.query_row(
+                "SELECT count(*) FROM signed_kv_ticket WHERE space = ?1 AND issuer = ?2",
+                params![t.space, t.issuer],
+                |r| r.get(0),
+            )?;
+            let over = |n: i64, max: u64| u64::try_from(n).unwrap_or(u64::MAX) >= max;
+            if over(live, bounds.per_space) || over(mine, bounds.per_issuer) {
+                return Ok(false);
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO signed_kv_ticket ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    t.id_hash.as_slice(),
+                    t.space,
+                    t.path,
+                    t.issuer,
+                    t.content_hash.as_slice(),
+                    proofs,
+                    t.created_at,
+                    t.expires_at
+                ],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn signed_ticket(&self, id_hash: &Hash) -> StoreResult<Option<SignedTicketRow>> {
+        let id = id_hash.to_vec();
+        let raw = self
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!("SELECT {TICKET_COLUMNS} FROM signed_kv_ticket WHERE id_hash = ?1"),
+                    params![id],
+                    read_ticket,
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some((id, raw)) = raw else {
+            return Ok(None);
+        };
+        let proofs: Vec<String> =
+            serde_json::from_str(&raw.proofs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(SignedTicketRow {
+            id_hash: hash_from(id)?,
+            space: raw.space,
+            path: raw.path,
+            issuer: raw.issuer,
+            content_hash: hash_from(raw.content_hash)?,
+            proofs,
+            created_at: raw.created_at,
+            expires_at: raw.expires_at,
+        }))
+    }
+
+    async fn sweep_signed_tickets(&self, now_ms: i64, limit: usize) -> StoreResult<usize> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM signed_kv_ticket WHERE id_hash IN (
+                     SELECT id_hash FROM signed_kv_ticket WHERE expires_at <= ?1
+                     ORDER BY expires_at LIMIT ?2)",
+                params![now_ms, limit],
+            )?)
+        })
+        .await
+    }
+}
+
 fn log_columns(b: &LogBytes) -> (Option<&[u8]>, Option<&[u8]>, i64) {
     match b {
         LogBytes::Inline(v) => (Some(v), None, i64::try_from(v.len()).unwrap_or(i64::MAX)),
@@ -2272,5 +2405,65 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap(), WriteOutcome::Done(None));
         }
         assert_eq!(db.kv_list("s", "k", None, 100).await.unwrap().keys.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn signed_tickets_are_bounded_durable_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let ticket = |n: u8, issuer: &str, exp: i64| SignedTicketRow {
+            id_hash: [n; 32],
+            space: "s".into(),
+            path: "k".into(),
+            issuer: issuer.into(),
+            content_hash: [9; 32],
+            proofs: vec!["bafy".into()],
+            created_at: 1,
+            expires_at: exp,
+        };
+        let bounds = |now_ms| TicketBounds {
+            per_space: 3,
+            per_issuer: 2,
+            now_ms,
+        };
+        {
+            let db = SqliteIndex::open(&path).unwrap();
+            assert!(db
+                .create_signed_ticket(&ticket(1, "a", 100), bounds(10))
+                .await
+                .unwrap());
+            assert!(db
+                .create_signed_ticket(&ticket(2, "a", 100), bounds(10))
+                .await
+                .unwrap());
+            // The issuer's bound, then the space's.
+            assert!(!db
+                .create_signed_ticket(&ticket(3, "a", 100), bounds(10))
+                .await
+                .unwrap());
+            assert!(db
+                .create_signed_ticket(&ticket(4, "b", 200), bounds(10))
+                .await
+                .unwrap());
+            assert!(!db
+                .create_signed_ticket(&ticket(5, "c", 200), bounds(10))
+                .await
+                .unwrap());
+        }
+        let db = SqliteIndex::open(&path).unwrap();
+        assert_eq!(
+            db.signed_ticket(&[1; 32]).await.unwrap(),
+            Some(ticket(1, "a", 100))
+        );
+        assert_eq!(db.signed_ticket(&[3; 32]).await.unwrap(), None);
+        // Expired tickets of the space make room when a new one is minted.
+        assert!(db
+            .create_signed_ticket(&ticket(5, "c", 300), bounds(150))
+            .await
+            .unwrap());
+        assert_eq!(db.signed_ticket(&[1; 32]).await.unwrap(), None);
+        assert_eq!(db.sweep_signed_tickets(250, 10).await.unwrap(), 1);
+        assert_eq!(db.signed_ticket(&[4; 32]).await.unwrap(), None);
+        assert!(db.signed_ticket(&[5; 32]).await.unwrap().is_some());
     }
 }
