@@ -36,7 +36,7 @@ async fn info_fields_and_casing() {
             .iter()
             .map(|f| f.as_str().expect("feature string"))
             .collect();
-        for f in ["kv", "delegation", "sql", "hooks", "encryption"] {
+        for f in ["kv", "delegation", "sql", "hooks", "encryption", "signed-urls"] {
             assert!(features.contains(&f), "{path}: feature {f} in {features:?}");
         }
         // camelCase `nodeId`, `inTEE`; the node identity is an Ed25519 did:key.

@@ -1,5 +1,5 @@
 //! Conformance (foreign client): the account delegation listing (`POST /delegation/query`,
-//! reference §1.8), the node's published keys (`/.well-known/tinycloud/node-keys`) and the
+//! reference §1.8), signed KV URLs (§8), the node's published keys (`/.well-known/tinycloud/node-keys`) and the
 //! operator's quota API (`/admin/...`, §9), with requests built by `tests/foreign/` (no
 //! `tinycloud_auth`) against the real binary.
 
@@ -231,4 +231,118 @@ async fn admin_quota_api() {
     .await
     .expect(200);
     s.kv(url, "put", "b", &[], b"y".to_vec()).await.expect(200);
+}
+
+/// Signed KV URLs as the reference describes them (§8): mint with a `kv/get` invocation and a
+/// camelCase body, then read the URL with no credentials — full, one range, `If-None-Match`,
+/// `If-Range`, and 412 once the object changed.
+#[tokio::test]
+async fn signed_kv_url_as_a_reference_client() {
+    let node = Node::start(&[]);
+    let url = &node.url;
+    let s = Session::sign_in(url, "default").await;
+    let body = b"0123456789abcdef".to_vec();
+    let put = s
+        .kv(
+            url,
+            "put",
+            "docs/f.txt",
+            &[("Content-Type", "text/plain")],
+            body.clone(),
+        )
+        .await
+        .expect(200);
+    let etag = put.header("etag").expect("ETag").to_owned();
+
+    let t = s.token(&s.res("kv/docs/f.txt"), "tinycloud.kv/get");
+    let v = post_json(
+        url,
+        "/signed/kv",
+        &t,
+        &json!({"space": s.space, "path": "docs/f.txt", "ttlSeconds": 60}),
+    )
+    .await
+    .expect(200)
+    .json();
+    let ticket = v["ticketId"].as_str().expect("ticketId").to_owned();
+    assert_eq!(v["url"], json!(format!("/signed/kv/{ticket}")));
+    assert!(
+        v["expiresAt"].is_string() || v["expiresAt"].is_number(),
+        "{v}"
+    );
+    // Replaying the mint invocation: 409, as every invocation.
+    post_json(
+        url,
+        "/signed/kv",
+        &t,
+        &json!({"space": s.space, "path": "docs/f.txt"}),
+    )
+    .await
+    .expect(409);
+    // A grant on another ability cannot mint (reference: 403 "signed URL scope is not authorized").
+    let t = s.token(&s.res("kv/docs/f.txt"), "tinycloud.kv/put");
+    post_json(
+        url,
+        "/signed/kv",
+        &t,
+        &json!({"space": s.space, "path": "docs/f.txt"}),
+    )
+    .await
+    .expect(403);
+
+    let read = |headers: Vec<(&'static str, String)>| {
+        let u = format!("{url}/signed/kv/{ticket}");
+        async move {
+            let mut r = http().get(u);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            Answer::from(r.send().await.expect("send")).await
+        }
+    };
+    let a = read(vec![]).await.expect(200);
+    assert_eq!(a.body, body);
+    assert_eq!(a.header("etag"), Some(etag.as_str()));
+    assert_eq!(a.header("accept-ranges"), Some("bytes"));
+    assert!(a
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/plain"));
+
+    let a = read(vec![("Range", "bytes=2-5".into())]).await.expect(206);
+    assert_eq!(a.body, b"2345");
+    assert_eq!(a.header("content-range"), Some("bytes 2-5/16"));
+    read(vec![("Range", "bytes=100-200".into())])
+        .await
+        .expect(416);
+    read(vec![("If-None-Match", etag.clone())])
+        .await
+        .expect(304);
+    // `If-Range` that does not match the bound version: the whole object.
+    let a = read(vec![
+        ("Range", "bytes=0-1".into()),
+        ("If-Range", "\"blake3-other\"".into()),
+    ])
+    .await
+    .expect(200);
+    assert_eq!(a.body, body);
+    let a = read(vec![
+        ("Range", "bytes=0-1".into()),
+        ("If-Range", etag.clone()),
+    ])
+    .await
+    .expect(206);
+    assert_eq!(a.body, b"01");
+
+    // Unknown ticket: 401. The object changed since minting: 412.
+    let a = http()
+        .get(format!("{url}/signed/kv/{}", "A".repeat(ticket.len())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 401);
+    s.kv(url, "put", "docs/f.txt", &[], b"changed".to_vec())
+        .await
+        .expect(200);
+    read(vec![]).await.expect(412);
 }

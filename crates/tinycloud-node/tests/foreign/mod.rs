@@ -66,6 +66,8 @@ pub const COVERED_ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
     ("get", "/admin/quota", "conformance_operations::admin_quota_api"),
     ("get", "/admin/usage", "conformance_operations::admin_quota_api"),
+    ("post", "/signed/kv", "conformance_operations::signed_kv_url_as_a_reference_client"),
+    ("get", "/signed/kv/{ticket}", "conformance_operations::signed_kv_url_as_a_reference_client"),
 ];
 
 // ---------------------------------------------------------------------------------------------
