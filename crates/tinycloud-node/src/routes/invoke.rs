@@ -17,7 +17,7 @@ use crate::state::{now, SharedState};
 #[utoipa::path(
     post, path = "/invoke", tag = "invoke",
     summary = "Invoke a capability on a space",
-    description = "The data plane. The invocation names one capability: `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>` (body = the value; `If-Match`/`If-None-Match`, `x-tinycloud-limit`, `x-tinycloud-cursor`, `x-tinycloud-max-response-bytes`, `x-tinycloud-meta-*` headers), `tinycloud.sql/*` on `<space>/sql/<db>` (JSON body), `tinycloud.capabilities/read`, `tinycloud.space/*`.",
+    description = "The data plane. The invocation names one capability (several for SQL on one database, or a KV batch): `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>` (body = the value; `If-Match`/`If-None-Match`, `x-tinycloud-limit`, `x-tinycloud-cursor`, `x-tinycloud-max-response-bytes`, `x-tinycloud-meta-*` headers), `tinycloud.sql/*` on `<space>/sql/<db>` (JSON body), `tinycloud.capabilities/read`, `tinycloud.space/*`.",
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
         ("If-Match" = Option<String>, Header, description = "KV put/del: the strong ETag the current value must have"),
@@ -52,32 +52,42 @@ pub async fn invoke(
     let now = now();
     let authz = state.auth.authorize(header, now).await?;
     let caps = authz.invocation.info().capabilities.clone();
-    let [cap] = caps.as_slice() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "invocations with several capabilities (batch operations) are not supported",
-        ));
-    };
-    let space = cap.resource.space().ok_or_else(|| {
-        ApiError::bad_request(format!("{} is not a space resource", cap.resource))
+    let first = caps
+        .first()
+        .ok_or_else(|| ApiError::bad_request("the invocation names no capability"))?;
+    let space = first.resource.space().ok_or_else(|| {
+        ApiError::bad_request(format!("{} is not a space resource", first.resource))
     })?;
+    for c in &caps[1..] {
+        if c.resource.space().as_ref() != Some(&space) {
+            return Err(ApiError::bad_request(
+                "the capabilities of one invocation must all name the same space",
+            ));
+        }
+    }
     if !state.space_exists(&space.to_string()) {
         return Err(ApiError::not_found("Space not found"));
     }
-    let caveats = authz
-        .authorized
-        .caveats
-        .first()
-        .cloned()
-        .unwrap_or_default();
+    let namespace_is = |ns: &str| caps.iter().all(|c| c.ability.canonical().namespace() == ns);
+    if namespace_is("tinycloud.sql") {
+        let sql_caps: Vec<crate::sql::SqlCap<'_>> = caps
+            .iter()
+            .zip(&authz.authorized.caveats)
+            .map(|(cap, caveats)| crate::sql::SqlCap { cap, caveats })
+            .collect();
+        return crate::sql::handle(&state, authz.invocation.invoker(), &sql_caps, body).await;
+    }
+    let [cap] = caps.as_slice() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this combination of capabilities in one invocation is not supported",
+        ));
+    };
     let ability = cap.ability.canonical();
     match (ability.namespace(), ability.name()) {
         ("tinycloud.kv", _) => {
             // KV defines no caveats: the door refused any constrained grant already.
             kv::handle(&state, &authz.invocation, cap, &headers, body).await
-        }
-        ("tinycloud.sql", _) => {
-            crate::sql::handle(&state, authz.invocation.invoker(), cap, &caveats, body).await
         }
         ("tinycloud.capabilities", "read") => capabilities_read(&state, cap).await,
         ("tinycloud.space", "info" | "create" | "list" | "host") => {
