@@ -398,3 +398,98 @@ async fn only_the_owner_writes_a_public_space() {
     .unwrap());
     assert_eq!(got, json!("published"));
 }
+
+/// Batch reads (several `kv/get` or `kv/metadata` capabilities in one invocation): every key
+/// must be granted (one outside the grant refuses the whole batch, revealing nothing), all in
+/// one space, homogeneous abilities, and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_reveals_nothing_outside_the_grant() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 85, "default").await;
+    let other = Owner::sign_in(&node, 86, "default").await;
+    let oc = o.client(&node);
+    oc.put(&o.res("kv/notes/a"), b"notes a").await.expect(200);
+    oc.put(&o.res("kv/secret"), SECRET).await.expect(200);
+    other
+        .client(&node)
+        .put(&other.res("kv/notes/a"), SECRET)
+        .await
+        .expect(200);
+    let key = ed25519(87);
+    let g = delegate(
+        &node,
+        &o.session,
+        &key.did(),
+        &[o.session_cid],
+        vec![cap(&o.res("kv/notes"), "tinycloud.kv/get")],
+        600,
+    )
+    .await;
+    let c = Client::new(&node, &key, &[g]);
+    let (a, b) = (o.res("kv/notes/a"), o.res("kv/notes/b"));
+    // Control: both keys granted.
+    let v = c
+        .invoke_caps(
+            &[(&a, "tinycloud.kv/get"), (&b, "tinycloud.kv/get")],
+            &[],
+            vec![],
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(v["results"][0]["ok"], true);
+    assert_eq!(v["results"][1]["error"]["code"], "KV_NOT_FOUND");
+    let secret = o.res("kv/secret");
+    let foreign = other.res("kv/notes/a");
+    for (case, caps) in [
+        (
+            "a key outside the grant",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (secret.as_str(), "tinycloud.kv/get"),
+            ],
+        ),
+        (
+            "another space",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (foreign.as_str(), "tinycloud.kv/get"),
+            ],
+        ),
+        (
+            "an ability not held",
+            vec![
+                (a.as_str(), "tinycloud.kv/metadata"),
+                (b.as_str(), "tinycloud.kv/metadata"),
+            ],
+        ),
+        (
+            "mixed abilities",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (b.as_str(), "tinycloud.kv/del"),
+            ],
+        ),
+    ] {
+        let r = c.invoke_caps(&caps, &[], vec![]).await;
+        refused(case, &r);
+    }
+    // Two spaces, both the invoker's own: refused clearly.
+    let own = o.client(&node);
+    let r = own
+        .invoke_caps(
+            &[(&a, "tinycloud.kv/get"), (&foreign, "tinycloud.kv/get")],
+            &[],
+            vec![],
+        )
+        .await;
+    refused("two spaces", &r);
+    // More than 100 keys.
+    let many: Vec<String> = (0..101).map(|i| o.res(&format!("kv/notes/{i}"))).collect();
+    let caps: Vec<(&str, &str)> = many
+        .iter()
+        .map(|k| (k.as_str(), "tinycloud.kv/get"))
+        .collect();
+    let r = own.invoke_caps(&caps, &[], vec![]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}

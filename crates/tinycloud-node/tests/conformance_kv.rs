@@ -258,7 +258,6 @@ async fn list_shapes_and_paging() {
 /// Batch reads and writes (§3.2: ≥ 2 `kv/get`/`kv/metadata` capabilities → `{"results": …}`;
 /// ≥ 2 `kv/put` with a multipart body → `{"written", "count"}`) are used by newer SDK paths.
 #[tokio::test]
-#[ignore = "divergence: multi-capability KV invocations (batch read/put, §3.2) are not implemented"]
 async fn batch_read_shape() {
     let node = Node::start(&[]);
     let url = &node.url;

@@ -77,6 +77,17 @@ pub async fn invoke(
             .collect();
         return crate::sql::handle(&state, authz.invocation.invoker(), &sql_caps, body).await;
     }
+    if caps.len() > 1 {
+        let names: Vec<_> = caps.iter().map(|c| c.ability.canonical()).collect();
+        let all = |n: &str| {
+            names
+                .iter()
+                .all(|a| a.namespace() == "tinycloud.kv" && a.name() == n)
+        };
+        if all("get") || all("metadata") {
+            return kv::batch_read(&state, &caps).await;
+        }
+    }
     let [cap] = caps.as_slice() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,

@@ -72,6 +72,82 @@ pub async fn handle(
     }
 }
 
+/// Most capabilities in one batch read (the reference's bound).
+pub const MAX_BATCH_READ: usize = 100;
+/// Most value bytes one batch read returns (before base64); more is 413.
+const MAX_BATCH_READ_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A batch read (§3.2 of the reference): an invocation whose capabilities (≥ 2, all verified
+/// by the door) are all `kv/get` or all `kv/metadata` on keys of one space. Answers
+/// `{"results": [...]}` in request order, one item per key: its value (base64) and stored
+/// headers, or `KV_NOT_FOUND`.
+pub async fn batch_read(state: &SharedState, caps: &[Capability]) -> ApiResult<Response> {
+    use base64::Engine as _;
+    if caps.len() > MAX_BATCH_READ {
+        return Err(ApiError::bad_request(format!(
+            "a batch read names at most {MAX_BATCH_READ} keys"
+        )));
+    }
+    let with_body = caps
+        .first()
+        .is_some_and(|c| c.ability.canonical().name() == "get");
+    let mut found = Vec::with_capacity(caps.len());
+    let mut total: u64 = 0;
+    for cap in caps {
+        let r = super::service_resource(cap, "kv")?;
+        if r.query().is_some() || r.fragment().is_some() {
+            return Err(ApiError::bad_request(
+                "KV resources take no query or fragment",
+            ));
+        }
+        let key = key_of(r)?.to_owned();
+        let entry = state.index.kv_get(&r.space().to_string(), &key).await?;
+        if with_body {
+            total = total.saturating_add(entry.as_ref().map_or(0, |e| e.size));
+            if total > MAX_BATCH_READ_BYTES {
+                return Err(too_large(format!(
+                    "a batch read returns at most {MAX_BATCH_READ_BYTES} value bytes"
+                )));
+            }
+        }
+        found.push((key, entry));
+    }
+    let mut results = Vec::with_capacity(found.len());
+    for (key, entry) in found {
+        let Some(entry) = entry else {
+            results.push(serde_json::json!({
+                "key": key,
+                "ok": false,
+                "error": {"code": "KV_NOT_FOUND", "message": format!("Key not found: {key}")},
+            }));
+            continue;
+        };
+        let mut headers = serde_json::Map::new();
+        for (n, v) in &entry.metadata {
+            headers.insert(n.clone(), v.clone().into());
+        }
+        headers.insert("etag".into(), etag(&entry.hash).into());
+        let mut item = serde_json::json!({"key": key, "ok": true});
+        if with_body {
+            let body = object_body(state, &entry).await?;
+            let bytes =
+                axum::body::to_bytes(body, usize::try_from(entry.size).unwrap_or(usize::MAX))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "batch read: stored value unreadable");
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error")
+                    })?;
+            headers.insert("content-length".into(), bytes.len().to_string().into());
+            item["dataBase64"] = base64::engine::general_purpose::STANDARD
+                .encode(&bytes)
+                .into();
+        }
+        item["headers"] = serde_json::Value::Object(headers);
+        results.push(item);
+    }
+    Ok(axum::Json(serde_json::json!({ "results": results })).into_response())
+}
+
 fn key_of(r: &SpaceResource) -> ApiResult<&str> {
     r.path()
         .filter(|p| !p.is_empty())
