@@ -92,7 +92,12 @@ impl Hooks<'_> {
             )
             .await?
             .unwrap_or_default();
-        Ok(v["webhooks"].as_array().cloned().unwrap_or_default())
+        // The reference (and this node) answer a bare array; earlier versions of this node
+        // wrapped it as `{"webhooks": [...]}`, still accepted.
+        Ok(match v {
+            Value::Array(a) => a,
+            v => v["webhooks"].as_array().cloned().unwrap_or_default(),
+        })
     }
 
     /// Stops deliveries to a webhook registered for `scope`.
