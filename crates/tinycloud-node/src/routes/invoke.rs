@@ -6,12 +6,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tinycloud_auth::capability::Capability;
 
 use super::{authorization, kv};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{now, SharedState};
+use crate::store::StoredDelegation;
 
 /// `POST /invoke`.
 #[utoipa::path(
@@ -100,7 +102,9 @@ pub async fn invoke(
             // KV defines no caveats: the door refused any constrained grant already.
             kv::handle(&state, &authz.invocation, cap, &headers, body).await
         }
-        ("tinycloud.capabilities", "read") => capabilities_read(&state, cap).await,
+        ("tinycloud.capabilities", "read") => {
+            capabilities_read(&state, &authz.invocation, cap).await
+        }
         ("tinycloud.space", "info" | "create" | "list" | "host") => {
             Ok(StatusCode::OK.into_response())
         }
@@ -111,8 +115,95 @@ pub async fn invoke(
     }
 }
 
-/// `tinycloud.capabilities/read`: the delegations that name the space, keyed by CID.
-async fn capabilities_read(state: &SharedState, cap: &Capability) -> ApiResult<Response> {
+/// The `capabilitiesReadParams` fact of `tinycloud.capabilities/read` (the reference's shape).
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum ReadParams {
+    /// The listing, optionally filtered.
+    #[serde(rename = "list")]
+    List {
+        #[serde(default)]
+        filters: Option<ListFilters>,
+    },
+    /// One delegation and its ancestors.
+    #[serde(rename = "chain")]
+    Chain {
+        #[serde(alias = "delegationCid")]
+        delegation_cid: String,
+    },
+}
+
+/// Filters of a listing.
+#[derive(Deserialize, Default)]
+struct ListFilters {
+    /// `created` (the invoker issued it), `received` (addressed to the invoker), `all`.
+    direction: Option<String>,
+    /// Resource path prefix (`kv/notes`, or a full resource).
+    path: Option<String>,
+    /// Abilities, one of which a capability must carry.
+    actions: Option<Vec<String>>,
+}
+
+/// Most delegations a chain answer walks.
+const MAX_CHAIN: usize = 64;
+
+fn delegation_json(state: &SharedState, d: &StoredDelegation) -> Value {
+    let caps: Vec<Value> = d
+        .info
+        .capabilities
+        .iter()
+        .map(|c| {
+            json!({
+                "resource": c.resource.to_string(),
+                "ability": c.ability.to_string(),
+                "caveats": c.caveats.to_wire(),
+            })
+        })
+        .collect();
+    json!({
+        "capabilities": caps,
+        "delegator": d.info.issuer.to_string(),
+        "delegate": d.info.delegatee.to_string(),
+        "parents": d.info.parents.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "raw": d.header,
+        "revoked": state.auth.is_delegation_revoked(&d.info),
+    })
+}
+
+fn matches_filters(d: &StoredDelegation, f: &ListFilters, invoker: &str, space: &str) -> bool {
+    let direction_ok = match f.direction.as_deref() {
+        Some("created") => d.info.issuer.to_string() == invoker,
+        Some("received") => d.info.delegatee.to_string() == invoker,
+        _ => true,
+    };
+    let path_ok = f.path.as_deref().is_none_or(|p| {
+        let p = p.trim_start_matches('/');
+        d.info.capabilities.iter().any(|c| {
+            let r = c.resource.to_string();
+            let within = r
+                .strip_prefix(space)
+                .map(|x| x.trim_start_matches('/'))
+                .unwrap_or(&r);
+            r.starts_with(p) || within.starts_with(p)
+        })
+    });
+    let actions_ok = f.actions.as_ref().is_none_or(|a| {
+        d.info.capabilities.iter().any(|c| {
+            let (raw, canonical) = (c.ability.to_string(), c.ability.canonical().to_string());
+            a.iter().any(|x| *x == raw || *x == canonical)
+        })
+    });
+    direction_ok && path_ok && actions_ok
+}
+
+/// `tinycloud.capabilities/read`: the delegations that name the space, keyed by CID; with a
+/// `capabilitiesReadParams` fact, a filtered listing or one delegation's chain (an array,
+/// the delegation first, then its ancestors that name the space).
+async fn capabilities_read(
+    state: &SharedState,
+    inv: &tinycloud_auth::token::Invocation,
+    cap: &Capability,
+) -> ApiResult<Response> {
     // The answer lists every delegation of the space, so only a grant on the whole listing
     // (`<space>/capabilities/all`, or the bare service) may read it: a narrower path is not
     // something this listing can honour (deny by default).
@@ -122,36 +213,63 @@ async fn capabilities_read(state: &SharedState, cap: &Capability) -> ApiResult<R
             "tinycloud.capabilities/read is served only on <space>/capabilities/all",
         ));
     }
-    let space = r.space();
-    let delegations = state
-        .index
-        .delegations_for_space(&space.to_string())
-        .await?;
+    let params = match inv.ucan().fact("capabilitiesReadParams") {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_value::<ReadParams>(v.clone()).map_err(|e| {
+                ApiError::bad_request(format!("invalid capabilitiesReadParams: {e}"))
+            })?,
+        ),
+    };
+    let space = r.space().to_string();
+    if let Some(ReadParams::List {
+        filters: Some(f), ..
+    }) = &params
+    {
+        if !matches!(
+            f.direction.as_deref(),
+            None | Some("created" | "received" | "all")
+        ) {
+            return Err(ApiError::bad_request(
+                "capabilitiesReadParams direction must be created, received or all",
+            ));
+        }
+    }
+    let delegations = state.index.delegations_for_space(&space).await?;
+    if let Some(ReadParams::Chain { delegation_cid }) = &params {
+        let start: tinycloud_auth::cid::Cid = delegation_cid
+            .parse()
+            .map_err(|_| ApiError::bad_request("delegation_cid is not a CID"))?;
+        let by_cid: std::collections::HashMap<_, _> =
+            delegations.iter().map(|d| (d.info.cid, d)).collect();
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut seen = std::collections::HashSet::new();
+        while let Some(cid) = queue.pop_front() {
+            if !seen.insert(cid) || out.len() >= MAX_CHAIN {
+                continue;
+            }
+            // Only delegations of this space: a chain answer never reveals another space's.
+            let Some(d) = by_cid.get(&cid) else { continue };
+            queue.extend(d.info.parents.iter().copied());
+            out.push(delegation_json(state, d));
+        }
+        if out.is_empty() {
+            return Err(ApiError::not_found("no such delegation in this space"));
+        }
+        return Ok(Json(Value::Array(out)).into_response());
+    }
+    let filters = match params {
+        Some(ReadParams::List { filters }) => filters.unwrap_or_default(),
+        _ => ListFilters::default(),
+    };
+    let invoker = inv.invoker().to_string();
     let mut out = Map::new();
-    for d in delegations {
-        let caps: Vec<Value> = d
-            .info
-            .capabilities
-            .iter()
-            .map(|c| {
-                json!({
-                    "resource": c.resource.to_string(),
-                    "ability": c.ability.to_string(),
-                    "caveats": c.caveats.to_wire(),
-                })
-            })
-            .collect();
-        out.insert(
-            d.info.cid.to_string(),
-            json!({
-                "capabilities": caps,
-                "delegator": d.info.issuer.to_string(),
-                "delegate": d.info.delegatee.to_string(),
-                "parents": d.info.parents.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "raw": d.header,
-                "revoked": state.auth.is_delegation_revoked(&d.info),
-            }),
-        );
+    for d in delegations
+        .iter()
+        .filter(|d| matches_filters(d, &filters, &invoker, &space))
+    {
+        out.insert(d.info.cid.to_string(), delegation_json(state, d));
     }
     Ok(Json(Value::Object(out)).into_response())
 }
