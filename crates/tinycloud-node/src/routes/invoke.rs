@@ -19,7 +19,7 @@ use crate::store::StoredDelegation;
 #[utoipa::path(
     post, path = "/invoke", tag = "invoke",
     summary = "Invoke a capability on a space",
-    description = "The data plane. The invocation names one capability (several for SQL on one database, or a KV batch): `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>` (body = the value; `If-Match`/`If-None-Match`, `x-tinycloud-limit`, `x-tinycloud-cursor`, `x-tinycloud-max-response-bytes`, `x-tinycloud-meta-*` headers), `tinycloud.sql/*` on `<space>/sql/<db>` (JSON body), `tinycloud.capabilities/read`, `tinycloud.space/*`.",
+    description = "The data plane. The invocation names one capability (several for SQL on one database, or a KV batch): `tinycloud.kv/put|get|metadata|list|del` on `<space>/kv/<key>` (body = the value; `If-Match`/`If-None-Match`, `x-tinycloud-limit`, `x-tinycloud-cursor`, `x-tinycloud-max-response-bytes`, `x-tinycloud-meta-*` headers), `tinycloud.sql/*` on `<space>/sql/<db>` (JSON body), `tinycloud.capabilities/read` (optional `capabilitiesReadParams` fact), `tinycloud.space/*`, `tinycloud.encryption/decrypt` (the decrypt request as body; refusals 403).",
     params(
         ("Authorization" = String, Header, description = crate::routes::openapi::INVOCATION_HEADER),
         ("If-Match" = Option<String>, Header, description = "KV put/del: the strong ETag the current value must have"),
@@ -52,7 +52,17 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let now = now();
-    let authz = state.auth.authorize(header, now).await?;
+    // Signature and time first; a decrypt then takes its own path (audit, its own refusals).
+    let invocation = state.auth.decode_invocation(header, now)?;
+    if invocation
+        .info()
+        .capabilities
+        .iter()
+        .any(|c| c.ability.canonical().to_string() == "tinycloud.encryption/decrypt")
+    {
+        return super::encryption::decrypt_invoke(&state, invocation, body).await;
+    }
+    let authz = state.auth.authorize_decoded(invocation, now).await?;
     let caps = authz.invocation.info().capabilities.clone();
     let first = caps
         .first()
