@@ -51,6 +51,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Encryption networks.
     pub encryption: EncryptionConfig,
+    /// Where clients get more storage (env `TINYCLOUD_QUOTA_URL`), advertised as `quota_url`
+    /// in `/info`; omitted when unset. An `http(s)` URL.
+    pub quota_url: Option<String>,
 }
 
 /// HTTP connection limits and timeouts (enforced by hyper and tower at the connection level).
@@ -257,6 +260,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             server: ServerConfig::default(),
             encryption: EncryptionConfig::default(),
+            quota_url: None,
         }
     }
 }
@@ -423,7 +427,7 @@ impl Config {
                     "storage_datadir" => vec!["storage".into(), "datadir".into()],
                     "storage_limit" => vec!["storage".into(), "limit".into()],
                     "keys_secret" => vec!["keys".into(), "secret".into()],
-                    "address" | "port" | "cors" => path,
+                    "address" | "port" | "cors" | "quota_url" => path,
                     _ => continue,
                 },
                 _ => path,
@@ -435,7 +439,7 @@ impl Config {
                 (Some("keys"), Some("secret")) | (Some("storage"), Some("datadir")) => {
                     toml::Value::String(raw.clone())
                 }
-                (Some("address"), _) => toml::Value::String(raw.clone()),
+                (Some("address" | "quota_url"), _) => toml::Value::String(raw.clone()),
                 _ => env_value(raw),
             };
             insert_path(&mut table, &path, value);
@@ -453,6 +457,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server timeouts and connection limits must be positive".into(),
             ));
+        }
+        if let Some(u) = &cfg.quota_url {
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::Invalid(
+                    "quota_url (TINYCLOUD_QUOTA_URL) must be an http(s) URL".into(),
+                ));
+            }
         }
         if cfg.invocation.max_lifetime_secs <= 0 {
             return Err(ConfigError::Invalid(

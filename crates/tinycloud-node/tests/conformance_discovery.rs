@@ -69,6 +69,23 @@ async fn info_fields_and_casing() {
     );
 }
 
+/// `quota_url` (snake_case) comes from `TINYCLOUD_QUOTA_URL`; a value that is not an http(s)
+/// URL stops the node at start-up.
+#[tokio::test]
+async fn info_quota_url_from_the_environment() {
+    let node = Node::start(&[("TINYCLOUD_QUOTA_URL", "https://quota.example.com/buy")]);
+    for path in ["/info", "/version"] {
+        let v = get(&node.url, path).await.expect(200).json();
+        assert_eq!(
+            v["quota_url"], "https://quota.example.com/buy",
+            "{path}: {v}"
+        );
+        assert!(v.get("quotaUrl").is_none());
+    }
+    let env = [("TINYCLOUD_QUOTA_URL".to_owned(), "not a url".to_owned())];
+    assert!(tinycloud_node::config::Config::load(None, env).is_err());
+}
+
 #[tokio::test]
 async fn healthz_and_options() {
     let node = Node::start(&[]);

@@ -214,9 +214,13 @@ async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
     Json(openapi::Info {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION"),
-        features: &["kv", "delegation", "sql", "hooks", "encryption"],
+        // What this node serves, in the reference's names: `sharing` is delegation to a fresh
+        // key and invocation under it (served by /delegate and /invoke). `signed-urls` joins
+        // the list only once `/signed/kv` is served (not on this branch).
+        features: &["kv", "delegation", "sharing", "sql", "hooks", "encryption"],
         node_id: state.keys.node_did().to_string(),
         in_tee: false,
+        quota_url: state.config.quota_url.clone(),
     })
 }
 

@@ -69,6 +69,9 @@ pub struct Info {
     /// Whether the node runs in a trusted execution environment.
     #[serde(rename = "inTEE")]
     pub in_tee: bool,
+    /// Where to get more storage (`TINYCLOUD_QUOTA_URL`); absent when not configured.
+    #[serde(rename = "quota_url", skip_serializing_if = "Option::is_none")]
+    pub quota_url: Option<String>,
 }
 
 /// `POST /delegate`.
