@@ -288,6 +288,61 @@ async fn batch_read_shape() {
     assert_eq!(v["results"][1]["error"]["code"], "KV_NOT_FOUND");
 }
 
+/// A multipart body with one part per `(field name, content type, bytes)`.
+fn multipart(boundary: &str, parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (name, ct, data) in parts {
+        b.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    b
+}
+
+/// Batch put (§3.2): ≥ 2 `kv/put` capabilities, a multipart body whose field names are the
+/// percent-encoded keys, part headers as metadata → `{"written", "count"}`.
+#[tokio::test]
+async fn batch_put_shape() {
+    let node = Node::start(&[]);
+    let url = &node.url;
+    let s = Session::sign_in(url, "default").await;
+    let t = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[
+            cap(s.res("kv/docs/a b"), "tinycloud.kv/put"),
+            cap(s.res("kv/docs/c"), "tinycloud.kv/put"),
+        ],
+    )
+    .sign(&s.key);
+    let body = multipart(
+        "XyZ",
+        &[
+            ("docs%2Fc", "application/json", b"{\"c\":1}"),
+            ("docs%2Fa%20b", "text/plain", b"AB"),
+        ],
+    );
+    let v = invoke(
+        url,
+        &t,
+        &[("Content-Type", "multipart/form-data; boundary=XyZ")],
+        body,
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(v, json!({"written": ["docs/a b", "docs/c"], "count": 2}));
+    let a = s.kv(url, "get", "docs/c", &[], vec![]).await.expect(200);
+    assert_eq!(a.body, b"{\"c\":1}");
+    assert_eq!(a.header("content-type"), Some("application/json"));
+}
+
 /// Quota statuses the SDK maps (§3.4): a write past the remainder is 413, a write once the
 /// space is full is 402, reads never 402. And `tinycloud.space/info` answers 200 empty.
 #[tokio::test]

@@ -28,7 +28,7 @@ use crate::store::StoredDelegation;
         ("x-tinycloud-cursor" = Option<String>, Header, description = "KV list: the `x-tinycloud-next-cursor` of the previous page"),
         ("x-tinycloud-max-response-bytes" = Option<u64>, Header, description = "KV get: return at most this many bytes"),
     ),
-    request_body(description = "KV put: the value (any content type, kept as metadata); SQL: a JSON request", content((crate::routes::openapi::SqlRequest = "application/json"), ("application/octet-stream"))),
+    request_body(description = "KV put: the value (any content type, kept as metadata); KV batch put: multipart/form-data, one part per key; SQL: a JSON request", content((crate::routes::openapi::SqlRequest = "application/json"), ("application/octet-stream"), ("multipart/form-data"))),
     responses(
         (status = 200, description = "Done: a value (KV get), a JSON key list (KV list), a SQL result, an SQLite file (SQL export), or an empty body", content((Object = "application/json"), ("application/octet-stream"), ("application/x-sqlite3"), ("text/plain")), headers(("etag" = String, description = "Strong ETag `\"blake3-<hex>\"`"), ("x-tinycloud-truncated" = String, description = "KV list: more keys follow"), ("x-tinycloud-next-cursor" = String, description = "KV list: cursor of the next page"))),
         (status = 304, description = "KV get: not modified"),
@@ -98,6 +98,9 @@ pub async fn invoke(
         };
         if all("get") || all("metadata") {
             return kv::batch_read(&state, &caps).await;
+        }
+        if all("put") {
+            return kv::batch_put(&state, &authz.invocation, &caps, &headers, body).await;
         }
     }
     let [cap] = caps.as_slice() else {
