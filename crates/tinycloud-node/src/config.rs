@@ -59,6 +59,9 @@ pub struct Config {
     pub admin_secret: Option<AdminSecret>,
     /// Signed KV URLs (`/signed/kv`).
     pub signed_urls: SignedUrlsConfig,
+    /// Where clients get more storage (env `TINYCLOUD_QUOTA_URL`), advertised as `quota_url`
+    /// in `/info`; omitted when unset. An `http(s)` URL.
+    pub quota_url: Option<String>,
 }
 
 /// Fewest bytes an admin secret may have; a shorter one refuses to start.
@@ -348,6 +351,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             admin_secret: None,
             signed_urls: SignedUrlsConfig::default(),
+            quota_url: None,
         }
     }
 }
@@ -514,7 +518,7 @@ impl Config {
                     "storage_datadir" => vec!["storage".into(), "datadir".into()],
                     "storage_limit" => vec!["storage".into(), "limit".into()],
                     "keys_secret" => vec!["keys".into(), "secret".into()],
-                    "address" | "port" | "cors" => path,
+                    "address" | "port" | "cors" | "quota_url" => path,
                     _ => continue,
                 },
                 _ => path,
@@ -526,7 +530,7 @@ impl Config {
                 (Some("keys"), Some("secret")) | (Some("storage"), Some("datadir")) => {
                     toml::Value::String(raw.clone())
                 }
-                (Some("address"), _) | (Some("telemetry"), Some("address")) => {
+                (Some("address" | "quota_url"), _) | (Some("telemetry"), Some("address")) => {
                     toml::Value::String(raw.clone())
                 }
                 _ => env_value(raw),
@@ -553,6 +557,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server timeouts and connection limits must be positive".into(),
             ));
+        }
+        if let Some(u) = &cfg.quota_url {
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::Invalid(
+                    "quota_url (TINYCLOUD_QUOTA_URL) must be an http(s) URL".into(),
+                ));
+            }
         }
         if cfg.invocation.max_lifetime_secs <= 0 {
             return Err(ConfigError::Invalid(

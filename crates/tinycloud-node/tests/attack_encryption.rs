@@ -405,6 +405,47 @@ async fn a_delegate_cannot_exceed_its_encryption_grant() {
                 Some(req.1),
             )
         },
+        {
+            let req = decrypt(&r, &[gr], &nd, &network, &wrapped, None);
+            (
+                "decrypt through /invoke without a decrypt grant",
+                403,
+                Method::POST,
+                "/invoke".into(),
+                req.0,
+                Some(req.1),
+            )
+        },
+        {
+            let req = decrypt(&d, &[gd], &nd, &other_network, &wrapped_other, None);
+            (
+                "decrypt through /invoke on another owner's network",
+                403,
+                Method::POST,
+                "/invoke".into(),
+                req.0,
+                Some(req.1),
+            )
+        },
+        {
+            let req = decrypt(&d, &[gd], &nd, &network, &wrapped, Some(&d.did()));
+            (
+                "decrypt through /invoke to the wrong audience",
+                403,
+                Method::POST,
+                "/invoke".into(),
+                req.0,
+                Some(req.1),
+            )
+        },
+        (
+            "a decrypt replayed through /invoke",
+            403,
+            Method::POST,
+            "/invoke".into(),
+            replayed.0.clone(),
+            Some(replayed.1.clone()),
+        ),
         (
             "a replayed decrypt",
             409,

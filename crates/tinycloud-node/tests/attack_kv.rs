@@ -398,3 +398,214 @@ async fn only_the_owner_writes_a_public_space() {
     .unwrap());
     assert_eq!(got, json!("published"));
 }
+
+/// Batch reads (several `kv/get` or `kv/metadata` capabilities in one invocation): every key
+/// must be granted (one outside the grant refuses the whole batch, revealing nothing), all in
+/// one space, homogeneous abilities, and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_reveals_nothing_outside_the_grant() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 85, "default").await;
+    let other = Owner::sign_in(&node, 86, "default").await;
+    let oc = o.client(&node);
+    oc.put(&o.res("kv/notes/a"), b"notes a").await.expect(200);
+    oc.put(&o.res("kv/secret"), SECRET).await.expect(200);
+    other
+        .client(&node)
+        .put(&other.res("kv/notes/a"), SECRET)
+        .await
+        .expect(200);
+    let key = ed25519(87);
+    let g = delegate(
+        &node,
+        &o.session,
+        &key.did(),
+        &[o.session_cid],
+        vec![cap(&o.res("kv/notes"), "tinycloud.kv/get")],
+        600,
+    )
+    .await;
+    let c = Client::new(&node, &key, &[g]);
+    let (a, b) = (o.res("kv/notes/a"), o.res("kv/notes/b"));
+    // Control: both keys granted.
+    let v = c
+        .invoke_caps(
+            &[(&a, "tinycloud.kv/get"), (&b, "tinycloud.kv/get")],
+            &[],
+            vec![],
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(v["results"][0]["ok"], true);
+    assert_eq!(v["results"][1]["error"]["code"], "KV_NOT_FOUND");
+    let secret = o.res("kv/secret");
+    let foreign = other.res("kv/notes/a");
+    for (case, caps) in [
+        (
+            "a key outside the grant",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (secret.as_str(), "tinycloud.kv/get"),
+            ],
+        ),
+        (
+            "another space",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (foreign.as_str(), "tinycloud.kv/get"),
+            ],
+        ),
+        (
+            "an ability not held",
+            vec![
+                (a.as_str(), "tinycloud.kv/metadata"),
+                (b.as_str(), "tinycloud.kv/metadata"),
+            ],
+        ),
+        (
+            "mixed abilities",
+            vec![
+                (a.as_str(), "tinycloud.kv/get"),
+                (b.as_str(), "tinycloud.kv/del"),
+            ],
+        ),
+    ] {
+        let r = c.invoke_caps(&caps, &[], vec![]).await;
+        refused(case, &r);
+    }
+    // Two spaces, both the invoker's own: refused clearly.
+    let own = o.client(&node);
+    let r = own
+        .invoke_caps(
+            &[(&a, "tinycloud.kv/get"), (&foreign, "tinycloud.kv/get")],
+            &[],
+            vec![],
+        )
+        .await;
+    refused("two spaces", &r);
+    // More than 100 keys.
+    let many: Vec<String> = (0..101).map(|i| o.res(&format!("kv/notes/{i}"))).collect();
+    let caps: Vec<(&str, &str)> = many
+        .iter()
+        .map(|k| (k.as_str(), "tinycloud.kv/get"))
+        .collect();
+    let r = own.invoke_caps(&caps, &[], vec![]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (name, data) in parts {
+        b.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    b
+}
+
+/// Batch puts: every key must be granted (one outside the grant refuses the batch), every
+/// part must be a signed key and every signed key a part, and the quota holds for the batch
+/// as a whole — each refusal writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_put_writes_all_granted_keys_or_nothing() {
+    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "64 KiB")]);
+    let o = Owner::sign_in(&node, 88, "default").await;
+    let oc = o.client(&node);
+    oc.put(&o.res("kv/secret"), SECRET).await.expect(200);
+    let key = ed25519(89);
+    let g = delegate(
+        &node,
+        &o.session,
+        &key.did(),
+        &[o.session_cid],
+        vec![cap(&o.res("kv/notes"), "tinycloud.kv/put")],
+        600,
+    )
+    .await;
+    let c = Client::new(&node, &key, &[g]);
+    let ct = [("content-type", "multipart/form-data; boundary=b0")];
+    let (a, b) = (o.res("kv/notes/a"), o.res("kv/notes/b"));
+    let put = "tinycloud.kv/put";
+    let secret = o.res("kv/secret");
+    /// (case, capabilities, body, expected status)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "a key outside the grant",
+            vec![(&a, put), (&secret, put)],
+            multipart("b0", &[("notes%2Fa", b"x"), ("secret", b"overwritten")]),
+            401,
+        ),
+        (
+            "a part for a key that was not signed",
+            vec![(&a, put), (&b, put)],
+            multipart(
+                "b0",
+                &[("notes%2Fa", b"x"), ("notes%2Fb", b"y"), ("secret", b"z")],
+            ),
+            400,
+        ),
+        (
+            "a signed key without a part",
+            vec![(&a, put), (&b, put)],
+            multipart("b0", &[("notes%2Fa", b"x")]),
+            400,
+        ),
+        (
+            "a key with two parts",
+            vec![(&a, put), (&b, put)],
+            multipart(
+                "b0",
+                &[
+                    ("notes%2Fa", b"x"),
+                    ("notes%2Fa", b"y"),
+                    ("notes%2Fb", b"z"),
+                ],
+            ),
+            400,
+        ),
+        (
+            "a batch past the quota",
+            vec![(&a, put), (&b, put)],
+            multipart(
+                "b0",
+                &[
+                    ("notes%2Fa", &[1u8; 40 * 1024]),
+                    ("notes%2Fb", &[2u8; 40 * 1024]),
+                ],
+            ),
+            413,
+        ),
+        (
+            "not multipart",
+            vec![(&a, put), (&b, put)],
+            b"plain".to_vec(),
+            400,
+        ),
+    ];
+    for (case, caps, body, want) in cases {
+        let extra: &[(&str, &str)] = if case == "not multipart" { &[] } else { &ct };
+        let r = c.invoke_caps(&caps, extra, body).await;
+        assert_eq!(r.status, want, "{case}: {}", r.text());
+        // Nothing was written.
+        oc.call(&a, "get").await.expect(404);
+        oc.call(&b, "get").await.expect(404);
+        assert_eq!(oc.call(&secret, "get").await.expect(200).body, SECRET);
+    }
+    // Control: the same grant writes both keys at once.
+    let r = c
+        .invoke_caps(
+            &[(&a, put), (&b, put)],
+            &ct,
+            multipart("b0", &[("notes%2Fa", b"x"), ("notes%2Fb", b"y")]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.json()["count"], 2);
+    assert_eq!(oc.call(&b, "get").await.expect(200).body, b"y");
+}

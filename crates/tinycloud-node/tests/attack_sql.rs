@@ -276,12 +276,12 @@ async fn delegates_cannot_exceed_their_grants() {
         a("read", "sql/app1", "read", x("PRAGMA user_version = 9"), 403),
         a("read", "sql/app1", "read", x("REPLACE INTO t (id, v) VALUES (1, 'x')"), 403),
         a("read", "sql/app1", "read", json!({"action": "batch", "statements": [{"sql": "SELECT 1"}, {"sql": "DELETE FROM t"}]}), 403),
-        // Write without schema, schema without admin.
-        a("write", "sql/app1", "write", x("CREATE TABLE u (a)"), 403),
-        a("write", "sql/app1", "write", x("DROP TABLE t"), 403),
-        a("write", "sql/app1", "write", x("ALTER TABLE t ADD COLUMN z"), 403),
-        a("write", "sql/app1", "write", x("CREATE VIEW w AS SELECT 1"), 403),
-        a("write", "sql/app1", "write", json!({"action": "execute", "sql": "INSERT INTO t (v) VALUES ('x')", "schema": ["CREATE TABLE u (a)"]}), 403),
+        // Write permits DDL (as the reference: its clients migrate under `write`), but not
+        // triggers or pragmas; schema without admin.
+        a("write", "sql/app1", "write", x("CREATE TABLE wddl (a)"), 200),
+        a("write", "sql/app1", "write", x("DROP TABLE wddl"), 200),
+        a("write", "sql/app1", "write", x("CREATE TRIGGER tw AFTER INSERT ON t BEGIN DELETE FROM s; END"), 403),
+        a("write", "sql/app1", "write", x("PRAGMA user_version = 3"), 403),
         a("write", "sql/app1", "schema", x("CREATE TABLE u (a)"), 401),
         a("schema", "sql/app1", "schema", x("INSERT INTO t (v) VALUES ('x')"), 403),
         a("schema", "sql/app1", "schema", x("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM s; END"), 403),
@@ -496,4 +496,147 @@ async fn databases_are_bounded_local() {
 #[tokio::test]
 async fn databases_are_bounded_shipped() {
     databases_are_bounded(&[("TINYCLOUD_SQL__HOSTING", "shipped")]).await;
+}
+
+/// Several capabilities in one SQL invocation (as the reference JS SDK sends `write` +
+/// `schema`): every one must be held, all must name the same database, and one capability's
+/// caveats are never lifted by another that carries the same ones.
+#[tokio::test]
+async fn multi_capability_invocations_grant_no_more_than_each_capability() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 94, "default").await;
+    let oc = o.client(&node);
+    let (app1s, app2s) = (o.res("sql/app1"), o.res("sql/app2"));
+    let (app1, app2) = (app1s.as_str(), app2s.as_str());
+    oc.sql(
+        app1,
+        "admin",
+        json!({"action": "batch", "statements": [
+            {"sql": "CREATE TABLE t (v TEXT)"},
+            {"sql": "CREATE TABLE s (secret TEXT)"},
+            {"sql": "INSERT INTO s VALUES ('hidden')"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    oc.execute(app2, "admin", "CREATE TABLE z (v TEXT)")
+        .await
+        .expect(200);
+    let count = |table: &'static str| {
+        let oc = &oc;
+        async move {
+            oc.query(app1, "read", &format!("SELECT count(*) FROM {table}"))
+                .await
+                .expect(200)
+                .json()["rows"][0][0]
+                .clone()
+        }
+    };
+
+    // The agent holds read + write on app1 limited to table `t`, and read on app2.
+    let agent = ed25519(120);
+    let mut held = with_caveat(caps(app1, &["read", "write"]), json!({"tables": ["t"]}));
+    held.extend(caps(app2, &["read"]));
+    let cid = delegate(&node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
+    let ac = Client::new(&node, &agent, &[cid]);
+    let body = |v: Value| v.to_string().into_bytes();
+    let ct = [("content-type", "application/json")];
+    let w = "tinycloud.sql/write";
+
+    // Control: both held capabilities together work, under the table caveat.
+    ac.invoke_caps(
+        &[(app1, w), (app1, "tinycloud.sql/read")],
+        &ct,
+        body(x("INSERT INTO t VALUES ('ok')")),
+    )
+    .await
+    .expect(200);
+
+    // One capability not held (schema, admin) refuses the whole invocation: nothing runs,
+    // not even the statements the held capability would allow.
+    for extra in [
+        "tinycloud.sql/schema",
+        "tinycloud.sql/admin",
+        "tinycloud.sql/*",
+    ] {
+        let r = ac
+            .invoke_caps(
+                &[(app1, w), (app1, extra)],
+                &ct,
+                body(
+                    json!({"action": "execute", "sql": "INSERT INTO t VALUES ('x')",
+                            "schema": ["CREATE TABLE IF NOT EXISTS planted (a)"]}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{extra}: {}", r.text());
+        // The unheld capability cannot lift the table caveat either.
+        let r = ac
+            .invoke_caps(
+                &[(app1, w), (app1, extra)],
+                &ct,
+                body(x("INSERT INTO s VALUES ('x')")),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{extra}: {}", r.text());
+    }
+    assert_eq!(count("t").await, json!(1));
+    assert_eq!(count("s").await, json!(1));
+    let r = oc
+        .query(
+            app1,
+            "read",
+            "SELECT count(*) FROM sqlite_master WHERE name = 'planted'",
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.json()["rows"][0][0], json!(0));
+
+    // Held capabilities with the same caveat do not combine into an unconstrained one.
+    for sql in [
+        "INSERT INTO s VALUES ('x')",
+        "INSERT INTO t SELECT secret FROM s",
+        "CREATE TABLE planted (a)",
+    ] {
+        let r = ac
+            .invoke_caps(
+                &[(app1, w), (app1, "tinycloud.sql/read")],
+                &ct,
+                body(x(sql)),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{sql}: {}", r.text());
+    }
+    assert_eq!(count("t").await, json!(1));
+
+    // Two databases (both held) in one invocation: refused, whatever the order.
+    for pair in [
+        [(app1, w), (app2, "tinycloud.sql/read")],
+        [(app2, "tinycloud.sql/read"), (app1, w)],
+    ] {
+        let r = ac
+            .invoke_caps(&pair, &ct, body(q("SELECT count(*) FROM z")))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("same database"), "{}", r.text());
+    }
+    // A second database not held: the chain check refuses first.
+    let r = ac
+        .invoke_caps(
+            &[(app1, w), (app2, w)],
+            &ct,
+            body(x("INSERT INTO z VALUES ('x')")),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // SQL mixed with another service: refused.
+    let kv = o.res("kv/x");
+    let r = ac
+        .invoke_caps(
+            &[(app1, w), (&kv, "tinycloud.kv/get")],
+            &ct,
+            body(q("SELECT 1")),
+        )
+        .await;
+    assert!(matches!(r.status, 401 | 501), "{} {}", r.status, r.text());
 }

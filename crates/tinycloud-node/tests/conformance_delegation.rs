@@ -436,7 +436,6 @@ async fn siwe_recap_with_prf_and_time_nesting() {
 /// `capabilitiesReadParams` facts (§3.6): `{"type": "chain", "delegation_cid"}` answers a JSON
 /// array (the chain), `{"type": "list", "filters": …}` filters the listing.
 #[tokio::test]
-#[ignore = "divergence: the capabilitiesReadParams fact of capabilities/read is ignored"]
 async fn capabilities_read_chain_param() {
     let node = Node::start(&[]);
     let url = &node.url;
@@ -456,4 +455,53 @@ async fn capabilities_read_chain_param() {
     let v = invoke(url, &t, &[], vec![]).await.expect(200).json();
     assert!(v.is_array(), "{v}");
     assert_eq!(v[0]["delegator"], json!(s.wallet.did()));
+
+    // `list` with filters, relative to the invoker (the session key received its session).
+    let read = |params: serde_json::Value| {
+        Ucan::invocation(
+            &s.key,
+            std::slice::from_ref(&s.cid),
+            &[cap(
+                s.res("capabilities/all"),
+                "tinycloud.capabilities/read",
+            )],
+        )
+        .facts(vec![json!({ "capabilitiesReadParams": params })])
+        .sign(&s.key)
+    };
+    let list = |filters: serde_json::Value| read(json!({"type": "list", "filters": filters}));
+    let v = invoke(url, &list(json!({"direction": "received"})), &[], vec![])
+        .await
+        .expect(200)
+        .json();
+    assert!(v.get(s.cid.as_str()).is_some(), "{v}");
+    let v = invoke(url, &list(json!({"direction": "created"})), &[], vec![])
+        .await
+        .expect(200)
+        .json();
+    assert!(v.get(s.cid.as_str()).is_none(), "{v}");
+    let v = invoke(
+        url,
+        &list(json!({"actions": ["tinycloud.no/such"]})),
+        &[],
+        vec![],
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(v, json!({}));
+    invoke(url, &list(json!({"direction": "sideways"})), &[], vec![])
+        .await
+        .expect(400);
+
+    // Our hardening: a chain answer never reaches into another space (404, nothing revealed).
+    let other = Session::sign_in(url, "default").await;
+    let a = invoke(
+        url,
+        &read(json!({"type": "chain", "delegation_cid": other.cid})),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.text());
 }

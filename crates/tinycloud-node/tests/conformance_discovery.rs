@@ -36,7 +36,14 @@ async fn info_fields_and_casing() {
             .iter()
             .map(|f| f.as_str().expect("feature string"))
             .collect();
-        for f in ["kv", "delegation", "sql", "hooks", "encryption", "signed-urls"] {
+        for f in [
+            "kv",
+            "delegation",
+            "sql",
+            "hooks",
+            "encryption",
+            "signed-urls",
+        ] {
             assert!(features.contains(&f), "{path}: feature {f} in {features:?}");
         }
         // camelCase `nodeId`, `inTEE`; the node identity is an Ed25519 did:key.
@@ -67,6 +74,23 @@ async fn info_fields_and_casing() {
         get(&node.url, "/info").await.json(),
         get(&node.url, "/version").await.json()
     );
+}
+
+/// `quota_url` (snake_case) comes from `TINYCLOUD_QUOTA_URL`; a value that is not an http(s)
+/// URL stops the node at start-up.
+#[tokio::test]
+async fn info_quota_url_from_the_environment() {
+    let node = Node::start(&[("TINYCLOUD_QUOTA_URL", "https://quota.example.com/buy")]);
+    for path in ["/info", "/version"] {
+        let v = get(&node.url, path).await.expect(200).json();
+        assert_eq!(
+            v["quota_url"], "https://quota.example.com/buy",
+            "{path}: {v}"
+        );
+        assert!(v.get("quotaUrl").is_none());
+    }
+    let env = [("TINYCLOUD_QUOTA_URL".to_owned(), "not a url".to_owned())];
+    assert!(tinycloud_node::config::Config::load(None, env).is_err());
 }
 
 #[tokio::test]

@@ -349,7 +349,6 @@ async fn network_admin_fact_in_the_reference_full_form() {
 /// The reference also takes a decrypt as `POST /invoke` with a `tinycloud.encryption/decrypt`
 /// capability (same body, same facts; all failures 403 there).
 #[tokio::test]
-#[ignore = "divergence: decrypt through /invoke (§6) is not implemented (only the dedicated route)"]
 async fn decrypt_through_invoke() {
     let node = Node::start(&[]);
     let url = &node.url;
@@ -381,11 +380,39 @@ async fn decrypt_through_invoke() {
         "encryptedSymmetricKeyHash": body["encryptedSymmetricKeyHash"],
         "receiverPublicKeyHash": body["receiverPublicKeyHash"], "alg": ALG, "keyVersion": 1,
     });
-    let t = enc_token(&s, &network, "decrypt", vec![fact]);
+    let t = enc_token(&s, &network, "decrypt", vec![fact.clone()]);
     let r = post_json(url, "/invoke", &t, &body)
         .await
         .expect(200)
         .json();
+    // Our hardening: single use on both doors (the reference accepts a replay on its
+    // dedicated route); through /invoke every refusal is 403 as the reference answers.
+    post_json(url, "/invoke", &t, &body).await.expect(403);
+    post_json(
+        url,
+        &format!("/encryption/networks/{}/decrypt", id_path(&network)),
+        &t,
+        &body,
+    )
+    .await
+    .expect(409);
+    // A body that does not match the fact's hashes, and a decrypt beside another capability.
+    let mut other = body.clone();
+    other["keyVersion"] = json!(2);
+    let t2 = enc_token(&s, &network, "decrypt", vec![fact.clone()]);
+    post_json(url, "/invoke", &t2, &other).await.expect(403);
+    let t3 = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[
+            cap(&network, "tinycloud.encryption/decrypt"),
+            cap(s.res("kv/x"), "tinycloud.kv/get"),
+        ],
+    )
+    .audience(&s.node_id)
+    .facts(vec![fact])
+    .sign(&s.key);
+    post_json(url, "/invoke", &t3, &body).await.expect(403);
     assert_eq!(r["type"], "tinycloud.encryption.decrypt-result/v1");
     let key = unwrap(
         &receiver,

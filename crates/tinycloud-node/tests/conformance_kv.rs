@@ -258,7 +258,6 @@ async fn list_shapes_and_paging() {
 /// Batch reads and writes (§3.2: ≥ 2 `kv/get`/`kv/metadata` capabilities → `{"results": …}`;
 /// ≥ 2 `kv/put` with a multipart body → `{"written", "count"}`) are used by newer SDK paths.
 #[tokio::test]
-#[ignore = "divergence: multi-capability KV invocations (batch read/put, §3.2) are not implemented"]
 async fn batch_read_shape() {
     let node = Node::start(&[]);
     let url = &node.url;
@@ -287,6 +286,61 @@ async fn batch_read_shape() {
     assert_eq!(v["results"][0]["dataBase64"], b64std(b"X"));
     assert_eq!(v["results"][1]["ok"], false);
     assert_eq!(v["results"][1]["error"]["code"], "KV_NOT_FOUND");
+}
+
+/// A multipart body with one part per `(field name, content type, bytes)`.
+fn multipart(boundary: &str, parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (name, ct, data) in parts {
+        b.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    b
+}
+
+/// Batch put (§3.2): ≥ 2 `kv/put` capabilities, a multipart body whose field names are the
+/// percent-encoded keys, part headers as metadata → `{"written", "count"}`.
+#[tokio::test]
+async fn batch_put_shape() {
+    let node = Node::start(&[]);
+    let url = &node.url;
+    let s = Session::sign_in(url, "default").await;
+    let t = Ucan::invocation(
+        &s.key,
+        std::slice::from_ref(&s.cid),
+        &[
+            cap(s.res("kv/docs/a b"), "tinycloud.kv/put"),
+            cap(s.res("kv/docs/c"), "tinycloud.kv/put"),
+        ],
+    )
+    .sign(&s.key);
+    let body = multipart(
+        "XyZ",
+        &[
+            ("docs%2Fc", "application/json", b"{\"c\":1}"),
+            ("docs%2Fa%20b", "text/plain", b"AB"),
+        ],
+    );
+    let v = invoke(
+        url,
+        &t,
+        &[("Content-Type", "multipart/form-data; boundary=XyZ")],
+        body,
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(v, json!({"written": ["docs/a b", "docs/c"], "count": 2}));
+    let a = s.kv(url, "get", "docs/c", &[], vec![]).await.expect(200);
+    assert_eq!(a.body, b"{\"c\":1}");
+    assert_eq!(a.header("content-type"), Some("application/json"));
 }
 
 /// Quota statuses the SDK maps (§3.4): a write past the remainder is 413, a write once the

@@ -144,7 +144,6 @@ async fn sql_answer_shapes() {
 /// authorizes it with the most privileged one present (write, and its `write` also permits
 /// DDL).
 #[tokio::test]
-#[ignore = "divergence: multi-ability SQL invocations answer 501; DDL needs `schema` (reference: `write` permits DDL)"]
 async fn execute_with_schema_as_the_sdk_mints_it() {
     let node = Node::start(&[]);
     let url = &node.url;

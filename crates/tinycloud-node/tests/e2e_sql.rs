@@ -114,8 +114,14 @@ async fn abilities_gate_statement_classes() {
         ("read", "PRAGMA user_version = 5", 403),
         ("write", "INSERT INTO t (v) VALUES ('b')", 200),
         ("write", "DELETE FROM t WHERE v = 'b'", 200),
-        ("write", "CREATE TABLE u (a)", 403),
-        ("write", "DROP TABLE t", 403),
+        // `write` permits DDL, as the reference (its clients migrate under `write`).
+        ("write", "CREATE TABLE u (a)", 200),
+        ("write", "DROP TABLE u", 200),
+        (
+            "write",
+            "CREATE TRIGGER tw AFTER INSERT ON t BEGIN SELECT 1; END",
+            403,
+        ),
         ("schema", "CREATE TABLE s (a)", 200),
         ("schema", "CREATE INDEX s_a ON s (a)", 200),
         ("schema", "INSERT INTO s (a) VALUES (1)", 403),

@@ -431,6 +431,68 @@ pub async fn decrypt(
 ) -> ApiResult<Json<DecryptResult>> {
     let network = parse_network(&id)?;
     let raw = read_json(body).await?;
+    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
+    let now = now();
+    decrypt_with(
+        &state,
+        network,
+        raw,
+        |state| state.auth.decode_invocation(header, now),
+        now,
+    )
+    .await
+    .map(Json)
+}
+
+/// A decrypt through `POST /invoke` (the reference's other door): the invocation carries one
+/// `tinycloud.encryption/decrypt` capability on one network, and the body is the decrypt
+/// request. The same checks, audit and single use as the dedicated route; every refusal is
+/// 403 there, as the reference answers (server faults stay 5xx).
+pub async fn decrypt_invoke(
+    state: &SharedState,
+    invocation: tinycloud_auth::token::Invocation,
+    body: axum::body::Body,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let forbid = |e: ApiError| {
+        if e.status.is_server_error() {
+            e
+        } else {
+            ApiError::forbidden(e.message)
+        }
+    };
+    let network = match invocation.info().capabilities.as_slice() {
+        [cap] => match &cap.resource {
+            Resource::Network(n) => n.clone(),
+            _ => {
+                return Err(ApiError::forbidden(
+                    "a decrypt names exactly one network (urn:tinycloud:encryption:…)",
+                ))
+            }
+        },
+        _ => {
+            return Err(ApiError::forbidden(
+                "a decrypt invocation carries exactly one capability",
+            ))
+        }
+    };
+    let raw = read_json(body).await.map_err(forbid)?;
+    decrypt_with(state, network, raw, move |_| Ok(invocation), now())
+        .await
+        .map(|r| Json(r).into_response())
+        .map_err(forbid)
+}
+
+/// The decrypt of both doors: `decode` yields the signature-checked invocation.
+async fn decrypt_with(
+    state: &SharedState,
+    network: NetworkId,
+    raw: Value,
+    decode: impl FnOnce(
+        &SharedState,
+    ) -> Result<tinycloud_auth::token::Invocation, crate::auth::AuthError>,
+    now: tinycloud_auth::timestamp::Timestamp,
+) -> ApiResult<DecryptResult> {
     let req: DecryptRequest = serde_json::from_value(raw.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid decrypt request: {e}")))?;
     let row = state
@@ -438,10 +500,8 @@ pub async fn decrypt(
         .network(&network.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("network not found"))?;
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
     // Signature and time window first: a token that does not verify leaves no trace.
-    let invocation = state.auth.decode_invocation(header, now)?;
+    let invocation = decode(state)?;
     // Refusals are recorded only for principals whose authority starts at the network's
     // owner; a stranger's requests (whatever envelope hash they claim) are never written.
     let authenticated = match row.owner.parse::<Did>() {
@@ -471,8 +531,8 @@ pub async fn decrypt(
                 invocation,
                 authorized,
             };
-            check_invocation(&state, &authz, &network, "tinycloud.encryption/decrypt")
-                .and_then(|()| rewrap(&state, &authz, &network, &row, &req, &raw))
+            check_invocation(state, &authz, &network, "tinycloud.encryption/decrypt")
+                .and_then(|()| rewrap(state, &authz, &network, &row, &req, &raw))
         }
         Err(e) => Err(ApiError::from(e)),
     };
@@ -491,7 +551,7 @@ pub async fn decrypt(
         // An allowed decrypt that cannot be recorded is not answered.
         state.networks.audit(&audit, bounds).await?;
     }
-    result.map(Json)
+    result
 }
 
 fn rewrap(

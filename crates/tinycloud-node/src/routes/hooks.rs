@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::authorization;
-use super::openapi::{Delivery, DeliveryList, TicketResult, Webhook, WebhookList};
+use super::openapi::{Delivery, DeliveryList, TicketResult, Webhook};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{
     authority_holds, event_json, in_scope, proofs_of, Lapse, Scope, Ticket, MAX_SCOPES,
@@ -513,7 +513,7 @@ pub struct ListQuery {
         ListQuery,
     ),
     responses(
-        (status = 200, description = "The webhooks", body = WebhookList),
+        (status = 200, description = "The webhooks: a bare JSON array, as the reference", body = Vec<Webhook>),
         (status = 400, description = "Malformed token or scope", body = String, content_type = "text/plain"),
         (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
         (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
@@ -523,7 +523,7 @@ pub async fn list(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<WebhookList>> {
+) -> ApiResult<Json<Vec<Webhook>>> {
     let prefix = q
         .prefix
         .as_deref()
@@ -539,7 +539,7 @@ pub async fn list(
     let wanted: Resource = resource
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-    let webhooks = hooks
+    let webhooks: Vec<Webhook> = hooks
         .iter()
         .filter(|w| {
             scope_of(w)
@@ -549,7 +549,7 @@ pub async fn list(
         })
         .map(Webhook::from)
         .collect();
-    Ok(Json(WebhookList { webhooks }))
+    Ok(Json(webhooks))
 }
 
 /// The webhook `id` (404 when there is none), once the invocation in `headers` is authorized

@@ -242,9 +242,12 @@ async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
     Json(openapi::Info {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION"),
+        // What this node serves, in the reference's names: `sharing` is delegation to a fresh
+        // key and invocation under it (served by /delegate and /invoke).
         features: &[
             "kv",
             "delegation",
+            "sharing",
             "sql",
             "hooks",
             "signed-urls",
@@ -252,6 +255,7 @@ async fn info(State(state): State<SharedState>) -> Json<openapi::Info> {
         ],
         node_id: state.keys.node_did().to_string(),
         in_tee: false,
+        quota_url: state.config.quota_url.clone(),
     })
 }
 

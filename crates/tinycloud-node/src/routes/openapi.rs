@@ -165,6 +165,9 @@ pub struct Info {
     /// Whether the node runs in a trusted execution environment.
     #[serde(rename = "inTEE")]
     pub in_tee: bool,
+    /// Where to get more storage (`TINYCLOUD_QUOTA_URL`); absent when not configured.
+    #[serde(rename = "quota_url", skip_serializing_if = "Option::is_none")]
+    pub quota_url: Option<String>,
 }
 
 /// `POST /delegate`.
@@ -350,9 +353,9 @@ pub struct Webhook {
     /// Path prefix watched.
     #[schema(required = true)]
     pub path_prefix: Option<String>,
-    /// Abilities matched.
-    #[schema(required = true)]
-    pub abilities: Option<Vec<String>>,
+    /// Abilities matched (empty: every write ability of the service), always an array as the
+    /// reference sends it.
+    pub abilities: Vec<String>,
     /// Delivery URL.
     pub callback_url: String,
     /// Always `primary`.
@@ -377,7 +380,7 @@ impl From<&WebhookRow> for Webhook {
             space: w.space.clone(),
             service: w.service.clone(),
             path_prefix: w.path_prefix.clone(),
-            abilities: w.abilities.clone(),
+            abilities: w.abilities.clone().unwrap_or_default(),
             callback_url: w.callback_url.clone(),
             secret_key_id: "primary",
             active: w.active,
@@ -386,13 +389,6 @@ impl From<&WebhookRow> for Webhook {
             disabled_reason: w.disabled_reason.clone(),
         }
     }
-}
-
-/// `GET /hooks/webhooks`.
-#[derive(Serialize, ToSchema)]
-pub struct WebhookList {
-    /// Webhooks in the asked scope.
-    pub webhooks: Vec<Webhook>,
 }
 
 /// One delivery of an event to a webhook.

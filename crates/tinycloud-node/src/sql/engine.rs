@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
-use super::gate::{Gate, Level, Restrictions};
+use super::gate::{Gate, Grant, Level, Restrictions};
 use super::hosting::{self, Hosting, ShipState};
 
 /// Errors from running SQL; each maps to an HTTP status at the edge.
@@ -377,18 +377,33 @@ pub struct Stmt {
 /// How to run a request.
 #[derive(Debug, Clone)]
 pub struct Exec {
-    /// The invoker's level.
-    pub level: Level,
-    /// Caveat restrictions.
-    pub restrictions: Restrictions,
-    /// Only read-only statements (caveat `readOnly`).
-    pub read_only: bool,
+    /// What the invoked capabilities grant (an action is allowed when one grant allows it).
+    pub grants: Vec<Grant>,
     /// Row cap for queries (≤ the node limit).
     pub max_rows: Option<usize>,
     /// How many bytes a write may grow the database file by (the space's remaining quota);
     /// `None`: unbounded. Enforced by SQLite (`max_page_count`), so one statement cannot
     /// write past it.
     pub max_growth: Option<u64>,
+}
+
+impl Exec {
+    /// One grant: `level` under `restrictions`, read-only when `read_only` (caveat `readOnly`).
+    pub fn single(level: Level, restrictions: Restrictions, read_only: bool) -> Self {
+        Exec {
+            grants: vec![Grant {
+                level: if read_only { Level::Read } else { level },
+                restrictions,
+            }],
+            max_rows: None,
+            max_growth: None,
+        }
+    }
+
+    /// Whether no grant may change the database.
+    pub fn read_only(&self) -> bool {
+        self.grants.iter().all(|g| g.level == Level::Read)
+    }
 }
 
 /// Caps the database file at its current size plus `max_growth` bytes (`None` lifts the cap).
@@ -747,7 +762,7 @@ impl Databases {
         stmt: &Stmt,
         exec: &Exec,
     ) -> Result<(Outcome, Vec<String>), SqlError> {
-        let read_only = exec.level == Level::Read || exec.read_only;
+        let read_only = exec.read_only();
         let db = self.database(space, name, !read_only)?;
         let touched = Touched::default();
         let outcome = if read_only {
@@ -934,13 +949,7 @@ impl Databases {
         let tx = conn.transaction().map_err(sqlite_err)?;
         let mut out = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.iter().enumerate() {
-            match self.statement(
-                &tx,
-                s,
-                exec,
-                exec.level == Level::Read || exec.read_only,
-                touched,
-            ) {
+            match self.statement(&tx, s, exec, exec.read_only(), touched) {
                 Ok(o) => out.push(o),
                 Err(e) => {
                     // Dropping `tx` rolls everything back: no partial batch is left behind.
@@ -988,8 +997,15 @@ impl Databases {
         read_only: bool,
         touched: &Touched,
     ) -> Result<Outcome, SqlError> {
-        let level = if read_only { Level::Read } else { exec.level };
-        let mut gate = Gate::new(level, exec.restrictions.clone());
+        let grants = exec
+            .grants
+            .iter()
+            .map(|g| Grant {
+                level: if read_only { Level::Read } else { g.level },
+                restrictions: g.restrictions.clone(),
+            })
+            .collect();
+        let mut gate = Gate::union(grants);
         let record = touched.clone();
         conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
             let d = gate.decide(&ctx);
@@ -1163,13 +1179,7 @@ mod tests {
                     sql: "SELECT v FROM t".into(),
                     params: vec![],
                 },
-                &Exec {
-                    level: Level::Read,
-                    restrictions: Restrictions::default(),
-                    read_only: true,
-                    max_rows: None,
-                    max_growth: None,
-                },
+                &Exec::single(Level::Read, Restrictions::default(), true),
             )
             .map(|(o, _)| o.to_json()["rows"].clone())
         };

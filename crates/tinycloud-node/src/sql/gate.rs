@@ -9,7 +9,8 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 pub enum Level {
     /// `tinycloud.sql/read`: statements that change nothing.
     Read,
-    /// `tinycloud.sql/write`: reads and DML.
+    /// `tinycloud.sql/write`: reads, DML and DDL (as the reference: its clients send
+    /// migrations under `write`).
     Write,
     /// `tinycloud.sql/schema`: reads and DDL.
     Schema,
@@ -34,7 +35,7 @@ impl Level {
     }
 
     fn ddl(self) -> bool {
-        matches!(self, Level::Schema | Level::Admin)
+        matches!(self, Level::Write | Level::Schema | Level::Admin)
     }
 }
 
@@ -253,13 +254,22 @@ impl Restrictions {
     }
 }
 
-/// The authorizer of one statement: its level, the caveat's restrictions, and what the
-/// statement was allowed so far (SQLite reports a DDL statement's own bookkeeping as further
-/// actions of the same statement).
+/// What one invoked capability grants: its level and its caveat's restrictions.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The level (`Read` when the caveat is read-only).
+    pub level: Level,
+    /// Table and column restrictions.
+    pub restrictions: Restrictions,
+}
+
+/// The authorizer of one statement: the grants of the invocation (an action is allowed when
+/// one of them allows it: an invocation may carry several capabilities on one database, each
+/// verified), and what the statement was allowed so far (SQLite reports a DDL statement's own
+/// bookkeeping as further actions of the same statement).
 #[derive(Clone, Debug)]
 pub struct Gate {
-    level: Level,
-    r: Restrictions,
+    grants: Vec<Grant>,
     /// The table or view a `DROP` in this statement was allowed to drop: SQLite reports
     /// dropping it as deleting its rows, which the schema level may do as part of its DDL.
     dropped: Option<String>,
@@ -273,9 +283,16 @@ pub struct Gate {
 impl Gate {
     /// The authorizer of a statement compiled at `level` under `r`.
     pub fn new(level: Level, r: Restrictions) -> Self {
-        Gate {
+        Self::union(vec![Grant {
             level,
-            r,
+            restrictions: r,
+        }])
+    }
+
+    /// The authorizer of a statement compiled under several grants (none: everything denied).
+    pub fn union(grants: Vec<Grant>) -> Self {
+        Gate {
+            grants,
             dropped: None,
             bookkeeping: false,
         }
@@ -283,7 +300,15 @@ impl Gate {
 
     /// Decides one action.
     pub fn decide(&mut self, ctx: &AuthContext<'_>) -> Authorization {
-        let d = decide(self.level, self, ctx);
+        let allowed = self
+            .grants
+            .iter()
+            .any(|g| decide(g.level, &g.restrictions, self, ctx) == Authorization::Allow);
+        let d = if allowed {
+            Authorization::Allow
+        } else {
+            Authorization::Deny
+        };
         if d == Authorization::Allow {
             use AuthAction as A;
             match &ctx.action {
@@ -306,9 +331,8 @@ impl Gate {
     }
 }
 
-fn decide(level: Level, g: &Gate, ctx: &AuthContext<'_>) -> Authorization {
+fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Authorization {
     use AuthAction as A;
-    let r = &g.r;
     let allow = |ok: bool| {
         if ok {
             Authorization::Allow
@@ -386,16 +410,22 @@ fn decide(level: Level, g: &Gate, ctx: &AuthContext<'_>) -> Authorization {
         A::CreateTable { table_name } if table_name.eq_ignore_ascii_case("sqlite_sequence") => {
             allow(level.ddl())
         }
+        // DDL under a table restriction reaches only the permitted tables (and views).
         A::CreateTable { table_name }
         | A::DropTable { table_name }
         | A::AlterTable { table_name, .. }
-        | A::Analyze { table_name } => allow(level.ddl() && !internal(table_name)),
-        A::CreateIndex { table_name, .. } | A::DropIndex { table_name, .. } => {
-            allow(level.ddl() && !internal(table_name))
+        | A::Analyze { table_name } => {
+            allow(level.ddl() && !internal(table_name) && r.table_ok(table_name))
         }
-        A::CreateView { .. } | A::DropView { .. } | A::Reindex { .. } => allow(level.ddl()),
+        A::CreateIndex { table_name, .. } | A::DropIndex { table_name, .. } => {
+            allow(level.ddl() && !internal(table_name) && r.table_ok(table_name))
+        }
+        A::CreateView { view_name } | A::DropView { view_name } => {
+            allow(level.ddl() && r.table_ok(view_name))
+        }
+        A::Reindex { .. } => allow(level.ddl() && !r.any()),
         A::CreateTrigger { table_name, .. } | A::DropTrigger { table_name, .. } => {
-            allow(level == Level::Admin && !internal(table_name))
+            allow(level == Level::Admin && !internal(table_name) && r.table_ok(table_name))
         }
         // Temporary objects, virtual tables, ATTACH/DETACH, client-side transactions and
         // savepoints (each request is one statement; batches are transactions the node owns).

@@ -730,20 +730,11 @@ mod tests {
     }
 
     fn admin() -> Exec {
-        Exec {
-            level: Level::Admin,
-            restrictions: Restrictions::default(),
-            read_only: false,
-            max_rows: None,
-            max_growth: None,
-        }
+        Exec::single(Level::Admin, Restrictions::default(), false)
     }
 
     fn reader() -> Exec {
-        Exec {
-            level: Level::Read,
-            ..admin()
-        }
+        Exec::single(Level::Read, Restrictions::default(), false)
     }
 
     fn exec(dbs: &Databases, sql: &str, params: Vec<Value>) -> Result<Outcome, SqlError> {

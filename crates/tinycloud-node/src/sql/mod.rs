@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::EventDraft;
 use engine::{Databases, Exec, Outcome, Results, SqlError, Stmt};
-use gate::{Level, Restrictions};
+use gate::{Grant, Level, Restrictions};
 
 /// Largest request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -99,24 +99,50 @@ fn constraints(caveats: &Caveats) -> ApiResult<Constraints> {
     Ok(out)
 }
 
-/// Runs one SQL invocation.
+/// One invoked SQL capability with the caveats its chain puts on it.
+pub struct SqlCap<'a> {
+    /// The capability.
+    pub cap: &'a Capability,
+    /// Its effective caveats.
+    pub caveats: &'a Caveats,
+}
+
+/// Runs one SQL invocation. It may carry several capabilities (the reference JS SDK's
+/// `execute(sql, params, {schema})` and its migrations send `write` and `schema` together):
+/// all must name the same database, each was verified against its chain, and a statement may
+/// do what one of them grants under that capability's own caveats.
 pub async fn handle(
     state: &SharedState,
     invoker: &tinycloud_auth::did::Did,
-    cap: &Capability,
-    caveats: &Caveats,
+    caps: &[SqlCap<'_>],
     body: Body,
 ) -> ApiResult<Response> {
-    let r = crate::routes::service_resource(cap, "sql")?;
-    let ability = cap.ability.canonical();
-    let level = Level::from_ability(ability.name())
-        .ok_or_else(|| ApiError::bad_request(format!("unknown SQL ability {}", cap.ability)))?;
+    let first = caps
+        .first()
+        .ok_or_else(|| ApiError::bad_request("the invocation names no SQL capability"))?;
+    let r = crate::routes::service_resource(first.cap, "sql")?;
     // The whole path names the database (the core's rule, the same one containment uses).
     let name = r
         .sql_database()
         .map_err(|e| ApiError::bad_request(e.to_string()))?
         .to_owned();
     let space = r.space().to_string();
+    let mut levels = Vec::with_capacity(caps.len());
+    for c in caps {
+        let ri = crate::routes::service_resource(c.cap, "sql")?;
+        let ni = ri
+            .sql_database()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if ri.space().to_string() != space || ni != name {
+            return Err(ApiError::bad_request(
+                "the capabilities of one SQL invocation must all name the same database",
+            ));
+        }
+        let ability = c.cap.ability.canonical();
+        levels.push(Level::from_ability(ability.name()).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown SQL ability {}", c.cap.ability))
+        })?);
+    }
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,22 +151,69 @@ pub async fn handle(
     })?;
     let req: SqlRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid SQL request: {e}")))?;
-    let c = constraints(caveats)?;
 
-    // Named statements and caveat checks (constrained profiles bind fixed parameters).
+    // Each capability's caveats are checked on their own: one whose caveats refuse the request
+    // grants nothing to it (they are never merged with another capability's). A named
+    // statement runs under the one capability whose caveats define it.
+    let mut grants = Vec::new();
     let mut bound = None;
-    for caveat in &c.caveats {
-        match check_request(caveat, &req)
-            .map_err(|e| ApiError::forbidden(format!("{e} ({})", e.code())))?
-        {
-            CaveatOk::Statement(b) => bound = Some(b),
-            CaveatOk::Unchanged => {}
+    let mut refusal = None;
+    let mut ability = None;
+    for (c, level) in caps.iter().zip(levels) {
+        let k = constraints(c.caveats)?;
+        let mut binds = None;
+        let mut refused = None;
+        for caveat in &k.caveats {
+            match check_request(caveat, &req) {
+                Ok(CaveatOk::Statement(b)) => binds = Some(b),
+                Ok(CaveatOk::Unchanged) => {}
+                Err(e) => {
+                    refused = Some(ApiError::forbidden(format!("{e} ({})", e.code())));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = refused {
+            refusal.get_or_insert(e);
+            continue;
+        }
+        let grant = Grant {
+            level: if k.read_only { Level::Read } else { level },
+            restrictions: k.restrictions,
+        };
+        if let Some(b) = binds {
+            if bound.is_none() {
+                bound = Some(b);
+                grants = vec![grant.clone()];
+                ability = Some(c.cap.ability.to_string());
+            }
+            continue;
+        }
+        if bound.is_none() {
+            // Write events name the most privileged ability that took part.
+            if grants.iter().all(|g: &Grant| g.level < grant.level) {
+                ability = Some(c.cap.ability.to_string());
+            }
+            grants.push(grant);
         }
     }
+    if grants.is_empty() {
+        return Err(
+            refusal.unwrap_or_else(|| ApiError::forbidden("no capability grants this request"))
+        );
+    }
+    let ability = ability.unwrap_or_else(|| first.cap.ability.to_string());
+    let mut exec = Exec {
+        grants,
+        max_rows: match &req {
+            SqlRequest::Query { max_rows, .. } => max_rows.map(|m| m as usize),
+            _ => None,
+        },
+        max_growth: None,
+    };
     // Any request signed with a write-class ability may write (even as a `query`): check quota.
     // The remainder also caps what the write itself may add (enforced inside SQLite).
-    let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
-    let mut max_growth = None;
+    let writes = !exec.read_only() && !matches!(req, SqlRequest::Export);
     if writes {
         if let Some(limit) = state.limit_for(&space) {
             let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
@@ -150,19 +223,9 @@ pub async fn handle(
                     format!("Storage quota exceeded. Used: {used} bytes, Limit: {limit} bytes"),
                 ));
             }
-            max_growth = Some(limit - used);
+            exec.max_growth = Some(limit - used);
         }
     }
-    let exec = Exec {
-        level,
-        restrictions: c.restrictions,
-        read_only: c.read_only,
-        max_rows: match &req {
-            SqlRequest::Query { max_rows, .. } => max_rows.map(|m| m as usize),
-            _ => None,
-        },
-        max_growth,
-    };
     let _permit = state
         .sql
         .permits
@@ -187,7 +250,7 @@ pub async fn handle(
             .append_event(EventDraft {
                 space: space.clone(),
                 service: "sql".into(),
-                ability: cap.ability.to_string(),
+                ability: ability.clone(),
                 path: tinycloud_auth::resource::sql_event_path(&name, &table),
                 actor: invoker.to_string(),
                 timestamp_ms: crate::state::now().as_millis(),
@@ -306,13 +369,7 @@ mod tests {
         config.storage.datadir = dir.path().to_path_buf();
         let state = crate::server::build_state(config).await.unwrap();
         let space = "tinycloud:pkh:eip155:1:0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf:default";
-        let exec = || Exec {
-            level: Level::Admin,
-            restrictions: Default::default(),
-            read_only: false,
-            max_rows: None,
-            max_growth: None,
-        };
+        let exec = || Exec::single(Level::Admin, Default::default(), false);
         let req = |sql: &str| -> SqlRequest {
             serde_json::from_value(serde_json::json!({"action": "execute", "sql": sql})).unwrap()
         };

@@ -270,6 +270,9 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;
     /// Writes a key, atomically checking the precondition and the storage limit.
     async fn kv_put(&self, put: KvPut) -> StoreResult<WriteOutcome>;
+    /// Writes several keys of one space in one transaction, all or nothing; the storage limit
+    /// (of the first put) applies to the batch as a whole, preconditions are not checked.
+    async fn kv_put_many(&self, puts: Vec<KvPut>) -> StoreResult<WriteOutcome>;
     /// Deletes a key, atomically checking the precondition; `event` is logged with it.
     async fn kv_delete(
         &self,

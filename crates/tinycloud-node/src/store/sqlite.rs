@@ -635,6 +635,47 @@ impl SqliteIndex {
     }
 }
 
+/// Writes one KV head (its checks passed): blob references, the row, usage and the event.
+/// Returns the logged event and whether an old blob became garbage.
+fn apply_kv_put(
+    tx: &Transaction<'_>,
+    put: KvPut,
+    existing: Option<Head>,
+) -> StoreResult<(Option<StoredEvent>, bool)> {
+    let e = &put.entry;
+    let old = existing.as_ref().map_or(0, |h| h.size);
+    if e.location == ValueLocation::Blob {
+        blob_ref(tx, &e.hash)?;
+    }
+    let mut garbage = false;
+    if let Some(old) = existing.as_ref().filter(|h| h.blob) {
+        garbage = blob_unref(tx, &old.hash)?;
+    }
+    let inline = match &e.location {
+        ValueLocation::Inline(b) => Some(b.to_vec()),
+        ValueLocation::Blob => None,
+    };
+    tx.execute(
+        "INSERT INTO kv (space, key, hash, size, metadata, updated_at, inline_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (space, key) DO UPDATE SET hash = ?3, size = ?4, metadata = ?5,
+                     updated_at = ?6, inline_value = ?7",
+        params![
+            put.space,
+            put.key,
+            e.hash.as_slice(),
+            i64::try_from(e.size).unwrap_or(i64::MAX),
+            encode_metadata(&e.metadata),
+            e.updated_at,
+            inline
+        ],
+    )?;
+    let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
+    add_usage(tx, &put.space, delta)?;
+    let event = put.event.map(|d| append_event_tx(tx, d)).transpose()?;
+    Ok((event, garbage))
+}
+
 /// A KV write's outcome, its logged event, and whether it queued a garbage blob.
 type KvWrite = (WriteOutcome, Option<StoredEvent>, bool);
 
@@ -683,36 +724,46 @@ impl SqliteIndex {
                 let garbage = is_blob && queue_if_unreferenced(tx, &e.hash)?;
                 return Ok((outcome, None, garbage));
             }
-            if is_blob {
-                blob_ref(tx, &e.hash)?;
-            }
-            let mut garbage = false;
-            if let Some(old) = existing.as_ref().filter(|h| h.blob) {
-                garbage = blob_unref(tx, &old.hash)?;
-            }
-            let inline = match &e.location {
-                ValueLocation::Inline(b) => Some(b.to_vec()),
-                ValueLocation::Blob => None,
-            };
-            tx.execute(
-                "INSERT INTO kv (space, key, hash, size, metadata, updated_at, inline_value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (space, key) DO UPDATE SET hash = ?3, size = ?4, metadata = ?5,
-                     updated_at = ?6, inline_value = ?7",
-                params![
-                    put.space,
-                    put.key,
-                    e.hash.as_slice(),
-                    i64::try_from(e.size).unwrap_or(i64::MAX),
-                    encode_metadata(&e.metadata),
-                    e.updated_at,
-                    inline
-                ],
-            )?;
-            let delta = i64::try_from(e.size).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(0);
-            add_usage(tx, &put.space, delta)?;
-            let event = put.event.map(|d| append_event_tx(tx, d)).transpose()?;
+            let (event, garbage) = apply_kv_put(tx, put, existing)?;
             Ok((WriteOutcome::Done(None), event, garbage))
+        })
+        .await
+    }
+
+    /// Several puts in one space in one transaction: all or nothing (no preconditions; the
+    /// storage limit is checked against the batch as a whole).
+    async fn kv_put_many_uncached(
+        &self,
+        puts: Vec<KvPut>,
+    ) -> StoreResult<(WriteOutcome, Vec<StoredEvent>, bool)> {
+        self.write(move |tx| {
+            let mut existing = Vec::with_capacity(puts.len());
+            for p in &puts {
+                existing.push(current(tx, &p.space, &p.key)?);
+            }
+            let limit = puts.first().and_then(|p| p.limit);
+            if let (Some(limit), Some(first)) = (limit, puts.first()) {
+                let used = usage_of(tx, &first.space)?;
+                let old: u64 = existing.iter().flatten().map(|h| h.size).sum();
+                let new: u64 = puts.iter().map(|p| p.entry.size).sum();
+                if used.saturating_sub(old).saturating_add(new) > limit {
+                    let mut garbage = false;
+                    for p in &puts {
+                        if p.entry.location == ValueLocation::Blob {
+                            garbage |= queue_if_unreferenced(tx, &p.entry.hash)?;
+                        }
+                    }
+                    return Ok((WriteOutcome::QuotaExceeded { used, limit }, vec![], garbage));
+                }
+            }
+            let mut events = Vec::new();
+            let mut garbage = false;
+            for (p, e) in puts.into_iter().zip(existing) {
+                let (event, g) = apply_kv_put(tx, p, e)?;
+                events.extend(event);
+                garbage |= g;
+            }
+            Ok((WriteOutcome::Done(None), events, garbage))
         })
         .await
     }
@@ -1060,6 +1111,25 @@ impl IndexStore for SqliteIndex {
         self.heads.invalidate(&space, &key);
         let (outcome, event, garbage) = out?;
         self.publish(event);
+        if garbage {
+            self.garbage.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn kv_put_many(&self, puts: Vec<KvPut>) -> StoreResult<WriteOutcome> {
+        let keys: Vec<(String, String)> = puts
+            .iter()
+            .map(|p| (p.space.clone(), p.key.clone()))
+            .collect();
+        let out = self.kv_put_many_uncached(puts).await;
+        for (space, key) in &keys {
+            self.heads.invalidate(space, key);
+        }
+        let (outcome, events, garbage) = out?;
+        for e in events {
+            self.publish(Some(e));
+        }
         if garbage {
             self.garbage.notify_one();
         }

@@ -422,6 +422,33 @@ impl<'a> Client<'a> {
     pub async fn sql(&self, resource: &str, ability: &str, body: serde_json::Value) -> Resp {
         sql(self.node, self.key, &self.proofs, resource, ability, body).await
     }
+
+    /// One invocation carrying several `(resource, ability)` capabilities.
+    pub async fn invoke_caps(
+        &self,
+        caps: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let caps = caps
+            .iter()
+            .map(|(r, a)| capability(r, a).unwrap())
+            .collect();
+        let h = invocation(
+            self.key,
+            None,
+            &self.proofs,
+            caps,
+            now(),
+            120,
+            &uuid(),
+            vec![],
+        )
+        .unwrap()
+        .as_str()
+        .to_owned();
+        invoke(self.node, &h, extra, body).await
+    }
 }
 
 impl Owner {
