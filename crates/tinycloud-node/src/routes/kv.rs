@@ -234,7 +234,7 @@ pub async fn batch_put(
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
         ApiError::bad_request("a batch put takes a multipart/form-data body with a boundary")
     })?;
-    let limit = state.limit_for(r.space().is_public());
+    let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
     let remaining = match limit {
         Some(l) => {
