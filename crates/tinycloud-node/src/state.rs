@@ -80,6 +80,14 @@ impl AppState {
             .unwrap_or(false)
     }
 
+    /// Bytes a space uses now against its limit: KV values and stored delegations (the index)
+    /// plus its SQL databases. The one measure every write path checks its quota with.
+    pub async fn space_usage(&self, space: &str) -> crate::error::ApiResult<u64> {
+        let index = self.index.usage(space).await?;
+        let sql = self.sql.dbs.usage(space).await?;
+        Ok(index.saturating_add(sql))
+    }
+
     /// The storage limit enforced on a space (its canonical id): the admin override if one
     /// is set, else the configured default for its kind.
     pub fn limit_for(&self, space: &str) -> Option<u64> {

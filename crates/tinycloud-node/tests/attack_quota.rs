@@ -300,3 +300,47 @@ async fn expired_delegations_are_swept_and_their_bytes_reclaimed() {
         .await
         .expect(200);
 }
+
+/// SQL data and KV values share one quota: once SQL databases fill the space, a KV write is
+/// refused too (KV writes once counted only the index, so SQL bytes were free room for KV).
+#[tokio::test]
+async fn sql_bytes_count_against_kv_writes() {
+    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
+    let o = Owner::sign_in(&node, 43, "default").await;
+    let c = o.client(&node);
+    let db = o.res("sql/app");
+    c.execute(&db, "write", "CREATE TABLE t (v BLOB)")
+        .await
+        .expect(200);
+    // Fill the space through SQL until the quota refuses.
+    let mut filled = false;
+    for _ in 0..64 {
+        let r = c
+            .execute(
+                &db,
+                "write",
+                "INSERT INTO t VALUES (zeroblob(32768))",
+            )
+            .await;
+        if r.status != 200 {
+            assert!(matches!(r.status, 402 | 413), "{} {}", r.status, r.text());
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "SQL writes stop at the quota");
+    let r = c.put(&o.res("kv/more"), &[0u8; 8192]).await;
+    assert!(
+        matches!(r.status, 402 | 413),
+        "a KV write past SQL-filled quota: {} {}",
+        r.status,
+        r.text()
+    );
+    // A small KV write on a fresh node with the same limit succeeds (the refusal is the quota).
+    let fresh = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
+    let o2 = Owner::sign_in(&fresh, 44, "default").await;
+    o2.client(&fresh)
+        .put(&o2.res("kv/more"), &[0u8; 8192])
+        .await
+        .expect(200);
+}

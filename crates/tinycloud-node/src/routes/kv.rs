@@ -238,7 +238,7 @@ pub async fn batch_put(
     let max_value = state.config.limits.max_value_bytes;
     let remaining = match limit {
         Some(l) => {
-            let used = state.index.usage(&space).await?;
+            let used = state.space_usage(&space).await?;
             if used >= l {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
@@ -473,7 +473,7 @@ async fn put(
     let max_value = state.config.limits.max_value_bytes;
     let cap = match limit {
         Some(l) => {
-            let used = state.index.usage(&space).await?;
+            let used = state.space_usage(&space).await?;
             if used >= l {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,

@@ -216,7 +216,7 @@ pub async fn handle(
     let writes = !exec.read_only() && !matches!(req, SqlRequest::Export);
     if writes {
         if let Some(limit) = state.limit_for(&space) {
-            let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
+            let used = state.space_usage(&space).await?;
             if used >= limit {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
