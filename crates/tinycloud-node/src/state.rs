@@ -88,6 +88,22 @@ impl AppState {
         Ok(index.saturating_add(sql))
     }
 
+    /// Bytes a write may still add to a space (`None`: unlimited), or 402 when the space
+    /// already uses its whole limit. The one quota check of the KV and SQL write paths.
+    pub async fn quota_room(&self, space: &str) -> crate::error::ApiResult<Option<u64>> {
+        let Some(limit) = self.limit_for(space) else {
+            return Ok(None);
+        };
+        let used = self.space_usage(space).await?;
+        if used >= limit {
+            return Err(crate::error::ApiError::new(
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                format!("Storage quota exceeded. Used: {used} bytes, Limit: {limit} bytes"),
+            ));
+        }
+        Ok(Some(limit - used))
+    }
+
     /// The storage limit enforced on a space (its canonical id): the admin override if one
     /// is set, else the configured default for its kind.
     pub fn limit_for(&self, space: &str) -> Option<u64> {

@@ -316,11 +316,7 @@ async fn sql_bytes_count_against_kv_writes() {
     let mut filled = false;
     for _ in 0..64 {
         let r = c
-            .execute(
-                &db,
-                "write",
-                "INSERT INTO t VALUES (zeroblob(32768))",
-            )
+            .execute(&db, "write", "INSERT INTO t VALUES (zeroblob(32768))")
             .await;
         if r.status != 200 {
             assert!(matches!(r.status, 402 | 413), "{} {}", r.status, r.text());

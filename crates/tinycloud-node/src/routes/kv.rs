@@ -236,20 +236,13 @@ pub async fn batch_put(
     })?;
     let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
-    let remaining = match limit {
-        Some(l) => {
-            let used = state.space_usage(&space).await?;
-            if used >= l {
-                return Err(ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {l} bytes"),
-                ));
-            }
+    let remaining = match state.quota_room(&space).await? {
+        Some(room) => {
             let mut old = 0u64;
             for k in &keys {
                 old += state.index.kv_get(&space, k).await?.map_or(0, |e| e.size);
             }
-            Some((l - used).saturating_add(old))
+            Some(room.saturating_add(old))
         }
         None => None,
     };
@@ -471,17 +464,10 @@ async fn put(
     let metadata = collect_metadata(headers)?;
     let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
-    let cap = match limit {
-        Some(l) => {
-            let used = state.space_usage(&space).await?;
-            if used >= l {
-                return Err(ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {l} bytes"),
-                ));
-            }
+    let cap = match state.quota_room(&space).await? {
+        Some(room) => {
             let old = state.index.kv_get(&space, key).await?.map_or(0, |e| e.size);
-            (l - used).saturating_add(old).min(max_value)
+            room.saturating_add(old).min(max_value)
         }
         None => max_value,
     };

@@ -215,16 +215,7 @@ pub async fn handle(
     // The remainder also caps what the write itself may add (enforced inside SQLite).
     let writes = !exec.read_only() && !matches!(req, SqlRequest::Export);
     if writes {
-        if let Some(limit) = state.limit_for(&space) {
-            let used = state.space_usage(&space).await?;
-            if used >= limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {limit} bytes"),
-                ));
-            }
-            exec.max_growth = Some(limit - used);
-        }
+        exec.max_growth = state.quota_room(&space).await?;
     }
     let _permit = state
         .sql
