@@ -165,3 +165,80 @@ async fn an_upload_in_flight_is_held_to_a_quota_lowered_meanwhile() {
     );
     assert_eq!(usage(&node, &space).await, used, "nothing was written");
 }
+
+/// Attack: header tricks on the admin bearer (a second `Authorization` header carrying the
+/// secret after a wrong one, a tab for the space, the secret in another header), and
+/// out-of-range or oversized admin input: all refused with a 4xx, nothing changed.
+#[tokio::test]
+async fn admin_header_tricks_and_out_of_range_input_are_refused() {
+    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let space = "tinycloud:pkh:eip155:1:0x8ba1f109551bD432803012645Ac136ddd64DBA72:default";
+    let path = format!("{}/admin/quota/{space}", node.url);
+    let send = |headers: Vec<(&'static str, String)>, body: String| {
+        let mut req = http()
+            .put(&path)
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let one = r#"{"limit_bytes": 1}"#.to_owned();
+    let right = format!("Bearer {SECRET}");
+    for headers in [
+        vec![
+            ("authorization", "Bearer wrong".to_owned()),
+            ("authorization", right.clone()),
+        ],
+        vec![("authorization", format!("Bearer\t{SECRET}"))],
+        vec![("authorization", format!("Token {SECRET}"))],
+        vec![("x-admin-secret", SECRET.to_owned())],
+        vec![("proxy-authorization", right.clone())],
+    ] {
+        assert_eq!(send(headers.clone(), one.clone()).await, 401, "{headers:?}");
+    }
+    for body in [
+        r#"{"limit_bytes": 18446744073709551616}"#.to_owned(),
+        r#"{"limit_bytes": 1e3}"#.to_owned(),
+        r#"{"limit_bytes": 1, "extra": true, "limit_bytes": 2}"#.to_owned(),
+        "[]".to_owned(),
+        String::new(),
+    ] {
+        let status = send(vec![("authorization", right.clone())], body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let huge = format!(r#"{{"limit_bytes": 1, "pad": "{}"}}"#, "x".repeat(200_000));
+    assert_eq!(
+        send(vec![("authorization", right.clone())], huge).await,
+        413
+    );
+    // The largest limit is accepted (and read back as a number, not a 500).
+    let max = format!(r#"{{"limit_bytes": {}}}"#, u64::MAX);
+    assert_eq!(send(vec![("authorization", right.clone())], max).await, 200);
+    let (status, q) = admin(
+        &node,
+        reqwest::Method::GET,
+        &format!("/admin/quota/{space}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+    assert!(q["override_bytes"].as_u64().is_some(), "{q}");
+    // Bad space ids, percent-encoded or not: 400, never 500.
+    for bad in [
+        "tinycloud:pkh:eip155:1:0xnothex:default",
+        "tinycloud%3Apkh%3Aeip155%3A1%3A0x8ba1f109551bD432803012645Ac136ddd64DBA72",
+        "%00",
+        "tinycloud:key:z6Mk:%2F..%2F",
+    ] {
+        let (status, v) = admin(
+            &node,
+            reqwest::Method::GET,
+            &format!("/admin/quota/{bad}"),
+            None,
+        )
+        .await;
+        assert!(status == 400 || status == 404, "{bad}: {status} {v}");
+    }
+}
