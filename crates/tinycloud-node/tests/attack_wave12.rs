@@ -242,3 +242,105 @@ async fn admin_header_tricks_and_out_of_range_input_are_refused() {
         assert!(status == 400 || status == 404, "{bad}: {status} {v}");
     }
 }
+
+const LIST: &str = "tinycloud.delegation/list";
+
+/// Attack: an account "adopts" a stranger's key (delegates it the list ability, which needs
+/// no consent), so the key's delegations are scanned for the account's listing, though never
+/// shown. When the scan bound ends a page on one of them, the cursor's position is that
+/// row: the cursor is sealed, so its holder does not learn the hidden delegation's CID or
+/// when it was stored.
+#[tokio::test]
+async fn a_scan_bound_cursor_does_not_reveal_a_hidden_row() {
+    use futures_util::StreamExt as _;
+    let node = Node::start(&[]);
+    let alice = Owner::sign_in(&node, 94, "default").await;
+    let mallory = Owner::sign_in(&node, 95, "default").await;
+    let bob = ed25519(96);
+    let d_bob = delegate(
+        &node,
+        &alice.session,
+        &bob.did(),
+        &[alice.session_cid],
+        vec![capability(&alice.res("kv/notes/"), "tinycloud.kv/get").unwrap()],
+        600,
+    )
+    .await;
+    // Bob's own business: 2,100 delegations resting on Alice.
+    let hidden: Vec<String> = futures_util::stream::iter(0..2100u32)
+        .map(|i| {
+            let (node, bob) = (&node, &bob);
+            let to = ed25519((i % 200) as u8).did();
+            let caps = vec![capability(&alice.res("kv/notes/"), "tinycloud.kv/get").unwrap()];
+            async move {
+                let g = ucan_delegation(bob, &to, &[d_bob], caps, 300);
+                let (status, body, text) = post_delegate(node, &g).await;
+                assert_eq!(status, 200, "{text}");
+                body["cid"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    // Mallory adopts Bob's key, then lists her account with a filter nothing matches, so
+    // the page ends at the scan bound, among Bob's rows.
+    let adopt = siwe_header(
+        &mallory.wallet,
+        bob.did().verification_method().to_string(),
+        vec![capability(&mallory.res("delegation"), LIST).unwrap()],
+        Some(now().plus_secs(600)),
+        vec![],
+    );
+    let (s, _, text) = post_delegate(&node, &adopt).await;
+    assert_eq!(s, 200, "{text}");
+    let m = ed25519(97);
+    let session = siwe_header(
+        &mallory.wallet,
+        m.did().verification_method().to_string(),
+        vec![capability(&mallory.res("delegation"), LIST).unwrap()],
+        Some(now().plus_secs(600)),
+        vec![],
+    );
+    let (s, body, text) = post_delegate(&node, &session).await;
+    assert_eq!(s, 200, "{text}");
+    let m_cid = tinycloud_auth::cid::parse_cid(body["cid"].as_str().unwrap()).unwrap();
+    let list = |cursor: Option<String>| {
+        let (node, m, res) = (&node, &m, mallory.res("delegation"));
+        async move {
+            let t = invoke_header(m, &[m_cid], &res, LIST);
+            let mut q = json!({"status": "pending", "limit": 100});
+            if let Some(c) = cursor {
+                q["cursor"] = json!(c);
+            }
+            request(
+                node,
+                reqwest::Method::POST,
+                "/delegation/query",
+                &t,
+                Some(&q),
+            )
+            .await
+        }
+    };
+    let (s, page) = list(None).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["items"], json!([]), "nothing of Bob's is shown");
+    let cursor = page["nextCursor"]
+        .as_str()
+        .expect("the scan bound ends the page")
+        .to_owned();
+    let (payload, _) = cursor.split_once('.').unwrap();
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    for cid in &hidden {
+        assert!(
+            !raw.contains(cid.as_str()),
+            "the cursor reveals {cid}: {raw}"
+        );
+    }
+    // The cursor still continues the listing.
+    let (s, next) = list(Some(cursor)).await;
+    assert_eq!(s, 200, "{next}");
+    assert_eq!(next["items"], json!([]));
+}

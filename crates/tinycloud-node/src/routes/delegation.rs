@@ -455,7 +455,10 @@ pub struct QueryRequest {
 }
 
 /// What a query cursor carries: the position after which the next page starts, and what it
-/// is bound to (a cursor is valid only for the same account, invoker and filters).
+/// is bound to (a cursor is valid only for the same account, invoker and filters). Sealed
+/// (encrypted, not only MACed): when the scan bound ends a page, the position is the last row
+/// looked at, which may be one the caller is not shown (a delegation of a key the account
+/// merely delegated the list ability to).
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
 struct QueryCursor {
     /// Purpose tag (the MAC key is shared with other cursors of this node).
@@ -532,8 +535,9 @@ pub async fn query(
     let after = match &req.cursor {
         None => None,
         Some(text) => {
-            let c: QueryCursor = crate::keys::mac_decode(&state.cursor_key, text, MAX_QUERY_CURSOR)
-                .ok_or_else(|| ApiError::bad_request("invalid delegation query cursor"))?;
+            let c: QueryCursor =
+                crate::keys::seal_decode(&state.cursor_key, text, MAX_QUERY_CURSOR)
+                    .ok_or_else(|| ApiError::bad_request("invalid delegation query cursor"))?;
             if c != binding(c.at, c.cid.clone()) {
                 return Err(ApiError::bad_request(
                     "invalid delegation query cursor: it belongs to another query",
@@ -629,7 +633,7 @@ pub async fn query(
         }
     }
     let next_cursor =
-        next_cursor.map(|(at, cid)| crate::keys::mac_encode(&state.cursor_key, &binding(at, cid)));
+        next_cursor.map(|(at, cid)| crate::keys::seal_encode(&state.cursor_key, &binding(at, cid)));
     Ok(Json(crate::routes::openapi::DelegationQueryPage {
         schema_version: 2,
         items,
