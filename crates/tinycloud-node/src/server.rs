@@ -110,6 +110,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         quotas,
         quota_overrides: RwLock::new(quota_overrides),
         quota_admin: tokio::sync::Mutex::new(()),
+        quota_locks: crate::state::QuotaLocks::default(),
     }))
 }
 

@@ -51,6 +51,55 @@ pub struct AppState {
     pub quota_overrides: RwLock<HashMap<String, u64>>,
     /// Serializes admin quota changes, so the map always ends as the store does.
     pub quota_admin: tokio::sync::Mutex<()>,
+    /// Serializes, per space, the quota check and the write of growing writes under a limit,
+    /// so concurrent writes cannot each spend the same remainder.
+    pub quota_locks: QuotaLocks,
+}
+
+/// Per-space locks of the writes that grow a limited space. An entry lives only while a
+/// write holds or awaits it (bounded by the writes in flight, reclaimed by the last one out),
+/// and spaces never wait for one another.
+#[derive(Default)]
+pub struct QuotaLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A space's turn to check its quota and write; dropping it ends the turn.
+pub struct QuotaTurn<'a> {
+    locks: &'a QuotaLocks,
+    space: String,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl QuotaLocks {
+    /// Waits for `space`'s turn.
+    pub async fn lock(&self, space: &str) -> QuotaTurn<'_> {
+        // Declared first, so it drops last: a cancelled wait (its clone of the lock dropped
+        // already) still reclaims the entry.
+        let mut turn = QuotaTurn {
+            locks: self,
+            space: space.to_owned(),
+            turn: None,
+        };
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(space.to_owned()).or_default().clone()
+        };
+        turn.turn = Some(lock.lock_owned().await);
+        turn
+    }
+}
+
+impl Drop for QuotaTurn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.turn.take());
+        // Nobody else holds or awaits it: only the map's reference is left.
+        if map
+            .get(&self.space)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.space);
+        }
+    }
 }
 
 impl AppState {
@@ -133,4 +182,39 @@ pub fn rfc3339(ms: i64) -> String {
         .to_datetime()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuotaLocks;
+
+    #[tokio::test]
+    async fn quota_turns_serialize_one_space_and_are_reclaimed() {
+        let locks = QuotaLocks::default();
+        let a = locks.lock("a").await;
+        // Another space does not wait.
+        let b = locks.lock("b").await;
+        // The same space does.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock("a"));
+        assert!(waiting.await.is_err(), "a second turn of one space waits");
+        drop(a);
+        // A wait cancelled while the turn is held, the holder leaving last: reclaimed too.
+        let held = locks.lock("c").await;
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), locks.lock("c"));
+        assert!(cancelled.await.is_err());
+        drop(held);
+        assert!(!locks.0.lock().unwrap().contains_key("c"));
+        let held = locks.lock("d").await;
+        let mut waiter = Box::pin(locks.lock("d"));
+        assert!(futures_util::poll!(waiter.as_mut()).is_pending());
+        drop(held);
+        drop(waiter);
+        assert!(
+            !locks.0.lock().unwrap().contains_key("d"),
+            "the last one out was a waiter"
+        );
+        let again = locks.lock("a").await;
+        drop((again, b));
+        assert!(locks.0.lock().unwrap().is_empty(), "entries are reclaimed");
+    }
 }

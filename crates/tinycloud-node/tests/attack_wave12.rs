@@ -344,3 +344,63 @@ async fn a_scan_bound_cursor_does_not_reveal_a_hidden_row() {
     assert_eq!(s, 200, "{next}");
     assert_eq!(next["items"], json!([]));
 }
+
+/// Attack: concurrent writes to several databases of one space each see the same remainder;
+/// together they must not take the space past its quota.
+#[tokio::test]
+async fn concurrent_sql_writes_to_several_databases_stay_within_the_quota() {
+    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let o = Owner::sign_in(&node, 98, "default").await;
+    let space = o.space.to_string();
+    let c = o.client(&node);
+    let dbs = ["a", "b", "c", "d"];
+    for db in dbs {
+        c.execute(
+            &o.res(&format!("sql/{db}")),
+            "admin",
+            "CREATE TABLE t (x TEXT)",
+        )
+        .await
+        .expect(200);
+    }
+    let used = usage(&node, &space).await;
+    let limit = used + 200_000;
+    set_limit(&node, &space, limit).await;
+    let big = "x".repeat(150_000);
+    let writes = dbs.map(|db| {
+        let stmt = format!("INSERT INTO t VALUES ('{big}')");
+        let (c, res) = (&c, o.res(&format!("sql/{db}")));
+        async move { c.execute(&res, "write", &stmt).await.status }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    let after = usage(&node, &space).await;
+    assert!(
+        after <= limit,
+        "the space holds {after} bytes past its limit of {limit} (answers {statuses:?})"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+/// Attack: concurrent KV uploads each see the same remainder; the index refuses the ones that
+/// no longer fit when they commit.
+#[tokio::test]
+async fn concurrent_kv_uploads_stay_within_the_quota() {
+    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let o = Owner::sign_in(&node, 99, "default").await;
+    let space = o.space.to_string();
+    let used = usage(&node, &space).await;
+    let limit = used + 100_000;
+    set_limit(&node, &space, limit).await;
+    let c = o.client(&node);
+    let writes = (0..6).map(|i| {
+        let (c, res) = (&c, o.res(&format!("kv/k{i}")));
+        async move { c.put(&res, &[9u8; 60_000]).await.status }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(usage(&node, &space).await <= limit);
+}

@@ -228,7 +228,12 @@ async fn put(
     }
     let hash: Hash = *hasher.finalize().as_bytes();
     // The limit again, now that the body is in: an override the operator set while it
-    // streamed applies to this write too (the index checks it when it commits).
+    // streamed applies to this write too (the index checks it when it commits). Read and
+    // committed in the space's quota turn, so a concurrent SQL write cannot grow in between.
+    let _quota_turn = match state.limit_for(&space) {
+        Some(_) => Some(state.quota_locks.lock(&space).await),
+        None => None,
+    };
     let (limit, sql_bytes) = state.index_limit_for(&space).await?;
     // Held until the index write below has committed, so the collector cannot take the blob
     // this head is about to point at.

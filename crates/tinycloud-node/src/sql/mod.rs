@@ -141,6 +141,12 @@ pub async fn handle(
     // The remainder also caps what the write itself may add (enforced inside SQLite).
     let writes = level != Level::Read && !c.read_only && !matches!(req, SqlRequest::Export);
     let mut max_growth = None;
+    // Held from the check to the end of the write: concurrent writes to the space's other
+    // databases (or its KV) cannot spend the same remainder.
+    let mut _quota_turn = None;
+    if writes && state.limit_for(&space).is_some() {
+        _quota_turn = Some(state.quota_locks.lock(&space).await);
+    }
     if writes {
         if let Some(limit) = state.limit_for(&space) {
             let used = state.index.usage(&space).await? + state.sql.dbs.usage(&space).await?;
