@@ -404,3 +404,103 @@ async fn concurrent_kv_uploads_stay_within_the_quota() {
     );
     assert!(usage(&node, &space).await <= limit);
 }
+
+/// Attack: `"abilities": []` (every write, as reference clients send it) widens nothing: a
+/// delegate subscribed on one KV prefix cannot use it to reach the whole KV service, another
+/// service, or an ability of another service; and the ticket's `signals` flag cannot be
+/// switched on by editing a ticket (its MAC covers it).
+#[tokio::test]
+async fn empty_ability_filters_widen_nothing_and_signals_cannot_be_forged() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 100, "default").await;
+    let bob = ed25519(101);
+    let grant = delegate(
+        &node,
+        &o.session,
+        &bob.did(),
+        &[o.session_cid],
+        vec![capability(&o.res("hooks/kv/notes"), "tinycloud.hooks/subscribe").unwrap()],
+        600,
+    )
+    .await;
+    let space = o.space.to_string();
+    let ticket = |scope: Value, signals: bool| {
+        let (node, bob) = (&node, &bob);
+        async move {
+            let token = tinycloud_auth::session::invocation(
+                bob,
+                None,
+                &[grant],
+                vec![capability(
+                    &scope["resource"].as_str().unwrap().to_owned(),
+                    "tinycloud.hooks/subscribe",
+                )
+                .unwrap()],
+                now(),
+                120,
+                &uuid(),
+                vec![],
+            )
+            .unwrap();
+            let mut sub = scope.clone();
+            sub.as_object_mut().unwrap().remove("resource");
+            let body = json!({"subscriptions": [sub], "signals": signals});
+            request(
+                node,
+                reqwest::Method::POST,
+                "/hooks/tickets",
+                token.as_str(),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let notes = format!("{space}/hooks/kv/notes");
+    let (s, ok) = ticket(
+        json!({"resource": notes, "space": space, "service": "kv", "pathPrefix": "notes", "abilities": []}),
+        false,
+    )
+    .await;
+    assert_eq!(s, 200, "{ok}");
+    for (scope, want) in [
+        (
+            json!({"resource": notes, "space": space, "service": "kv", "abilities": []}),
+            401,
+        ),
+        (
+            json!({"resource": notes, "space": space, "service": "sql", "abilities": []}),
+            401,
+        ),
+        (
+            json!({"resource": notes, "space": space, "service": "kv", "pathPrefix": "notes", "abilities": ["tinycloud.sql/write"]}),
+            400,
+        ),
+        (
+            json!({"resource": notes, "space": space, "service": "kv", "pathPrefix": "notesx", "abilities": []}),
+            401,
+        ),
+    ] {
+        let (s, v) = ticket(scope.clone(), false).await;
+        assert_eq!(s, want, "{scope}: {v}");
+    }
+    // Switch the signals flag on in the ticket's payload, keeping its MAC.
+    let text = ok["ticket"].as_str().unwrap();
+    let (payload, mac) = text.split_once('.').unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["signals"], false, "{claims}");
+    claims["signals"] = json!(true);
+    let forged = format!(
+        "{}.{mac}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let r = http()
+        .get(format!("{}/hooks/events", node.url))
+        .query(&[("ticket", forged.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
