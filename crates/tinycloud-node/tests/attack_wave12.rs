@@ -434,7 +434,7 @@ async fn empty_ability_filters_widen_nothing_and_signals_cannot_be_forged() {
                 None,
                 &[grant],
                 vec![capability(
-                    &scope["resource"].as_str().unwrap().to_owned(),
+                    scope["resource"].as_str().unwrap(),
                     "tinycloud.hooks/subscribe",
                 )
                 .unwrap()],
