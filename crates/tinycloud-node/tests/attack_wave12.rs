@@ -504,3 +504,45 @@ async fn empty_ability_filters_widen_nothing_and_signals_cannot_be_forged() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
+
+/// Attack: the public rate limiter against the real binary. It counts the connection's
+/// address only: `X-Forwarded-For`, `X-Real-IP` and `Forwarded` naming other clients get no
+/// fresh bucket, HEAD counts like GET, and a refused client is refused on every public route
+/// (listing too) while authenticated routes are not limited.
+#[tokio::test]
+async fn the_public_rate_limiter_ignores_forwarding_headers() {
+    let node = Node::start(&[
+        ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_PER_MINUTE", "4"),
+        ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_BURST", "0"),
+    ]);
+    let space = "tinycloud:pkh:eip155:1:0x8ba1f109551bD432803012645Ac136ddd64DBA72:public";
+    let url = format!("{}/public/{space}/kv/k", node.url);
+    let mut answers = Vec::new();
+    for i in 0..4u8 {
+        let req = if i % 2 == 0 {
+            http().get(&url)
+        } else {
+            http().head(&url)
+        };
+        answers.push(req.send().await.unwrap().status().as_u16());
+    }
+    assert!(answers.iter().all(|s| *s == 404), "{answers:?}");
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-real-ip", "203.0.113.8"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-forwarded-for", "2001:db8::1, 203.0.113.10"),
+    ] {
+        let r = http().get(&url).header(name, value).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 429, "{name}: {value}");
+    }
+    let r = http()
+        .get(format!("{}/public/{space}/kv", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429, "the listing shares the bucket");
+    // Authenticated routes are not behind it.
+    let o = Owner::sign_in(&node, 102, "default").await;
+    o.client(&node).put(&o.res("kv/x"), b"v").await.expect(200);
+}
