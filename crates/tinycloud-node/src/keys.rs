@@ -160,9 +160,93 @@ pub fn mac_decode<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&json).ok()
 }
 
+/// Like [`mac_encode`], but the value is also unreadable to its holder:
+/// `base64url(nonce ‖ ciphertext).base64url(mac)`, the JSON XORed with a BLAKE3 keystream of a
+/// fresh nonce (key derived from `key`), the MAC (keyed with `key`) over nonce and ciphertext.
+/// For cursors that carry a position the holder may not see (a row it is not shown).
+pub fn seal_encode<T: serde::Serialize>(key: &[u8; 32], value: &T) -> String {
+    let mut body = [0u8; SEAL_NONCE].to_vec();
+    rand::rngs::OsRng.fill_bytes(&mut body);
+    let mut data = serde_json::to_vec(value).unwrap_or_default();
+    seal_keystream(key, &body[..SEAL_NONCE], &mut data);
+    body.extend_from_slice(&data);
+    let mac = blake3::keyed_hash(key, &body);
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&body),
+        URL_SAFE_NO_PAD.encode(mac.as_bytes())
+    )
+}
+
+/// Verifies and opens a [`seal_encode`]d value; `None` when `text` is longer than `max_len`,
+/// malformed, forged or not a `T`.
+pub fn seal_decode<T: serde::de::DeserializeOwned>(
+    key: &[u8; 32],
+    text: &str,
+    max_len: usize,
+) -> Option<T> {
+    if text.len() > max_len {
+        return None;
+    }
+    let (body, mac) = text.split_once('.')?;
+    let body = URL_SAFE_NO_PAD.decode(body).ok()?;
+    let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
+    // `blake3::Hash` equality is constant-time.
+    if body.len() < SEAL_NONCE || blake3::keyed_hash(key, &body) != blake3::Hash::from(mac) {
+        return None;
+    }
+    let (nonce, data) = body.split_at(SEAL_NONCE);
+    let mut data = data.to_vec();
+    seal_keystream(key, nonce, &mut data);
+    serde_json::from_slice(&data).ok()
+}
+
+const SEAL_NONCE: usize = 16;
+
+/// XORs `data` with the keystream of `nonce` under a key derived from `key`.
+fn seal_keystream(key: &[u8; 32], nonce: &[u8], data: &mut [u8]) {
+    let enc = blake3::derive_key("tinycloud/sealed-cursor/keystream", key);
+    let mut stream = vec![0u8; data.len()];
+    blake3::Hasher::new_keyed(&enc)
+        .update(nonce)
+        .finalize_xof()
+        .fill(&mut stream);
+    for (d, k) in data.iter_mut().zip(stream) {
+        *d ^= k;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_round_trip_hide_their_content_and_refuse_tampering() {
+        let key = [7u8; 32];
+        let text = seal_encode(&key, &("secret-position", 42));
+        assert!(!text.contains("secret"));
+        let (body, _) = text.split_once('.').unwrap();
+        let raw = URL_SAFE_NO_PAD.decode(body).unwrap();
+        assert!(
+            !raw.windows(6).any(|w| w == b"secret"),
+            "the content is encrypted"
+        );
+        assert_eq!(
+            seal_decode::<(String, u32)>(&key, &text, 1024),
+            Some(("secret-position".to_owned(), 42))
+        );
+        assert_ne!(
+            seal_encode(&key, &1u8),
+            seal_encode(&key, &1u8),
+            "fresh nonce"
+        );
+        assert_eq!(seal_decode::<(String, u32)>(&[8u8; 32], &text, 1024), None);
+        let mut b = text.into_bytes();
+        b[3] = if b[3] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(b).unwrap();
+        assert_eq!(seal_decode::<(String, u32)>(&key, &tampered, 1024), None);
+        assert_eq!(seal_decode::<u8>(&key, "AAAA.AAAA", 1024), None);
+    }
 
     #[test]
     fn generated_secret_is_private_and_stable() {

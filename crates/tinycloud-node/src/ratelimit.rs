@@ -6,9 +6,11 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::HashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::keyed::{HashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
 
 /// Most clients tracked at once. Past it, buckets that have refilled (indistinguishable from
 /// a new client's) are dropped; if every tracked client is still limited, new clients are
@@ -16,10 +18,47 @@ use governor::state::keyed::HashMapStateStore;
 /// anyone else's limit, only be refused along with other newcomers.
 const MAX_TRACKED: usize = 1_000_000;
 
+/// Least time between two sweeps of a full table (each one walks every tracked client).
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// governor's hash-map store, shared so the limiter can ask whether a client is tracked.
+struct Buckets(Arc<HashMapStateStore<IpAddr>>);
+
+impl StateStore for Buckets {
+    type Key = IpAddr;
+
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<IpAddr> for Buckets {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
+
 /// Token buckets keyed by client (GCRA, from `governor`).
 pub struct RateLimiter<C: Clock = DefaultClock> {
-    limiter:
-        governor::RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    limiter: governor::RateLimiter<IpAddr, Buckets, C, NoOpMiddleware<C::Instant>>,
+    buckets: Arc<HashMapStateStore<IpAddr>>,
+    /// When a full table was last swept.
+    last_sweep: Mutex<Option<C::Instant>>,
     max_tracked: usize,
 }
 
@@ -35,24 +74,42 @@ impl<C: Clock> RateLimiter<C> {
         let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         let cells = NonZeroU32::new(per_minute.saturating_add(burst).max(1)).unwrap_or(rate);
         let quota = governor::Quota::per_minute(rate).allow_burst(cells);
+        let buckets = Arc::new(HashMapStateStore::default());
         RateLimiter {
-            limiter: governor::RateLimiter::new(quota, HashMapStateStore::default(), clock),
+            limiter: governor::RateLimiter::new(quota, Buckets(buckets.clone()), clock),
+            buckets,
+            last_sweep: Mutex::new(None),
             max_tracked,
         }
     }
 
     /// Takes one token for `ip`'s client (IPv6 by its /64, as the connection caps count);
-    /// false when the bucket is empty.
+    /// false when the bucket is empty. A client already tracked is served from its bucket even
+    /// when the table is full; only a newcomer waits for room.
     pub fn allow(&self, ip: IpAddr) -> bool {
-        if self.limiter.len() >= self.max_tracked {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
+        let key = client_key(ip);
+        if self.limiter.len() >= self.max_tracked && !self.buckets.lock().contains_key(&key) {
+            // A sweep walks the whole table: at most one per interval, however many
+            // newcomers knock meanwhile.
+            let now = self.limiter.clock().now();
+            let sweep = {
+                let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+                let due = last.is_none_or(|t| now.duration_since(t) >= SWEEP_INTERVAL.into());
+                if due {
+                    *last = Some(now);
+                }
+                due
+            };
+            if sweep {
+                self.limiter.retain_recent();
+                self.limiter.shrink_to_fit();
+            }
             if self.limiter.len() >= self.max_tracked {
                 tracing::warn!("public rate limiter is tracking its maximum of clients");
                 return false;
             }
         }
-        self.limiter.check_key(&client_key(ip)).is_ok()
+        self.limiter.check_key(&key).is_ok()
     }
 }
 
@@ -200,5 +257,34 @@ mod tests {
         clock.advance(std::time::Duration::from_secs(120));
         assert!(rl.allow([12, 0, 0, 1].into()));
         assert!(rl.allow(victim));
+    }
+
+    /// A full table (a flood from many addresses) refuses newcomers only: a client already
+    /// tracked keeps its own bucket (the limiter used to refuse everyone while full), and the
+    /// whole-table sweep runs at most once per interval.
+    #[test]
+    fn a_full_table_still_serves_tracked_clients() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(60, 0, clock.clone(), 100);
+        let regular: IpAddr = [10, 0, 0, 2].into();
+        assert!(rl.allow(regular));
+        for i in 0..500u32 {
+            let _ = rl.allow(IpAddr::from((0x0b00_0000 + i).to_be_bytes()));
+        }
+        assert!(!rl.allow([12, 0, 0, 9].into()), "a newcomer waits for room");
+        assert!(rl.allow(regular), "the tracked client is still served");
+        let swept_at = *rl.last_sweep.lock().unwrap();
+        assert!(swept_at.is_some());
+        let _ = rl.allow([12, 0, 0, 10].into());
+        assert_eq!(
+            *rl.last_sweep.lock().unwrap(),
+            swept_at,
+            "no second sweep yet"
+        );
+        clock.advance(std::time::Duration::from_secs(120));
+        assert!(
+            rl.allow([12, 0, 0, 11].into()),
+            "room once the flood has refilled"
+        );
     }
 }

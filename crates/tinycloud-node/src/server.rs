@@ -117,6 +117,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         quota_admin: tokio::sync::Mutex::new(()),
         tickets,
         signed_key,
+        quota_locks: crate::state::QuotaLocks::default(),
     }))
 }
 

@@ -55,6 +55,55 @@ pub struct AppState {
     pub tickets: Arc<dyn crate::store::TicketStore>,
     /// MAC key of signed KV URL ticket ids.
     pub signed_key: [u8; 32],
+    /// Serializes, per space, the quota check and the write of growing writes under a limit,
+    /// so concurrent writes cannot each spend the same remainder.
+    pub quota_locks: QuotaLocks,
+}
+
+/// Per-space locks of the writes that grow a limited space. An entry lives only while a
+/// write holds or awaits it (bounded by the writes in flight, reclaimed by the last one out),
+/// and spaces never wait for one another.
+#[derive(Default)]
+pub struct QuotaLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A space's turn to check its quota and write; dropping it ends the turn.
+pub struct QuotaTurn<'a> {
+    locks: &'a QuotaLocks,
+    space: String,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl QuotaLocks {
+    /// Waits for `space`'s turn.
+    pub async fn lock(&self, space: &str) -> QuotaTurn<'_> {
+        // Declared first, so it drops last: a cancelled wait (its clone of the lock dropped
+        // already) still reclaims the entry.
+        let mut turn = QuotaTurn {
+            locks: self,
+            space: space.to_owned(),
+            turn: None,
+        };
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(space.to_owned()).or_default().clone()
+        };
+        turn.turn = Some(lock.lock_owned().await);
+        turn
+    }
+}
+
+impl Drop for QuotaTurn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.turn.take());
+        // Nobody else holds or awaits it: only the map's reference is left.
+        if map
+            .get(&self.space)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.space);
+        }
+    }
 }
 
 impl AppState {
@@ -122,6 +171,20 @@ impl AppState {
         )
     }
 
+    /// What a space's index (KV values, stored delegations) may hold under its limit: the limit
+    /// less the bytes its SQL databases hold (the quota covers both, as the admin API reports),
+    /// with those SQL bytes; `(None, 0)` when the space has no limit.
+    pub async fn index_limit_for(
+        &self,
+        space: &str,
+    ) -> crate::error::ApiResult<(Option<u64>, u64)> {
+        let Some(limit) = self.limit_for(space) else {
+            return Ok((None, 0));
+        };
+        let sql = self.sql.dbs.usage(space).await?;
+        Ok((Some(limit.saturating_sub(sql)), sql))
+    }
+
     /// The configured storage limit of a kind of space (`public_spaces.storage_limit` for
     /// spaces named `public`, `storage.limit` otherwise).
     pub fn default_limit(&self, space_is_public: bool) -> Option<u64> {
@@ -147,4 +210,39 @@ pub fn rfc3339(ms: i64) -> String {
         .to_datetime()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuotaLocks;
+
+    #[tokio::test]
+    async fn quota_turns_serialize_one_space_and_are_reclaimed() {
+        let locks = QuotaLocks::default();
+        let a = locks.lock("a").await;
+        // Another space does not wait.
+        let b = locks.lock("b").await;
+        // The same space does.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock("a"));
+        assert!(waiting.await.is_err(), "a second turn of one space waits");
+        drop(a);
+        // A wait cancelled while the turn is held, the holder leaving last: reclaimed too.
+        let held = locks.lock("c").await;
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), locks.lock("c"));
+        assert!(cancelled.await.is_err());
+        drop(held);
+        assert!(!locks.0.lock().unwrap().contains_key("c"));
+        let held = locks.lock("d").await;
+        let mut waiter = Box::pin(locks.lock("d"));
+        assert!(futures_util::poll!(waiter.as_mut()).is_pending());
+        drop(held);
+        drop(waiter);
+        assert!(
+            !locks.0.lock().unwrap().contains_key("d"),
+            "the last one out was a waiter"
+        );
+        let again = locks.lock("a").await;
+        drop((again, b));
+        assert!(locks.0.lock().unwrap().is_empty(), "entries are reclaimed");
+    }
 }

@@ -83,19 +83,25 @@ pub async fn delegate(
             stored: false,
         }));
     }
-    let charges = activated
-        .iter()
-        .map(|s| DelegationCharge {
+    // Each space's index holds what its limit leaves after the space's SQL bytes.
+    let mut charges = Vec::with_capacity(activated.len());
+    let mut sql_bytes = std::collections::HashMap::new();
+    for s in &activated {
+        let (limit, sql) = state.index_limit_for(s).await?;
+        sql_bytes.insert(s.clone(), sql);
+        charges.push(DelegationCharge {
             space: s.clone(),
-            limit: state.limit_for(s),
-        })
-        .collect();
+            limit,
+        });
+    }
     match state.auth.store_delegation(&d, charges, now).await? {
         DelegationWrite::Stored => {
             tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
         }
         DelegationWrite::AlreadyStored => {}
         DelegationWrite::QuotaExceeded { space, used, limit } => {
+            let sql = sql_bytes.get(&space).copied().unwrap_or(0);
+            let (used, limit) = (used.saturating_add(sql), limit.saturating_add(sql));
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 format!(
@@ -449,7 +455,10 @@ pub struct QueryRequest {
 }
 
 /// What a query cursor carries: the position after which the next page starts, and what it
-/// is bound to (a cursor is valid only for the same account, invoker and filters).
+/// is bound to (a cursor is valid only for the same account, invoker and filters). Sealed
+/// (encrypted, not only MACed): when the scan bound ends a page, the position is the last row
+/// looked at, which may be one the caller is not shown (a delegation of a key the account
+/// merely delegated the list ability to).
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
 struct QueryCursor {
     /// Purpose tag (the MAC key is shared with other cursors of this node).
@@ -526,8 +535,9 @@ pub async fn query(
     let after = match &req.cursor {
         None => None,
         Some(text) => {
-            let c: QueryCursor = crate::keys::mac_decode(&state.cursor_key, text, MAX_QUERY_CURSOR)
-                .ok_or_else(|| ApiError::bad_request("invalid delegation query cursor"))?;
+            let c: QueryCursor =
+                crate::keys::seal_decode(&state.cursor_key, text, MAX_QUERY_CURSOR)
+                    .ok_or_else(|| ApiError::bad_request("invalid delegation query cursor"))?;
             if c != binding(c.at, c.cid.clone()) {
                 return Err(ApiError::bad_request(
                     "invalid delegation query cursor: it belongs to another query",
@@ -623,7 +633,7 @@ pub async fn query(
         }
     }
     let next_cursor =
-        next_cursor.map(|(at, cid)| crate::keys::mac_encode(&state.cursor_key, &binding(at, cid)));
+        next_cursor.map(|(at, cid)| crate::keys::seal_encode(&state.cursor_key, &binding(at, cid)));
     Ok(Json(crate::routes::openapi::DelegationQueryPage {
         schema_version: 2,
         items,

@@ -234,7 +234,6 @@ pub async fn batch_put(
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
         ApiError::bad_request("a batch put takes a multipart/form-data body with a boundary")
     })?;
-    let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
     let remaining = match state.quota_room(&space).await? {
         Some(room) => {
@@ -317,7 +316,15 @@ pub async fn batch_put(
         let st = st.ok_or_else(|| ApiError::bad_request(format!("no part for key {key}")))?;
         parts.push((key, st));
     }
-    // Every part arrived: commit the blobs, pinned until the index write has committed.
+    // Every part arrived. The limit again, read and committed in the space's quota turn (as
+    // a single put): an override lowered meanwhile applies, and a concurrent SQL write cannot
+    // grow in between; the index holds what the limit leaves after the SQL bytes.
+    let _quota_turn = match state.limit_for(&space) {
+        Some(_) => Some(state.quota_locks.lock(&space).await),
+        None => None,
+    };
+    let (limit, sql_bytes) = state.index_limit_for(&space).await?;
+    // Commit the blobs, pinned until the index write has committed.
     let mut pins = Vec::new();
     for (key, st) in parts {
         let location = match st.writer {
@@ -352,7 +359,9 @@ pub async fn batch_put(
         }))
         .into_response()),
         WriteOutcome::QuotaExceeded { used, limit } => Err(too_large(format!(
-            "Write exceeds remaining storage. Used: {used} bytes, Limit: {limit} bytes"
+            "Write exceeds remaining storage. Used: {} bytes, Limit: {} bytes",
+            used.saturating_add(sql_bytes),
+            limit.saturating_add(sql_bytes)
         ))),
         WriteOutcome::PreconditionFailed => Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -462,7 +471,6 @@ async fn put(
     let space = r.space().to_string();
     let precondition = write_precondition(headers, true)?;
     let metadata = collect_metadata(headers)?;
-    let limit = state.limit_for(&space);
     let max_value = state.config.limits.max_value_bytes;
     let cap = match state.quota_room(&space).await? {
         Some(room) => {
@@ -505,6 +513,14 @@ async fn put(
         w.write(&chunk).await?;
     }
     let hash: Hash = *hasher.finalize().as_bytes();
+    // The limit again, now that the body is in: an override the operator set while it
+    // streamed applies to this write too (the index checks it when it commits). Read and
+    // committed in the space's quota turn, so a concurrent SQL write cannot grow in between.
+    let _quota_turn = match state.limit_for(&space) {
+        Some(_) => Some(state.quota_locks.lock(&space).await),
+        None => None,
+    };
+    let (limit, sql_bytes) = state.index_limit_for(&space).await?;
     // Held until the index write below has committed, so the collector cannot take the blob
     // this head is about to point at.
     let mut _pin = None;
@@ -543,7 +559,9 @@ async fn put(
             "precondition failed: the key's current version does not match",
         )),
         WriteOutcome::QuotaExceeded { used, limit } => Err(too_large(format!(
-            "Write exceeds remaining storage. Used: {used} bytes, Limit: {limit} bytes"
+            "Write exceeds remaining storage. Used: {} bytes, Limit: {} bytes",
+            used.saturating_add(sql_bytes),
+            limit.saturating_add(sql_bytes)
         ))),
         WriteOutcome::NotFound => Err(ApiError::not_found("Key not found")),
     }

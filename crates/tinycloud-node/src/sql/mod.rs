@@ -214,6 +214,12 @@ pub async fn handle(
     // Any request signed with a write-class ability may write (even as a `query`): check quota.
     // The remainder also caps what the write itself may add (enforced inside SQLite).
     let writes = !exec.read_only() && !matches!(req, SqlRequest::Export);
+    // Held from the check to the end of the write: concurrent writes to the space's other
+    // databases (or its KV) cannot spend the same remainder.
+    let mut _quota_turn = None;
+    if writes && state.limit_for(&space).is_some() {
+        _quota_turn = Some(state.quota_locks.lock(&space).await);
+    }
     if writes {
         exec.max_growth = state.quota_room(&space).await?;
     }
