@@ -3,6 +3,7 @@
 //! (`/invoke`) and public reads (`/public/...`).
 
 mod admin;
+mod authorized;
 mod delegation;
 mod encryption;
 mod hooks;
