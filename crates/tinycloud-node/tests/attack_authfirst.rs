@@ -255,3 +255,74 @@ async fn webhook_ids_are_no_oracle_for_a_delegate_outside_their_scope() {
         .await;
     assert_eq!(s, 200, "{v}");
 }
+
+/// Every operation the served document says takes an invocation in `Authorization`: a garbage
+/// token and a stranger's (a valid signature, authority over nothing here) are refused as
+/// such — 400/401/403, never "not found", a success or a server fault — whatever the path
+/// names. A route written to look up its path (a webhook, a network) before authorizing
+/// answers 404 here and fails this test.
+#[tokio::test]
+async fn no_authenticated_operation_answers_an_unauthenticated_caller_with_a_lookup() {
+    let node = Node::start(&[]);
+    let doc: Value = get_json(&node, "/openapi.json").await;
+    let other = Owner::sign_in(&node, 65, "default").await;
+    let someone_else = SpaceId::new(other.did.clone(), "nothere")
+        .unwrap()
+        .to_string();
+    let network = format!("urn:tinycloud:encryption:{}:nothere", other.did);
+    let stranger = ed25519(202);
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.starts_with("/admin") {
+            continue; // the operator bearer, checked before any input (attack_server.rs)
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let takes_invocation = op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["in"] == "header" && p["name"] == "Authorization")
+            });
+            if !takes_invocation {
+                continue;
+            }
+            let id = if path.starts_with("/encryption") {
+                network.replace(':', "%3A")
+            } else {
+                format!("wh_{}", "0".repeat(32))
+            };
+            let concrete = path.replace("{id}", &id);
+            let query = if concrete == "/hooks/webhooks" && method == "get" {
+                format!("?space={someone_else}&service=kv")
+            } else {
+                String::new()
+            };
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let signed = invoke_header(
+                &stranger,
+                &[],
+                &format!("{someone_else}/kv/x"),
+                "tinycloud.kv/get",
+            );
+            for (way, token) in [("garbage", "garbage".to_owned()), ("stranger", signed)] {
+                let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+                let (s, v) = request(
+                    &node,
+                    method.clone(),
+                    &format!("{concrete}{query}"),
+                    &token,
+                    body.as_ref(),
+                )
+                .await;
+                assert!(
+                    matches!(s, 400 | 401 | 403),
+                    "{method} {path}, {way}: {s} {v}"
+                );
+                assert!(
+                    !v.to_string().to_lowercase().contains("not found"),
+                    "{method} {path}, {way}: {s} {v}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15, "every authenticated operation");
+}
