@@ -1,7 +1,7 @@
 //! `/encryption/networks…` and the `.well-known` discovery record.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -12,8 +12,7 @@ use tinycloud_auth::did::Did;
 use tinycloud_auth::resource::{NetworkId, Resource};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::authorization;
-use super::authorized::Authorized;
+use super::authorized::{Authorized, Signed};
 use super::openapi::{
     AuditRecord, AuditTrail, DecryptResult, DecryptSigned, Member, NetworkAnswer,
     NetworkDescriptor, NetworkDiscovery, Threshold,
@@ -422,23 +421,16 @@ pub struct DecryptRequest {
 )]
 pub async fn decrypt(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(id): Path<String>,
     body: axum::body::Body,
 ) -> ApiResult<Json<DecryptResult>> {
     let network = parse_network(&id)?;
     let raw = read_json(body).await?;
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
-    decrypt_with(
-        &state,
-        network,
-        raw,
-        |state| state.auth.decode_invocation(header, now),
-        now,
-    )
-    .await
-    .map(Json)
+    let now = signed.at();
+    decrypt_with(&state, network, raw, signed.into_invocation(), now)
+        .await
+        .map(Json)
 }
 
 /// A decrypt through `POST /invoke` (the reference's other door): the invocation carries one
@@ -474,27 +466,24 @@ pub async fn decrypt_invoke(
         }
     };
     let raw = read_json(body).await.map_err(forbid)?;
-    decrypt_with(state, network, raw, move |_| Ok(invocation), now())
+    decrypt_with(state, network, raw, invocation, now())
         .await
         .map(|r| Json(r).into_response())
         .map_err(forbid)
 }
 
-/// The decrypt of both doors: `decode` yields the signature-checked invocation.
+/// The decrypt of both doors, given the signature-checked invocation.
 async fn decrypt_with(
     state: &SharedState,
     network: NetworkId,
     raw: Value,
-    decode: impl FnOnce(
-        &SharedState,
-    ) -> Result<tinycloud_auth::token::Invocation, crate::auth::AuthError>,
+    invocation: tinycloud_auth::token::Invocation,
     now: tinycloud_auth::timestamp::Timestamp,
 ) -> ApiResult<DecryptResult> {
     let req: DecryptRequest = serde_json::from_value(raw.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid decrypt request: {e}")))?;
-    // Signature and time window first: a token that does not verify leaves no trace and
-    // looks nothing up.
-    let invocation = decode(state)?;
+    // Signature and time window were checked first: a token that does not verify leaves no
+    // trace and looks nothing up.
     // Refusals are recorded only for principals whose authority starts at the network's
     // owner (named in its id); a stranger's requests (whatever envelope hash they claim) are
     // never written, and are refused before the network is looked up, so a stranger learns
