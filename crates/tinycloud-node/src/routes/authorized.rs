@@ -16,7 +16,7 @@
 //! `/delegate` takes [`VerifiedDelegation`]: its token is a delegation, verified (signature,
 //! enforced caveats and chain) by `Authorizer::check_delegation` before the handler runs.
 //!
-//! The `Authorization` header is read only here ([`authorization`] is private to this module).
+//! The `Authorization` header is read only here (`authorization` is private to this module).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
