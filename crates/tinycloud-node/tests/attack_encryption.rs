@@ -509,3 +509,30 @@ async fn a_delegate_cannot_exceed_its_encryption_grant() {
     let (records, _) = audit_pages(&node, &other, &nd, 500).await;
     assert!(records.is_empty(), "{records:?}");
 }
+
+/// A caller without authority gets the same answer for a network that exists and one that
+/// does not: the decrypt is refused before the network is looked up.
+#[tokio::test]
+async fn decrypt_is_no_network_oracle() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 90, "secrets").await;
+    let nd = node_did(&node).await;
+    let existing = network_of(&o);
+    let net_pub = create_network(&node, &o, &nd).await;
+    let wrapped = wrap(&net_pub, &[42u8; 32]);
+    let missing = format!("urn:tinycloud:encryption:{}:nothere", o.did);
+    let stranger = ed25519(91);
+    for way in ["stranger", "garbage"] {
+        let mut answers = Vec::new();
+        for network in [&existing, &missing] {
+            let mut req = decrypt(&stranger, &[], &nd, network, &wrapped, None);
+            if way == "garbage" {
+                req.0 = "garbage".into();
+            }
+            let (s, v) = send_decrypt(&node, network, &req).await;
+            answers.push((s, v.to_string().replace(network.as_str(), "<network>")));
+        }
+        assert_eq!(answers[0], answers[1], "{way}: existing vs missing network");
+        assert!(matches!(answers[0].0, 400 | 401), "{way}: {:?}", answers[0]);
+    }
+}

@@ -53,6 +53,27 @@ fn admin_gate(state: &SharedState, headers: &HeaderMap, peer: SocketAddr) -> Api
     ))
 }
 
+/// Proof that the request carries the operator's bearer: an extractor, so the gate runs before
+/// the handler and before its path, query or body is read.
+pub struct Operator;
+
+impl axum::extract::FromRequestParts<SharedState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        admin_gate(state, &parts.headers, peer)?;
+        Ok(Operator)
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
 fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
@@ -142,12 +163,10 @@ async fn set_override(state: &SharedState, space: &str, limit: Option<u64>) -> A
 )]
 pub async fn put_quota(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _operator: Operator,
     Path(space): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<QuotaStatus>> {
-    admin_gate(&state, &headers, peer)?;
     let space = space_id(&space)?;
     let req: SetQuotaRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("body must be {{\"limit_bytes\": <u64>}}: {e}"))
@@ -174,11 +193,9 @@ pub async fn put_quota(
 )]
 pub async fn get_quota(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _operator: Operator,
     Path(space): Path<String>,
 ) -> ApiResult<Json<QuotaStatus>> {
-    admin_gate(&state, &headers, peer)?;
     let space = space_id(&space)?;
     status(&state, space).await
 }
@@ -201,11 +218,9 @@ pub async fn get_quota(
 )]
 pub async fn delete_quota(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _operator: Operator,
     Path(space): Path<String>,
 ) -> ApiResult<Json<QuotaStatus>> {
-    admin_gate(&state, &headers, peer)?;
     let space = space_id(&space)?;
     set_override(&state, &space, None).await?;
     status(&state, space).await
@@ -225,10 +240,8 @@ pub async fn delete_quota(
 )]
 pub async fn list_quotas(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _operator: Operator,
 ) -> ApiResult<Json<QuotaList>> {
-    admin_gate(&state, &headers, peer)?;
     let overrides: BTreeMap<String, u64> = state
         .quota_overrides
         .read()
@@ -269,11 +282,9 @@ pub struct UsageQuery {
 )]
 pub async fn usage_page(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _operator: Operator,
     uri: Uri,
 ) -> ApiResult<Json<UsagePage>> {
-    admin_gate(&state, &headers, peer)?;
     // Parsed only once the caller is known to be the operator.
     let Query(q) = Query::<UsageQuery>::try_from_uri(&uri)
         .map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tinycloud_auth::ability::Ability;
@@ -14,10 +14,10 @@ use tinycloud_auth::resource::Resource;
 use tinycloud_auth::timestamp::within;
 use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 
-use super::authorization;
+use super::authorized::{Signed, VerifiedDelegation};
 use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 use crate::store::{DelegationCharge, DelegationWrite};
 
 /// `POST /delegate`: register a CACAO or UCAN delegation; create spaces hosted by their owner.
@@ -41,11 +41,10 @@ use crate::store::{DelegationCharge, DelegationWrite};
 )]
 pub async fn delegate(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    verified: VerifiedDelegation,
 ) -> ApiResult<Json<DelegateResult>> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
-    let d = state.auth.check_delegation(header, now).await?;
+    let now = verified.at();
+    let d = verified.delegation();
     let (named, hosted) = d.spaces();
     // A space is created only by its owner, through `tinycloud.space/host` (root authority).
     for space in &hosted {
@@ -70,7 +69,7 @@ pub async fn delegate(
     // encryption network or a stored delegation. One naming only spaces this node does not
     // host is verified and answered as the reference does (every space `skipped`, so a client
     // creates its space and posts it again) but leaves nothing behind.
-    if activated.is_empty() && !anchored_elsewhere(&state, &d).await? {
+    if activated.is_empty() && !anchored_elsewhere(&state, d).await? {
         if skipped.is_empty() {
             return Err(ApiError::not_found(
                 "the delegation names nothing this node hosts",
@@ -94,7 +93,7 @@ pub async fn delegate(
             limit,
         });
     }
-    match state.auth.store_delegation(&d, charges, now).await? {
+    match state.auth.store_delegation(d, charges, now).await? {
         DelegationWrite::Stored => {
             tracing::debug!(cid = %d.cid(), issuer = %d.info().issuer, "delegation stored");
         }
@@ -205,11 +204,10 @@ async fn revoking_principals(
 )]
 pub async fn revoke(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> ApiResult<Json<RevokeResult>> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
-    let inv = state.auth.decode_invocation(header, now)?;
+    let now = signed.at();
+    let inv = signed.into_invocation();
     let target = inv
         .revocation_target()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -278,18 +276,17 @@ pub struct StatusRequest {
 )]
 pub async fn status(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    signed: Signed,
     body: axum::body::Body,
 ) -> ApiResult<(axum::http::StatusCode, Json<DelegationStatus>)> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
+    let now = signed.at();
     let body = axum::body::to_bytes(body, 16 * 1024)
         .await
         .map_err(|_| ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
     let req: StatusRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let cid = parse_cid(&req.cid).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let inv = state.auth.decode_invocation(header, now)?;
+    let inv = signed.into_invocation();
     let status_ability: Ability = "tinycloud.delegation/status"
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
@@ -497,11 +494,10 @@ const QUERY_CURSOR_TAG: &str = "delegation-query/v1";
 )]
 pub async fn query(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    signed: Signed,
     body: axum::body::Body,
 ) -> ApiResult<Json<crate::routes::openapi::DelegationQueryPage>> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
+    let now = signed.at();
     let body = axum::body::to_bytes(body, 16 * 1024)
         .await
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
@@ -519,7 +515,7 @@ pub async fn query(
     if req.space.as_deref().is_some_and(|s| s.trim().is_empty()) {
         return Err(ApiError::bad_request("space must not be empty"));
     }
-    let inv = state.auth.decode_invocation(header, now)?;
+    let inv = signed.into_invocation();
     let principal = list_principal(&inv)?;
     let invoker = inv.invoker().clone();
     let binding = |at: i64, cid: String| QueryCursor {

@@ -1,7 +1,7 @@
 //! `/encryption/networks…` and the `.well-known` discovery record.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -12,7 +12,7 @@ use tinycloud_auth::did::Did;
 use tinycloud_auth::resource::{NetworkId, Resource};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::authorization;
+use super::authorized::{Authorized, Signed};
 use super::openapi::{
     AuditRecord, AuditTrail, DecryptResult, DecryptSigned, Member, NetworkAnswer,
     NetworkDescriptor, NetworkDiscovery, Threshold,
@@ -83,18 +83,16 @@ async fn read_json(body: axum::body::Body) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// Verifies an encryption invocation: full chain check and single use, audience = this
-/// node, and `ability` on the network URN.
-async fn authorize(
+/// What an encryption invocation verified by the [`Authorized`] extractor (full chain check
+/// and single use) must carry: audience = this node, and `ability` on the network URN.
+fn authorize<'a>(
     state: &SharedState,
-    headers: &HeaderMap,
+    authz: &'a Authorized,
     network: &NetworkId,
     ability: &str,
-) -> ApiResult<AuthorizedInvocation> {
-    let header = authorization(headers, state.config.limits.max_token_bytes)?;
-    let authz = state.auth.authorize(header, now()).await?;
-    check_invocation(state, &authz, network, ability)?;
-    Ok(authz)
+) -> ApiResult<&'a AuthorizedInvocation> {
+    check_invocation(state, authz.inner(), network, ability)?;
+    Ok(authz.inner())
 }
 
 /// What every encryption invocation must carry beyond a valid chain: audience = this node,
@@ -194,7 +192,7 @@ fn check_admin_fact(
 )]
 pub async fn create(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     body: axum::body::Body,
 ) -> ApiResult<Json<NetworkAnswer>> {
     let body = read_json(body).await?;
@@ -214,14 +212,13 @@ pub async fn create(
         NetworkId::new(owner.clone(), name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let authz = authorize(
         &state,
-        &headers,
+        &authz,
         &network,
         "tinycloud.encryption/network.create",
-    )
-    .await?;
+    )?;
     check_admin_fact(
         &state,
-        &authz,
+        authz,
         &network,
         &body,
         "tinycloud.encryption/network.create",
@@ -349,20 +346,19 @@ pub async fn well_known(
 )]
 pub async fn revoke(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let network = parse_network(&id)?;
     let authz = authorize(
         &state,
-        &headers,
+        &authz,
         &network,
         "tinycloud.encryption/network.revoke",
-    )
-    .await?;
+    )?;
     check_admin_fact(
         &state,
-        &authz,
+        authz,
         &network,
         &json!({}),
         "tinycloud.encryption/network.revoke",
@@ -425,23 +421,16 @@ pub struct DecryptRequest {
 )]
 pub async fn decrypt(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(id): Path<String>,
     body: axum::body::Body,
 ) -> ApiResult<Json<DecryptResult>> {
     let network = parse_network(&id)?;
     let raw = read_json(body).await?;
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
-    decrypt_with(
-        &state,
-        network,
-        raw,
-        |state| state.auth.decode_invocation(header, now),
-        now,
-    )
-    .await
-    .map(Json)
+    let now = signed.at();
+    decrypt_with(&state, network, raw, signed.into_invocation(), now)
+        .await
+        .map(Json)
 }
 
 /// A decrypt through `POST /invoke` (the reference's other door): the invocation carries one
@@ -477,41 +466,38 @@ pub async fn decrypt_invoke(
         }
     };
     let raw = read_json(body).await.map_err(forbid)?;
-    decrypt_with(state, network, raw, move |_| Ok(invocation), now())
+    decrypt_with(state, network, raw, invocation, now())
         .await
         .map(|r| Json(r).into_response())
         .map_err(forbid)
 }
 
-/// The decrypt of both doors: `decode` yields the signature-checked invocation.
+/// The decrypt of both doors, given the signature-checked invocation.
 async fn decrypt_with(
     state: &SharedState,
     network: NetworkId,
     raw: Value,
-    decode: impl FnOnce(
-        &SharedState,
-    ) -> Result<tinycloud_auth::token::Invocation, crate::auth::AuthError>,
+    invocation: tinycloud_auth::token::Invocation,
     now: tinycloud_auth::timestamp::Timestamp,
 ) -> ApiResult<DecryptResult> {
     let req: DecryptRequest = serde_json::from_value(raw.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid decrypt request: {e}")))?;
+    // Signature and time window were checked first: a token that does not verify leaves no
+    // trace and looks nothing up.
+    // Refusals are recorded only for principals whose authority starts at the network's
+    // owner (named in its id); a stranger's requests (whatever envelope hash they claim) are
+    // never written, and are refused before the network is looked up, so a stranger learns
+    // nothing of which networks exist.
+    let authenticated = state.auth.rests_on(&invocation, network.owner(), now).await;
+    let validated = match state.auth.validate(&invocation, now).await {
+        Err(e) if !authenticated => return Err(e.into()),
+        v => v,
+    };
     let row = state
         .networks
         .network(&network.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("network not found"))?;
-    // Signature and time window first: a token that does not verify leaves no trace.
-    let invocation = decode(state)?;
-    // Refusals are recorded only for principals whose authority starts at the network's
-    // owner; a stranger's requests (whatever envelope hash they claim) are never written.
-    let authenticated = match row.owner.parse::<Did>() {
-        Ok(owner) => state.auth.rests_on(&invocation, &owner, now).await,
-        Err(_) => false,
-    };
-    let validated = match state.auth.validate(&invocation, now).await {
-        Err(e) if !authenticated => return Err(e.into()),
-        v => v,
-    };
     // Single use, also for a refused request (so one signed request makes at most one
     // record); a replay is refused and not recorded again.
     state.auth.consume(&invocation, now).await?;
@@ -713,12 +699,12 @@ struct AuditCursor {
 )]
 pub async fn audit(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     Path(id): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditTrail>> {
     let network = parse_network(&id)?;
-    authorize(&state, &headers, &network, "tinycloud.encryption/audit").await?;
+    authorize(&state, &authz, &network, "tinycloud.encryption/audit")?;
     let id = network.to_string();
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE);
     if limit == 0 || limit > MAX_AUDIT_PAGE {

@@ -24,7 +24,7 @@ use tinycloud_auth::resource::Resource;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::authorization;
+use super::authorized::Authorized;
 use super::openapi::{Delivery, DeliveryList, TicketResult, Webhook};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{
@@ -71,10 +71,9 @@ pub struct TicketRequest {
 )]
 pub async fn tickets(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     body: axum::body::Body,
 ) -> ApiResult<Json<TicketResult>> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::bad_request("body too large"))?;
@@ -95,11 +94,7 @@ pub async fn tickets(
     if scopes.iter().any(|s| s.space != space) {
         return Err(ApiError::bad_request("one ticket covers one space"));
     }
-    if !state.space_exists(&space) {
-        return Err(ApiError::not_found("Space not found"));
-    }
-    let now = now();
-    let authz = state.auth.authorize(header, now).await?;
+    let now = authz.at();
     let subscribe: Ability = "tinycloud.hooks/subscribe"
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
@@ -108,12 +103,11 @@ pub async fn tickets(
             .resource()
             .parse()
             .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-        if !authz.invocation.info().grants(&wanted, &subscribe) {
-            return Err(ApiError::unauthorized_because(
-                crate::telemetry::reason::UNAUTHORIZED_ACTION,
-                format!("Unauthorized Action: {wanted} / tinycloud.hooks/subscribe"),
-            ));
-        }
+        authz.require(&wanted, &subscribe, &wanted.to_string())?;
+    }
+    // Only once the scopes are granted: whether a space exists is nobody else's business.
+    if !state.space_exists(&space) {
+        return Err(ApiError::not_found("Space not found"));
     }
     let ttl = req
         .ttl_seconds
@@ -121,12 +115,12 @@ pub async fn tickets(
         .clamp(1, MAX_TICKET_SECS);
     let ticket = Ticket {
         v: 1,
-        sub: authz.invocation.invoker().to_string(),
+        sub: authz.invocation().invoker().to_string(),
         space,
         scopes,
         iat: now.as_millis(),
         exp: now.plus_secs(ttl).as_millis(),
-        proofs: proofs_of(&authz.invocation),
+        proofs: proofs_of(authz.invocation()),
         signals: req.signals,
         nonce: {
             let mut n = [0u8; 16];
@@ -345,29 +339,15 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// Verifies an invocation (fully, single use) and that it carries `ability` on a resource that
-/// covers `resource`.
-async fn authorize_hook_action(
-    state: &SharedState,
-    headers: &HeaderMap,
-    ability: &str,
-    resource: &str,
-) -> ApiResult<tinycloud_auth::token::Invocation> {
-    let header = authorization(headers, state.config.limits.max_token_bytes)?;
-    let authz = state.auth.authorize(header, now()).await?;
+/// 401 unless the verified invocation carries `ability` on a resource that covers `resource`.
+fn require_hook(authz: &Authorized, ability: &str, resource: &str) -> ApiResult<()> {
     let wanted_ability: Ability = ability
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
     let wanted: Resource = resource
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid scope: {e}")))?;
-    if !authz.invocation.info().grants(&wanted, &wanted_ability) {
-        return Err(ApiError::unauthorized_because(
-            crate::telemetry::reason::UNAUTHORIZED_ACTION,
-            format!("Unauthorized Action: {wanted} / {ability}"),
-        ));
-    }
-    Ok(authz.invocation)
+    authz.require(&wanted, &wanted_ability, resource)
 }
 
 /// `POST /hooks/webhooks` request.
@@ -410,7 +390,7 @@ pub struct RegisterRequest {
 )]
 pub async fn register(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    invocation: Authorized,
     body: axum::body::Body,
 ) -> ApiResult<Json<Webhook>> {
     let body = axum::body::to_bytes(body, 64 * 1024)
@@ -429,15 +409,10 @@ pub async fn register(
     if req.secret.is_empty() || req.secret.len() > 1024 {
         return Err(ApiError::bad_request("secret must be 1..=1024 bytes"));
     }
-    // Authorize before anything about the callback is looked at: an outsider learns nothing
-    // (no DNS resolution, no address check) from a registration it may not make.
-    let invocation = authorize_hook_action(
-        &state,
-        &headers,
-        "tinycloud.hooks/register",
-        &scope.resource(),
-    )
-    .await?;
+    // The invocation was verified before this body ran; the scope is checked before anything
+    // is looked up: an outsider learns nothing (whether the space exists, no DNS resolution,
+    // no address check) from a registration it may not make.
+    require_hook(&invocation, "tinycloud.hooks/register", &scope.resource())?;
     if !state.space_exists(&scope.space) {
         return Err(ApiError::not_found("Space not found"));
     }
@@ -447,7 +422,7 @@ pub async fn register(
             .map_err(ApiError::bad_request)?;
     // The webhook rests on the delegations the registration cited: stored with it and
     // re-checked before every delivery.
-    let proofs = proofs_of(&invocation);
+    let proofs = proofs_of(invocation.invocation());
     let expires_at = match authority_holds(&state.auth, &proofs, now()).await {
         Ok(exp) => exp.map(|e| e.as_millis()),
         Err(Lapse::Ended(reason)) => return Err(ApiError::unauthorized(reason)),
@@ -463,7 +438,7 @@ pub async fn register(
         abilities: scope.abilities.clone(),
         callback_url: url.to_string(),
         sealed_secret: crate::webhooks::seal(&state.webhook_key, req.secret.as_bytes()),
-        subscriber: invocation.invoker().to_string(),
+        subscriber: invocation.invocation().invoker().to_string(),
         active: true,
         created_at: now().as_millis(),
         cursor: state.index.last_event(&scope.space).await?,
@@ -521,7 +496,7 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Webhook>>> {
     let prefix = q
@@ -534,7 +509,7 @@ pub async fn list(
         (Some(s), None) => format!("{}/hooks/{s}", q.space),
         (None, _) => format!("{}/hooks", q.space),
     };
-    authorize_hook_action(&state, &headers, "tinycloud.hooks/list", &resource).await?;
+    require_hook(&authz, "tinycloud.hooks/list", &resource)?;
     let hooks = state.webhooks.webhooks(&q.space).await?;
     let wanted: Resource = resource
         .parse()
@@ -552,20 +527,32 @@ pub async fn list(
     Ok(Json(webhooks))
 }
 
-/// The webhook `id` (404 when there is none), once the invocation in `headers` is authorized
-/// for `ability` on its scope.
+/// The webhook `id`, looked up only for a verified invocation, when that invocation carries
+/// `ability` on its scope. An unknown id and a webhook outside the grant get the same 401
+/// (naming only the id), so a caller learns neither which ids exist nor another's scope.
 async fn authorized_webhook(
     state: &SharedState,
-    headers: &HeaderMap,
+    authz: &Authorized,
     id: &str,
     ability: &str,
 ) -> ApiResult<crate::store::WebhookRow> {
-    let w = state
-        .webhooks
-        .webhook(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such webhook"))?;
-    authorize_hook_action(state, headers, ability, &scope_of(&w).resource()).await?;
+    let shown = format!("webhook {id}");
+    let refuse = || {
+        ApiError::unauthorized_because(
+            crate::telemetry::reason::UNAUTHORIZED_ACTION,
+            format!("Unauthorized Action: {shown} / {ability}"),
+        )
+    };
+    let Some(w) = state.webhooks.webhook(id).await? else {
+        return Err(refuse());
+    };
+    require_hook(authz, ability, &scope_of(&w).resource()).map_err(|e| {
+        if e.status == axum::http::StatusCode::UNAUTHORIZED {
+            refuse()
+        } else {
+            e
+        }
+    })?;
     Ok(w)
 }
 
@@ -581,17 +568,16 @@ async fn authorized_webhook(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "Malformed token", body = String, content_type = "text/plain"),
-        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such webhook", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or no such webhook within the granted scope", body = String, content_type = "text/plain"),
         (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn unregister(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<axum::http::StatusCode> {
-    authorized_webhook(&state, &headers, &id, "tinycloud.hooks/unregister").await?;
+    authorized_webhook(&state, &authz, &id, "tinycloud.hooks/unregister").await?;
     state.webhooks.deactivate_webhook(&id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -608,17 +594,16 @@ pub async fn unregister(
     responses(
         (status = 200, description = "Deliveries", body = DeliveryList),
         (status = 400, description = "Malformed token", body = String, content_type = "text/plain"),
-        (status = 401, description = "Signature, time or chain check failed, or the scope is not granted", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such webhook", body = String, content_type = "text/plain"),
+        (status = 401, description = "Signature, time or chain check failed, or no such webhook within the granted scope", body = String, content_type = "text/plain"),
         (status = 409, description = "Duplicate invocation", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn deliveries(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Json<DeliveryList>> {
-    authorized_webhook(&state, &headers, &id, "tinycloud.hooks/list").await?;
+    authorized_webhook(&state, &authz, &id, "tinycloud.hooks/list").await?;
     let rows = state.webhooks.deliveries(&id, 200).await?;
     let deliveries = rows.iter().map(Delivery::from).collect();
     Ok(Json(DeliveryList { deliveries }))

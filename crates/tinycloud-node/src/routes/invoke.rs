@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tinycloud_auth::capability::Capability;
 
-use super::{authorization, kv};
+use super::authorized::Signed;
+use super::kv;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 use crate::store::StoredDelegation;
 
 /// `POST /invoke`.
@@ -47,13 +48,14 @@ use crate::store::StoredDelegation;
 )]
 pub async fn invoke(
     State(state): State<SharedState>,
+    signed: Signed,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
-    let now = now();
-    // Signature and time first; a decrypt then takes its own path (audit, its own refusals).
-    let invocation = state.auth.decode_invocation(header, now)?;
+    // Signature and time were checked (`Signed`); a decrypt then takes its own path (audit,
+    // its own refusals), everything else the door's chain check and single use.
+    let now = signed.at();
+    let invocation = signed.into_invocation();
     if invocation
         .info()
         .capabilities

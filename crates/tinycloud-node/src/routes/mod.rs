@@ -3,6 +3,7 @@
 //! (`/invoke`) and public reads (`/public/...`).
 
 mod admin;
+mod authorized;
 mod delegation;
 mod encryption;
 mod hooks;
@@ -14,7 +15,7 @@ mod public;
 mod signed;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::{Json, Router};
@@ -319,24 +320,4 @@ pub(crate) fn service_resource<'a>(
             cap.ability
         ))),
     }
-}
-
-/// The `Authorization` header value, or 401.
-fn authorization(headers: &HeaderMap, max: usize) -> ApiResult<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::unauthorized_because(
-                crate::telemetry::reason::MISSING,
-                "missing Authorization header",
-            )
-        })?;
-    if value.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "Authorization header larger than {max} bytes"
-        )));
-    }
-    value
-        .to_str()
-        .map_err(|_| ApiError::bad_request("Authorization header is not ASCII"))
 }

@@ -19,7 +19,7 @@ use tinycloud_auth::ability::Ability;
 use tinycloud_auth::resource::{validate_path, Resource, SpaceId};
 use tokio::io::AsyncReadExt as _;
 
-use super::authorization;
+use super::authorized::Authorized;
 use super::kv::{etag, http_date, none_match};
 use super::openapi::SignedKvResult;
 use crate::error::{ApiError, ApiResult};
@@ -84,10 +84,9 @@ pub struct SignedKvRequest {
 )]
 pub async fn mint(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    authz: Authorized,
     body: Body,
 ) -> ApiResult<Json<SignedKvResult>> {
-    let header = authorization(&headers, state.config.limits.max_token_bytes)?;
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::bad_request("body too large"))?;
@@ -127,22 +126,21 @@ pub async fn mint(
         (a, b) => a.or(b),
     };
     let space_id = space.to_string();
-    if !state.space_exists(&space_id) {
-        return Err(ApiError::not_found("Space not found"));
-    }
-
-    let now = now();
-    let authz = state.auth.authorize(header, now).await?;
+    let now = authz.at();
     let wanted: Resource = format!("{space_id}/kv/{}", req.path)
         .parse()
         .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))?;
     let get: Ability = "tinycloud.kv/get"
         .parse()
         .map_err(|_| ApiError::bad_request("bad ability"))?;
-    if !authz.invocation.info().grants(&wanted, &get) {
+    if !authz.invocation().info().grants(&wanted, &get) {
         return Err(ApiError::forbidden("signed URL scope is not authorized"));
     }
-    let proofs = proofs_of(&authz.invocation);
+    // Only once the scope is granted: whether a space exists is nobody else's business.
+    if !state.space_exists(&space_id) {
+        return Err(ApiError::not_found("Space not found"));
+    }
+    let proofs = proofs_of(authz.invocation());
     let chain_expiry = match authority_holds(&state.auth, &proofs, now).await {
         Ok(e) => e,
         Err(Lapse::Ended(why)) => return Err(ApiError::unauthorized(why)),
@@ -163,7 +161,7 @@ pub async fn mint(
     let max_ttl = state.config.signed_urls.max_ttl_secs.min(MAX_TTL_SECS);
     let ttl = req.ttl_seconds.unwrap_or(max_ttl).min(max_ttl);
     let mut expires = now.plus_secs(i64::try_from(ttl).unwrap_or(0)).as_millis();
-    for e in [authz.invocation.info().expiration, chain_expiry]
+    for e in [authz.invocation().info().expiration, chain_expiry]
         .into_iter()
         .flatten()
     {
@@ -182,7 +180,7 @@ pub async fn mint(
         id_hash,
         space: space_id,
         path: req.path,
-        issuer: authz.invocation.invoker().to_string(),
+        issuer: authz.invocation().invoker().to_string(),
         content_hash: entry.hash,
         proofs,
         created_at: now.as_millis(),
