@@ -16,8 +16,9 @@ use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 
 use super::authorization;
 use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
+use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 use crate::store::{DelegationCharge, DelegationWrite};
 
 /// `POST /delegate`: register a CACAO or UCAN delegation; create spaces hosted by their owner.
@@ -812,7 +813,7 @@ async fn listed(
     status: &'static str,
     lineage: &Lineage,
 ) -> ApiResult<crate::routes::openapi::AccountDelegation> {
-    use crate::state::rfc3339;
+    use crate::clock::rfc3339;
     let d = &stored.info;
     let mut grouped: std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>> =
         std::collections::BTreeMap::new();
