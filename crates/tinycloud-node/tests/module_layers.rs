@@ -10,8 +10,8 @@
 //! reference each other in a circle, printing the cycle and the files that make each edge.
 //!
 //! For the node it also checks the layering rule: each top-level module sits in one layer
-//! (base → store → auth → services → http → server) and may only reference modules of its own
-//! or lower layers.
+//! (base → store → auth → services → state → http → server) and may only reference modules of
+//! its own or lower layers, and the services do not use axum.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -579,6 +579,22 @@ fn node_layers_point_one_way() {
                 "module {} is in no layer: add it to NODE_LAYERS and ARCHITECTURE.md\n",
                 show(&m.path)
             ));
+        }
+    }
+    // Services know nothing of HTTP: no `axum` in their code (tests aside).
+    let services = NODE_LAYERS
+        .iter()
+        .position(|(name, _)| *name == "services")
+        .expect("a services layer");
+    for m in &modules {
+        if !m.path.is_empty() && layer_of(&m.path) == Some(services) {
+            let code = strip_test_items(&strip(&fs::read_to_string(&m.file).expect("read")));
+            if code.contains("axum") {
+                report.push_str(&format!(
+                    "service module {} uses axum: HTTP belongs in routes/\n",
+                    show(&m.path)
+                ));
+            }
         }
     }
     for ((a, b), files) in sibling_edges(&dir, &modules) {

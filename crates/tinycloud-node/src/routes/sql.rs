@@ -11,13 +11,32 @@ use tinycloud_auth::capability::{Capability, Caveats};
 use tinycloud_auth::sql_caveat::{check_request, Authorized as CaveatOk, SqlCaveat, SqlRequest};
 
 use crate::error::{ApiError, ApiResult};
-use crate::sql::engine::{Exec, Outcome, Results, Stmt};
+use crate::sql::engine::{Exec, Outcome, Results, SqlError, Stmt};
 use crate::sql::gate::{Grant, Level, Restrictions};
 use crate::state::SharedState;
 use crate::store::EventDraft;
 
 /// Largest request body.
 const MAX_BODY: usize = 1024 * 1024;
+
+/// The status each SQL failure answers with.
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Invalid(m) => ApiError::bad_request(m),
+            SqlError::Denied(m) => ApiError::forbidden(m),
+            SqlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            SqlError::Limit(m) => ApiError::new(StatusCode::PAYMENT_REQUIRED, m),
+            SqlError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            SqlError::Timeout(_) => ApiError::bad_request(e.to_string()),
+            SqlError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            SqlError::Internal(m) => {
+                tracing::error!(error = %m, "sql engine failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error")
+            }
+        }
+    }
+}
 
 /// What the delegation chain's caveats allow.
 struct Constraints {

@@ -1,17 +1,16 @@
 //! The SQL service: `tinycloud.sql/read|write|schema|admin` on `<space>/sql/<db>`: the
 //! databases (`engine`), the authorizer policy (`gate`) and where databases live (`hosting`).
-//! The reference's JSON request protocol is read by the HTTP layer (`routes::sql`).
+//! The reference's JSON request protocol, and the status each `SqlError` answers with, are
+//! the HTTP layer's (`routes::sql`): this service knows nothing of HTTP or the app state.
 
 pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod hosting;
 
-use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
-use engine::{Databases, SqlError};
+use engine::Databases;
 
 /// The SQL service: databases plus a bound on concurrent executions, so a runaway query can
 /// occupy at most one worker and never stall other spaces.
@@ -28,24 +27,6 @@ impl SqlService {
         SqlService {
             dbs,
             permits: Semaphore::new(workers.max(1)),
-        }
-    }
-}
-
-impl From<SqlError> for ApiError {
-    fn from(e: SqlError) -> Self {
-        match e {
-            SqlError::Invalid(m) => ApiError::bad_request(m),
-            SqlError::Denied(m) => ApiError::forbidden(m),
-            SqlError::NotFound(_) => ApiError::not_found(e.to_string()),
-            SqlError::Limit(m) => ApiError::new(StatusCode::PAYMENT_REQUIRED, m),
-            SqlError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
-            SqlError::Timeout(_) => ApiError::bad_request(e.to_string()),
-            SqlError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            SqlError::Internal(m) => {
-                tracing::error!(error = %m, "sql engine failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal database error")
-            }
         }
     }
 }
