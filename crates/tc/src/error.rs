@@ -4,7 +4,7 @@
 use tinycloud_auth::resource::Resource;
 use tinycloud_sdk::Error as SdkError;
 
-use crate::profile::Posture;
+use crate::posture::Posture;
 
 /// Exit codes (shared with the reference CLI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod commands;
 mod duration;
 mod error;
 mod output;
+mod posture;
 mod profile;
 mod table;
 

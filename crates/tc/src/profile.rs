@@ -16,26 +16,7 @@ use serde::{Deserialize, Serialize};
 use tinycloud_sdk::session::{write_private, Jwk, Session};
 
 use crate::error::CliError;
-
-/// How a profile gets its authority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Posture {
-    /// Holds the owner's Ethereum key and signs in as the owner.
-    LocalOwnerKey,
-    /// Holds only a session key and acts under delegations it imports.
-    DelegateSession,
-}
-
-impl Posture {
-    /// The name written in `profile.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Posture::LocalOwnerKey => "local-owner-key",
-            Posture::DelegateSession => "delegate-session",
-        }
-    }
-}
+pub use crate::posture::Posture;
 
 /// `profile.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

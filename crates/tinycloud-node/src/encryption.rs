@@ -87,12 +87,12 @@ pub fn unwrap(secret: &StaticSecret, wrapped: &[u8]) -> Result<[u8; 32], WrapErr
 
 /// Seals a network private key at rest (AES-256-GCM under a node-derived key).
 pub fn seal_private(node_key: &[u8; 32], secret: &StaticSecret) -> Vec<u8> {
-    crate::webhooks::seal(node_key, secret.as_bytes())
+    crate::keys::seal(node_key, secret.as_bytes())
 }
 
 /// Opens a sealed network private key.
 pub fn open_private(node_key: &[u8; 32], sealed: &[u8]) -> Option<StaticSecret> {
-    let bytes: [u8; 32] = crate::webhooks::open(node_key, sealed)?.try_into().ok()?;
+    let bytes: [u8; 32] = crate::keys::open(node_key, sealed)?.try_into().ok()?;
     Some(StaticSecret::from(bytes))
 }
 

@@ -105,7 +105,7 @@ fn epoch_of(e: &StoredEvent) -> String {
 /// `id` is the sequence number as text (also the SSE id, so `Last-Event-ID` resumes from it)
 /// where the reference writes `<epoch>:<index>`: clients treat it as opaque.
 pub fn event_json(e: &StoredEvent) -> Value {
-    let ts = crate::state::rfc3339(e.draft.timestamp_ms);
+    let ts = crate::clock::rfc3339(e.draft.timestamp_ms);
     json!({
         "type": "write",
         "id": e.seq.to_string(),

@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod encryption;
 pub mod error;
 pub mod hooks;

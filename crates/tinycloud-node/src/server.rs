@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth::Authorizer;
+use crate::clock::now;
 use crate::config::{Config, SqlHosting};
 use crate::keys::NodeKeys;
 use crate::ratelimit::{ConnectionCaps, RateLimiter};
 use crate::sql::hosting::{Hosting, Shipper};
-use crate::state::{now, AppState, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::store::fs_blobs::FsBlobStore;
 use crate::store::sqlite::SqliteIndex;
 use crate::store::{BlobStore, IndexStore};
@@ -248,7 +249,7 @@ pub async fn run(
             }
         })
     };
-    let dispatcher = tokio::spawn(crate::webhooks::dispatch(state.clone()));
+    let dispatcher = tokio::spawn(crate::delivery::dispatch(state.clone()));
     // Blobs older than this process that nothing refers to were left by a crash.
     let collector = tokio::spawn(state.blob_gc.clone().run(std::time::SystemTime::now()));
     let result = serve_connections(listener, state, shutdown).await;

@@ -3,8 +3,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use tinycloud_auth::timestamp::Timestamp;
-
 use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::keys::NodeKeys;
@@ -198,19 +196,6 @@ impl AppState {
 
 /// Shared handle.
 pub type SharedState = Arc<AppState>;
-
-/// The current time.
-pub fn now() -> Timestamp {
-    Timestamp::from(time::OffsetDateTime::now_utc())
-}
-
-/// A Unix-ms time as RFC 3339 (empty if it cannot be formatted).
-pub fn rfc3339(ms: i64) -> String {
-    Timestamp::from_millis(ms)
-        .to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {

@@ -501,16 +501,6 @@ impl TinyCloud {
         Ok(inv.as_str().to_owned())
     }
 
-    /// The KV service of the primary space.
-    pub fn kv(&self) -> crate::kv::Kv<'_> {
-        crate::kv::Kv::new(self, None)
-    }
-
-    /// The KV service of another space (for example one a delegation names).
-    pub fn kv_in(&self, space: SpaceId) -> crate::kv::Kv<'_> {
-        crate::kv::Kv::new(self, Some(space))
-    }
-
     /// `tinycloud.capabilities/read`: delegations naming the primary space.
     pub async fn capabilities(&self) -> Result<Value> {
         let space = self.space()?;

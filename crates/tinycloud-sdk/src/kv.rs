@@ -124,6 +124,18 @@ fn meta_of(h: &HeaderMap) -> Meta {
     }
 }
 
+impl TinyCloud {
+    /// The KV service of the primary space.
+    pub fn kv(&self) -> Kv<'_> {
+        Kv::new(self, None)
+    }
+
+    /// The KV service of another space (for example one a delegation names).
+    pub fn kv_in(&self, space: SpaceId) -> Kv<'_> {
+        Kv::new(self, Some(space))
+    }
+}
+
 impl<'a> Kv<'a> {
     pub(crate) fn new(client: &'a TinyCloud, space: Option<SpaceId>) -> Self {
         Kv { client, space }

@@ -20,8 +20,9 @@ use serde::Deserialize;
 use tinycloud_auth::resource::SpaceId;
 
 use super::openapi::{QuotaList, QuotaStatus, SpaceUsage, UsagePage};
+use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 
 /// Most overrides a node keeps (setting one more is refused with 409).
 pub const MAX_QUOTA_OVERRIDES: usize = 100_000;

@@ -28,7 +28,8 @@ use tinycloud_auth::token::{Delegation, Invocation};
 
 use crate::auth::AuthorizedInvocation;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::clock::now;
+use crate::state::SharedState;
 
 /// A verified, chain-validated, consumed invocation, and the time it was checked at. Only
 /// this module can make one.

@@ -16,6 +16,7 @@ use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 
 use super::authorized::{Signed, VerifiedDelegation};
 use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
+use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::{DelegationCharge, DelegationWrite};
@@ -808,7 +809,7 @@ async fn listed(
     status: &'static str,
     lineage: &Lineage,
 ) -> ApiResult<crate::routes::openapi::AccountDelegation> {
-    use crate::state::rfc3339;
+    use crate::clock::rfc3339;
     let d = &stored.info;
     let mut grouped: std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>> =
         std::collections::BTreeMap::new();

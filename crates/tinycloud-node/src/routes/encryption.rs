@@ -18,10 +18,11 @@ use super::openapi::{
     NetworkDescriptor, NetworkDiscovery, Threshold,
 };
 use crate::auth::AuthorizedInvocation;
+use crate::clock::{now, rfc3339};
 use crate::encryption::{b64, canonical_hash, open_private, seal_private, unwrap, wrap, ALG};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::proofs_of;
-use crate::state::{now, rfc3339, SharedState};
+use crate::state::SharedState;
 use crate::store::{AuditBounds, AuditRow, NetworkRow};
 
 const ADMIN_FACT: &str = "tinycloud.encryption.network-admin/v1";

@@ -26,12 +26,13 @@ use tokio::sync::mpsc;
 
 use super::authorized::Authorized;
 use super::openapi::{Delivery, DeliveryList, TicketResult, Webhook};
+use crate::clock::{now, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{
     authority_holds, event_json, in_scope, proofs_of, Lapse, Scope, Ticket, MAX_SCOPES,
     MAX_TICKET_SECS,
 };
-use crate::state::{now, rfc3339, SharedState};
+use crate::state::SharedState;
 use crate::store::StoredEvent;
 use crate::webhooks::scope_of;
 
@@ -437,7 +438,7 @@ pub async fn register(
         path_prefix: scope.path_prefix.clone(),
         abilities: scope.abilities.clone(),
         callback_url: url.to_string(),
-        sealed_secret: crate::webhooks::seal(&state.webhook_key, req.secret.as_bytes()),
+        sealed_secret: crate::keys::seal(&state.webhook_key, req.secret.as_bytes()),
         subscriber: invocation.invocation().invoker().to_string(),
         active: true,
         created_at: now().as_millis(),

@@ -12,6 +12,7 @@ use tinycloud_auth::capability::Capability;
 
 use super::authorized::Signed;
 use super::kv;
+use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::StoredDelegation;
@@ -84,12 +85,12 @@ pub async fn invoke(
     }
     let namespace_is = |ns: &str| caps.iter().all(|c| c.ability.canonical().namespace() == ns);
     if namespace_is("tinycloud.sql") {
-        let sql_caps: Vec<crate::sql::SqlCap<'_>> = caps
+        let sql_caps: Vec<super::sql::SqlCap<'_>> = caps
             .iter()
             .zip(&authz.authorized.caveats)
-            .map(|(cap, caveats)| crate::sql::SqlCap { cap, caveats })
+            .map(|(cap, caveats)| super::sql::SqlCap { cap, caveats })
             .collect();
-        return crate::sql::handle(&state, authz.invocation.invoker(), &sql_caps, body).await;
+        return super::sql::handle(&state, authz.invocation.invoker(), &sql_caps, body).await;
     }
     if caps.len() > 1 {
         let names: Vec<_> = caps.iter().map(|c| c.ability.canonical()).collect();

@@ -15,8 +15,9 @@ use tinycloud_auth::capability::Capability;
 use tinycloud_auth::resource::{Resource, SpaceResource};
 use tinycloud_auth::token::Invocation;
 
+use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 use crate::store::{EventDraft, Hash, KvEntry, KvPut, Precondition, ValueLocation, WriteOutcome};
 
 /// Request headers kept as object metadata (plus any `x-tinycloud-meta-*`).

@@ -13,6 +13,7 @@ mod node_keys;
 mod openapi;
 mod public;
 mod signed;
+mod sql;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode};

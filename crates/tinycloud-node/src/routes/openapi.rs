@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::state::rfc3339;
+use crate::clock::rfc3339;
 use crate::store::{AuditRow, DeliveryRow, WebhookRow};
 
 /// The frame of the document; paths are added by the router (`routes::router`).

@@ -22,10 +22,11 @@ use tokio::io::AsyncReadExt as _;
 use super::authorized::Authorized;
 use super::kv::{etag, http_date, none_match};
 use super::openapi::SignedKvResult;
+use crate::clock::{now, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{authority_holds, proofs_of, Lapse};
 use crate::signed::{check_id, mint_id, parse_content_hash, parse_range, MAX_TTL_SECS};
-use crate::state::{now, rfc3339, SharedState};
+use crate::state::SharedState;
 use crate::store::{KvEntry, SignedTicketRow, TicketBounds, ValueLocation};
 
 /// Object metadata a signed URL passes on (never the owner's `x-tinycloud-meta-*`).

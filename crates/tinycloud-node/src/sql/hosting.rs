@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use rusqlite::Connection;
 use tokio::io::AsyncReadExt;
 
-use super::engine::SqlError;
+use super::error::SqlError;
 use crate::store::{BlobStore, Hash, LogBytes, SqlLogStore, SqlShipment, StoreError};
 
 /// Length of the WAL file header.

@@ -1,20 +1,12 @@
 //! Per-space quota overrides set through the admin API (`/admin/quota/<spaceId>`): durable,
-//! so an override survives a restart, and bounded in number.
+//! so an override survives a restart, and bounded in number. The table is created with the
+//! rest of the index schema (`sqlite::QUOTA_SCHEMA`).
 
 use async_trait::async_trait;
 use rusqlite::params;
 
 use super::sqlite::SqliteIndex;
 use super::StoreResult;
-
-/// The table of overrides (created with the rest of the index schema).
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS quota_override (
-    space TEXT PRIMARY KEY,
-    limit_bytes INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-) WITHOUT ROWID;
-"#;
 
 /// Durable per-space storage limits that replace the configured default.
 #[async_trait]

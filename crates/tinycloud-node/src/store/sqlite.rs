@@ -284,7 +284,7 @@ impl SqliteIndex {
         }
         let mut writer = open(path, false)?;
         writer.execute_batch(SCHEMA)?;
-        writer.execute_batch(super::quota::SCHEMA)?;
+        writer.execute_batch(QUOTA_SCHEMA)?;
         migrate(&mut writer)?;
         migrate_hooks_and_audit(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -536,6 +536,15 @@ struct RawDelegation {
     att: String,
     header: String,
 }
+
+/// Per-space quota overrides (`quota::QuotaStore`).
+const QUOTA_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS quota_override (
+    space TEXT PRIMARY KEY,
+    limit_bytes INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
 
 const DELEGATION_COLUMNS: &str =
     "cid, issuer, delegatee, not_before, expiration, terminal, parents, att, header";
