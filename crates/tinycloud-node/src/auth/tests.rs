@@ -576,6 +576,8 @@ async fn rests_on_tells_a_principal_of_the_owner_from_a_stranger() {
         .decode_invocation(&f.invoke(cap()), f.now)
         .expect("decodes");
     assert!(f.auth.rests_on(&mine, &owner, f.now).await);
+    // The same chain does not rest on another owner.
+    assert!(!f.auth.rests_on(&mine, &key(8).did(), f.now).await);
     let stranger = key(3);
     let theirs = f.invoke_at(&stranger, &[f.root], cap(), f.now, 60);
     let theirs = f.auth.decode_invocation(&theirs, f.now).expect("decodes");
