@@ -166,6 +166,11 @@ fn autoincrement_counters_follow_the_levels() {
     ));
     allowed(run(&c, at(Level::Write), "INSERT INTO a (v) VALUES (1)"));
     denied(run(&c, at(Level::Schema), "INSERT INTO a (v) VALUES (2)"));
+    // Its counters live in `sqlite_sequence`: DML may maintain them, nothing else may.
+    let bump = "UPDATE sqlite_sequence SET seq = 10 WHERE name = 'a'";
+    allowed(run(&c, at(Level::Write), bump));
+    denied(run(&c, at(Level::Schema), bump));
+    denied(run(&c, at(Level::Read), bump));
 }
 
 #[test]
