@@ -328,6 +328,11 @@ fn table_caveats_bound_ddl() {
     denied(run(&c, notes(), "CREATE INDEX i ON other (x)"));
     denied(run(&c, notes(), "DROP INDEX other_x"));
     denied(run(&c, notes(), "ALTER TABLE other ADD COLUMN y"));
+    denied(run(&c, notes(), "ALTER TABLE other RENAME TO z"));
+    denied(run(&c, notes(), "ALTER TABLE other RENAME COLUMN x TO y"));
+    c.execute_batch("CREATE TABLE wide (a, b)")
+        .expect("no gate");
+    denied(run(&c, notes(), "ALTER TABLE wide DROP COLUMN b"));
     denied(run(&c, notes(), "CREATE VIEW v AS SELECT body FROM notes"));
     denied(run(&c, notes(), "REINDEX"));
     denied(run(&c, notes(), "ANALYZE other"));
