@@ -430,3 +430,6 @@ impl Authorizer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1021,12 +1021,8 @@ impl Databases {
             return Err(SqlError::Invalid("empty statement".into()));
         }
         // VACUUM writes whole files (VACUUM INTO writes anywhere) and is not covered by the
-        // authorizer: refuse it outright.
-        if trimmed
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("vacuum"))
-        {
+        // authorizer: refuse it outright, also behind leading comments.
+        if super::gate::is_vacuum(trimmed) {
             return Err(SqlError::Denied("VACUUM is not allowed".into()));
         }
         let mut st = conn.prepare(trimmed).map_err(sqlite_err)?;

@@ -211,6 +211,17 @@ const FUNCTIONS: &[&str] = &[
     "trunc",
 ];
 
+/// SQLite's own helpers for `ALTER TABLE … RENAME` and `DROP COLUMN`, called while it rewrites
+/// the schema: allowed only once this statement's `ALTER TABLE` was (SQLite marks them internal,
+/// so a client cannot call them by name anyway).
+const ALTER_FUNCTIONS: &[&str] = &[
+    "sqlite_rename_column",
+    "sqlite_rename_table",
+    "sqlite_rename_test",
+    "sqlite_rename_quotefix",
+    "sqlite_drop_column",
+];
+
 fn internal(table: &str) -> bool {
     table.to_ascii_lowercase().starts_with("sqlite_")
 }
@@ -224,6 +235,25 @@ fn schema_bookkeeping(table: &str) -> bool {
         t.as_str(),
         "sqlite_master" | "sqlite_schema" | "sqlite_temp_master" | "sqlite_temp_schema"
     ) || t.starts_with("sqlite_stat")
+}
+
+/// Whether a statement is a `VACUUM`, which the authorizer is never asked about (it rewrites
+/// whole files; `VACUUM INTO` writes anywhere): its first keyword after any comments.
+pub fn is_vacuum(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    rest.get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("vacuum"))
+        && !rest[6..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Table and column restrictions from a general SQL caveat.
@@ -273,6 +303,9 @@ pub struct Gate {
     /// The table or view a `DROP` in this statement was allowed to drop: SQLite reports
     /// dropping it as deleting its rows, which the schema level may do as part of its DDL.
     dropped: Option<String>,
+    /// The index a `CREATE INDEX` in this statement was allowed to create: SQLite reports
+    /// building it as a reindex, part of the same DDL.
+    indexed: Option<String>,
     /// SQLite's own schema bookkeeping has begun (an update or delete of the schema table, an
     /// `ALTER TABLE`): its reads of the schema table are SQLite's, not the client's. A client's
     /// read (`SELECT … FROM sqlite_master`, also inside `CREATE TABLE … AS SELECT`) always comes
@@ -294,6 +327,7 @@ impl Gate {
         Gate {
             grants,
             dropped: None,
+            indexed: None,
             bookkeeping: false,
         }
     }
@@ -324,6 +358,9 @@ impl Gate {
                     self.bookkeeping = true;
                 }
                 A::AlterTable { .. } => self.bookkeeping = true,
+                A::CreateIndex { index_name, .. } => {
+                    self.indexed = Some((*index_name).to_owned());
+                }
                 _ => {}
             }
         }
@@ -340,9 +377,12 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
             Authorization::Deny
         }
     };
-    if ctx
-        .database_name
-        .is_some_and(|d| d != "main" && d != "temp")
+    // `ALTER TABLE` names its database in the action (SQLite passes the dropped column where
+    // other actions pass the database).
+    if !matches!(ctx.action, A::AlterTable { .. })
+        && ctx
+            .database_name
+            .is_some_and(|d| d != "main" && d != "temp")
     {
         return Authorization::Deny;
     }
@@ -361,7 +401,11 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
             allow(r.table_ok(table_name) && r.column_ok(column_name))
         }
         A::Function { function_name } => {
-            allow(FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str()))
+            let name = function_name.to_ascii_lowercase();
+            allow(
+                FUNCTIONS.contains(&name.as_str())
+                    || (g.bookkeeping && ALTER_FUNCTIONS.contains(&name.as_str())),
+            )
         }
         A::Pragma {
             pragma_name,
@@ -411,10 +455,16 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
             allow(level.ddl())
         }
         // DDL under a table restriction reaches only the permitted tables (and views).
-        A::CreateTable { table_name }
-        | A::DropTable { table_name }
-        | A::AlterTable { table_name, .. }
-        | A::Analyze { table_name } => {
+        A::AlterTable {
+            database_name,
+            table_name,
+        } => allow(
+            level.ddl()
+                && database_name.eq_ignore_ascii_case("main")
+                && !internal(table_name)
+                && r.table_ok(table_name),
+        ),
+        A::CreateTable { table_name } | A::DropTable { table_name } | A::Analyze { table_name } => {
             allow(level.ddl() && !internal(table_name) && r.table_ok(table_name))
         }
         A::CreateIndex { table_name, .. } | A::DropIndex { table_name, .. } => {
@@ -422,6 +472,13 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
         }
         A::CreateView { view_name } | A::DropView { view_name } => {
             allow(level.ddl() && r.table_ok(view_name))
+        }
+        A::Reindex { index_name }
+            if g.indexed
+                .as_deref()
+                .is_some_and(|i| i.eq_ignore_ascii_case(index_name)) =>
+        {
+            allow(level.ddl())
         }
         A::Reindex { .. } => allow(level.ddl() && !r.any()),
         A::CreateTrigger { table_name, .. } | A::DropTrigger { table_name, .. } => {
@@ -432,3 +489,6 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
         _ => Authorization::Deny,
     }
 }
+
+#[cfg(test)]
+mod tests;
