@@ -62,7 +62,7 @@ impl Fixture {
         let owner = Did::pkh(1, address).expect("did");
         let space = SpaceId::new(owner, "default").expect("space");
         let session = key(1);
-        let now = crate::state::now();
+        let now = crate::clock::now();
         let mut f = Fixture {
             _dir: dir,
             index,

@@ -27,8 +27,8 @@ use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_auth::token::{Delegation, Invocation};
 
 use crate::auth::AuthorizedInvocation;
-use crate::error::{ApiError, ApiResult};
 use crate::clock::now;
+use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 
 /// A verified, chain-validated, consumed invocation, and the time it was checked at. Only

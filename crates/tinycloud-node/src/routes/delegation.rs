@@ -16,7 +16,6 @@ use tinycloud_auth::token::{Delegation, REVOKE_ABILITY};
 
 use super::authorized::{Signed, VerifiedDelegation};
 use super::openapi::{DelegateResult, DelegationState, DelegationStatus, RevokeResult};
-use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::{DelegationCharge, DelegationWrite};

@@ -12,7 +12,6 @@ use tinycloud_auth::capability::Capability;
 
 use super::authorized::Signed;
 use super::kv;
-use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::store::StoredDelegation;
