@@ -1,0 +1,78 @@
+//! Attacks on the wave-12 data-plane changes (multi-capability SQL, `write` with DDL, KV
+//! batches, signed URLs), end to end against the real binary, as a hostile delegate would
+//! try them.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use tinycloud_auth::capability::Caveats;
+use tinycloud_auth::session::capability;
+
+/// `write` now runs DDL; under a column caveat, `ALTER TABLE` would let a delegate rename a
+/// hidden column to a permitted name and read it (or drop it). Refused; nothing changes.
+#[tokio::test]
+async fn a_column_caveat_is_not_escaped_by_renaming_columns() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 150, "default").await;
+    let oc = o.client(&node);
+    let db = o.res("sql/app");
+    oc.sql(
+        &db,
+        "admin",
+        json!({"action": "batch", "statements": [
+            {"sql": "CREATE TABLE t (a TEXT, b TEXT)"},
+            {"sql": "INSERT INTO t VALUES ('visible', 'hidden')"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    let agent = ed25519(151);
+    let held = ["read", "write"]
+        .iter()
+        .map(|a| {
+            let mut c = capability(&db, &format!("tinycloud.sql/{a}")).unwrap();
+            c.caveats =
+                Caveats::from_objects(vec![json!({"columns": ["a"]}).as_object().unwrap().clone()]);
+            c
+        })
+        .collect();
+    let cid = delegate(&node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
+    let ac = Client::new(&node, &agent, &[cid]);
+    // Control: the permitted column reads and writes; the hidden one does not.
+    ac.query(&db, "read", "SELECT a FROM t").await.expect(200);
+    ac.query(&db, "read", "SELECT b FROM t").await.expect(403);
+    ac.execute(&db, "write", "UPDATE t SET a = 'v2'")
+        .await
+        .expect(200);
+    for sql in [
+        "ALTER TABLE t RENAME COLUMN a TO z",
+        "ALTER TABLE t RENAME COLUMN b TO a",
+        "ALTER TABLE t RENAME COLUMN b TO c",
+        "ALTER TABLE t DROP COLUMN b",
+    ] {
+        let r = ac.execute(&db, "write", sql).await;
+        assert_eq!(r.status, 403, "{sql}: {}", r.text());
+    }
+    // A view renaming the hidden column: its reads are the underlying column's.
+    ac.execute(&db, "write", "CREATE VIEW v AS SELECT b AS a FROM t")
+        .await
+        .expect(200);
+    for sql in [
+        "SELECT a FROM v",
+        "SELECT * FROM v",
+        "SELECT a FROM t",
+        "SELECT z FROM t",
+        "SELECT c FROM t",
+        "SELECT b FROM t",
+    ] {
+        let r = ac.query(&db, "read", sql).await;
+        assert!(!r.text().contains("hidden"), "{sql}: {}", r.text());
+    }
+    // The owner's table is as it was.
+    let r = oc
+        .query(&db, "read", "SELECT a, b FROM t")
+        .await
+        .expect(200);
+    assert_eq!(r.json()["rows"], json!([["v2", "hidden"]]));
+}
