@@ -76,3 +76,68 @@ async fn a_column_caveat_is_not_escaped_by_renaming_columns() {
         .expect(200);
     assert_eq!(r.json()["rows"], json!([["v2", "hidden"]]));
 }
+
+/// `write` now runs DDL under a table caveat: a table it may create, with a foreign key into
+/// a hidden table, would turn its inserts into an oracle on the hidden table's keys (and its
+/// rows could block the owner's deletes). SQLite reports the foreign-key lookup as a read
+/// of the parent column, which the caveat refuses.
+#[tokio::test]
+async fn a_foreign_key_into_a_hidden_table_is_no_oracle() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 154, "default").await;
+    let oc = o.client(&node);
+    let db = o.res("sql/app");
+    oc.sql(
+        &db,
+        "admin",
+        json!({"action": "batch", "statements": [
+            {"sql": "CREATE TABLE s (email TEXT PRIMARY KEY, secret TEXT)"},
+            {"sql": "INSERT INTO s VALUES ('alice@example.com', 'hidden')"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    let agent = ed25519(155);
+    let held = ["read", "write"]
+        .iter()
+        .map(|a| {
+            let mut c = capability(&db, &format!("tinycloud.sql/{a}")).unwrap();
+            c.caveats =
+                Caveats::from_objects(vec![json!({"tables": ["t2"]}).as_object().unwrap().clone()]);
+            c
+        })
+        .collect();
+    let cid = delegate(&node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
+    let ac = Client::new(&node, &agent, &[cid]);
+    ac.execute(
+        &db,
+        "write",
+        "CREATE TABLE t2 (x TEXT REFERENCES s (email) ON DELETE RESTRICT)",
+    )
+    .await
+    .expect(200);
+    // Whether the key exists or not (or is NULL), the insert is refused alike.
+    for email in [
+        json!("alice@example.com"),
+        json!("nobody@example.com"),
+        json!(null),
+    ] {
+        let r = ac
+            .sql(
+                &db,
+                "write",
+                json!({"action": "execute", "sql": "INSERT INTO t2 VALUES (?)", "params": [email]}),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{email}: {}", r.text());
+    }
+    for sql in [
+        "UPDATE t2 SET x = 'alice@example.com'",
+        "INSERT INTO t2 SELECT 'alice@example.com'",
+    ] {
+        let r = ac.execute(&db, "write", sql).await;
+        assert_eq!(r.status, 403, "{sql}: {}", r.text());
+    }
+    // The owner still deletes freely: no delegate row references the hidden table.
+    oc.execute(&db, "admin", "DELETE FROM s").await.expect(200);
+}
