@@ -141,3 +141,58 @@ async fn a_foreign_key_into_a_hidden_table_is_no_oracle() {
     // The owner still deletes freely: no delegate row references the hidden table.
     oc.execute(&db, "admin", "DELETE FROM s").await.expect(200);
 }
+
+/// A batch put's part headers become each object's metadata, but the part's own
+/// `Content-Disposition: form-data; name=…` is multipart framing, not the object's: stored,
+/// it would be served (also through signed URLs) and make browsers download the value.
+#[tokio::test]
+async fn a_batch_puts_framing_is_not_stored_as_metadata() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 156, "default").await;
+    let oc = o.client(&node);
+    let (a, b) = (o.res("kv/img/a"), o.res("kv/img/b"));
+    let mut body = Vec::new();
+    for name in ["img%2Fa", "img%2Fb"] {
+        body.extend_from_slice(
+            format!(
+                "--b0\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"x.png\"\r\n\
+                 Content-Type: image/png\r\n\r\npng\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--b0--\r\n");
+    let put = "tinycloud.kv/put";
+    oc.invoke_caps(
+        &[(&a, put), (&b, put)],
+        &[("content-type", "multipart/form-data; boundary=b0")],
+        body,
+    )
+    .await
+    .expect(200);
+    for k in [&a, &b] {
+        let r = oc.call(k, "get").await.expect(200);
+        assert_eq!(r.body, b"png");
+        assert_eq!(r.headers["content-type"], "image/png");
+        assert!(
+            r.headers.get("content-disposition").is_none(),
+            "{:?}",
+            r.headers.get("content-disposition")
+        );
+    }
+    let v = oc
+        .invoke_caps(
+            &[(&a, "tinycloud.kv/get"), (&b, "tinycloud.kv/get")],
+            &[],
+            vec![],
+        )
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        v["results"][0]["headers"]
+            .get("content-disposition")
+            .is_none(),
+        "{v}"
+    );
+}
