@@ -196,3 +196,37 @@ async fn a_batch_puts_framing_is_not_stored_as_metadata() {
         "{v}"
     );
 }
+
+/// Concurrent exports of one database (any `read` holder may export) do not clobber each
+/// other: every one is a whole SQLite file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_exports_of_one_database_are_each_whole() {
+    let node = Node::start(&[]);
+    let o = Owner::sign_in(&node, 157, "default").await;
+    let oc = o.client(&node);
+    let db = o.res("sql/app");
+    oc.sql(
+        &db,
+        "admin",
+        json!({"action": "batch", "statements": [
+            {"sql": "CREATE TABLE t (v BLOB)"},
+            {"sql": "INSERT INTO t SELECT randomblob(4096) FROM json_each('[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32]')"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    let want = oc
+        .sql(&db, "read", json!({"action": "export"}))
+        .await
+        .expect(200)
+        .body
+        .len();
+    for _ in 0..3 {
+        let runs = (0..12).map(|_| oc.sql(&db, "read", json!({"action": "export"})));
+        for r in futures_util::future::join_all(runs).await {
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.body.starts_with(b"SQLite format 3\0"));
+            assert_eq!(r.body.len(), want);
+        }
+    }
+}
