@@ -269,7 +269,10 @@ pub async fn batch_put(
                 keys[idx]
             )));
         }
-        let metadata = collect_metadata(field.headers())?;
+        // The part's `Content-Disposition` is multipart framing (its key), not the object's.
+        let mut part_headers = field.headers().clone();
+        part_headers.remove(header::CONTENT_DISPOSITION);
+        let metadata = collect_metadata(&part_headers)?;
         let mut hasher = blake3::Hasher::new();
         let mut inline = BytesMut::new();
         let mut writer: Option<Box<dyn crate::store::BlobWriter>> = None;

@@ -941,9 +941,12 @@ impl Databases {
     pub fn export(&self, space: &str, name: &str) -> Result<Vec<u8>, SqlError> {
         let db = self.database(space, name, false)?;
         let src = self.reader(&db)?;
+        // One scratch file per export: concurrent exports of a database never share one.
+        static EXPORTS: AtomicU64 = AtomicU64::new(0);
+        let n = EXPORTS.fetch_add(1, Ordering::Relaxed);
         let tmp = db
             .path
-            .with_extension(format!("export-{}", std::process::id()));
+            .with_extension(format!("export-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let result = (|| {
             let mut dst = Connection::open(&tmp).map_err(sqlite_err)?;

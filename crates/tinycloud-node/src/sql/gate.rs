@@ -454,12 +454,15 @@ fn decide(level: Level, r: &Restrictions, g: &Gate, ctx: &AuthContext<'_>) -> Au
         A::CreateTable { table_name } if table_name.eq_ignore_ascii_case("sqlite_sequence") => {
             allow(level.ddl())
         }
-        // DDL under a table restriction reaches only the permitted tables (and views).
+        // DDL under a table restriction reaches only the permitted tables (and views). Under a
+        // column restriction no `ALTER TABLE`: renaming a hidden column to a permitted name
+        // would reveal it, and SQLite names neither column to the authorizer.
         A::AlterTable {
             database_name,
             table_name,
         } => allow(
             level.ddl()
+                && r.columns.is_none()
                 && database_name.eq_ignore_ascii_case("main")
                 && !internal(table_name)
                 && r.table_ok(table_name),
