@@ -15,6 +15,7 @@ pub mod capability;
 pub mod chain;
 pub mod cid;
 pub mod did;
+pub mod envelope;
 pub mod eth;
 mod excerpt;
 pub mod hook_scope;

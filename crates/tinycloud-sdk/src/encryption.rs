@@ -28,19 +28,11 @@ use crate::session::now;
 /// Largest decrypt answer read (a signed, re-wrapped key: well under 1 KiB).
 const MAX_DECRYPT_ANSWER_BYTES: usize = 64 * 1024;
 
-/// The algorithm identifier.
-pub const ALG: &str = "x25519-aes256gcm/v1";
+pub use tinycloud_auth::envelope::{canonical_hash, ALG};
 
 /// The ability that creates a network; also the network-admin fact's `action`, in full as the
 /// reference clients write it and the reference node compares it.
 const NETWORK_CREATE: &str = "tinycloud.encryption/network.create";
-
-/// Hex SHA-256 of canonical JSON (for a string: of its quoted form).
-pub fn canonical_hash(v: &Value) -> String {
-    hex::encode(Sha256::digest(
-        serde_json_canonicalizer::to_vec(v).unwrap_or_default(),
-    ))
-}
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -48,33 +40,14 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-/// `ephemeral pub ‖ 0x01 ‖ nonce ‖ AES-256-GCM(key)` with the raw X25519 secret as AES key.
+/// Wraps `key` to `to` in the core's `x25519-aes256gcm/v1` format, with fresh randomness.
 fn wrap(to: &PublicKey, key: &[u8; 32]) -> Vec<u8> {
-    let eph = StaticSecret::from(random::<32>());
-    let shared = eph.diffie_hellman(to);
-    let nonce = random::<12>();
-    let ct = Aes256Gcm::new(shared.as_bytes().into())
-        .encrypt(&Nonce::from(nonce), key.as_slice())
-        .unwrap_or_default();
-    let mut out = PublicKey::from(&eph).as_bytes().to_vec();
-    out.push(0x01);
-    out.extend_from_slice(&nonce);
-    out.extend(ct);
-    out
+    tinycloud_auth::envelope::wrap(to.as_bytes(), key, random::<32>(), random::<12>())
 }
 
 fn unwrap(secret: &StaticSecret, wrapped: &[u8]) -> Result<[u8; 32]> {
-    let bad = || Error::Token("the node returned a malformed wrapped key".into());
-    if wrapped.len() < 32 + 1 + 12 + 16 || wrapped[32] != 0x01 {
-        return Err(bad());
-    }
-    let eph: [u8; 32] = wrapped[..32].try_into().map_err(|_| bad())?;
-    let nonce: [u8; 12] = wrapped[33..45].try_into().map_err(|_| bad())?;
-    let shared = secret.diffie_hellman(&PublicKey::from(eph));
-    let key = Aes256Gcm::new(shared.as_bytes().into())
-        .decrypt(&Nonce::from(nonce), &wrapped[45..])
-        .map_err(|_| bad())?;
-    key.try_into().map_err(|_| bad())
+    tinycloud_auth::envelope::unwrap(secret.as_bytes(), wrapped)
+        .map_err(|e| Error::Token(format!("the node returned a bad wrapped key: {e}")))
 }
 
 /// An encrypted value as stored (compatible in shape with the reference's inline envelope).
