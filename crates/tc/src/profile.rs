@@ -285,11 +285,11 @@ impl Profile {
 
 /// The current time as RFC 3339.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    // Whole seconds, as profiles have always been written.
+    tinycloud_auth::timestamp::Timestamp::from_secs(
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .to_rfc3339()
 }
 
 #[cfg(test)]

@@ -54,6 +54,21 @@ impl Timestamp {
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
     }
+
+    /// As RFC 3339 in UTC (`Z`), with fractional seconds only when there are any. The one
+    /// time formatter of every crate. Empty for instants RFC 3339 cannot write (after 9999).
+    pub fn to_rfc3339(self) -> String {
+        self.to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+
+    /// Parses an RFC 3339 date-time (any offset); `None` if it is not one.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(Timestamp::from)
+    }
 }
 
 impl From<time::OffsetDateTime> for Timestamp {
@@ -97,6 +112,27 @@ mod tests {
         assert!(Timestamp::from_numeric_date(f64::NAN).is_none());
         assert!(Timestamp::from_numeric_date(-1.0).is_none());
         assert!(Timestamp::from_numeric_date(1e300).is_none());
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            Timestamp::from_secs(1767225720).to_rfc3339(),
+            "2026-01-01T00:02:00Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1767225720500).to_rfc3339(),
+            "2026-01-01T00:02:00.5Z"
+        );
+        assert_eq!(Timestamp::from_secs(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        let t = Timestamp::from_millis(1767225720123);
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-01-01T01:02:00+01:00"),
+            Some(Timestamp::from_secs(1767225720))
+        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-01"), None);
+        assert_eq!(Timestamp::parse_rfc3339(""), None);
     }
 
     #[test]

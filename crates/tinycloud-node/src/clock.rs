@@ -1,4 +1,4 @@
-//! The node's clock and its one time formatter. A base module: it depends on nothing else
+//! The node's clock, and its Unix-ms shorthand for the core's one time formatter. A base module: it depends on nothing else
 //! of the crate, so every layer may use it.
 
 use tinycloud_auth::timestamp::Timestamp;
@@ -10,8 +10,5 @@ pub fn now() -> Timestamp {
 
 /// A Unix-ms time as RFC 3339 (empty if it cannot be formatted).
 pub fn rfc3339(ms: i64) -> String {
-    Timestamp::from_millis(ms)
-        .to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    Timestamp::from_millis(ms).to_rfc3339()
 }

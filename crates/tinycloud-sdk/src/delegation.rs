@@ -113,12 +113,6 @@ impl Grant {
     }
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    t.to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 fn portable_resources(caps: &[Capability]) -> Vec<PortableResource> {
     let mut out: Vec<PortableResource> = Vec::new();
     for c in caps {
@@ -173,7 +167,10 @@ impl PortableDelegation {
             space_id: first.space.clone(),
             path: first.path.clone(),
             actions: first.actions.clone(),
-            expiry: info.expiration.map(rfc3339).unwrap_or_default(),
+            expiry: info
+                .expiration
+                .map(Timestamp::to_rfc3339)
+                .unwrap_or_default(),
             delegate_did: info.delegatee.to_string(),
             delegator_did: info.issuer.to_string(),
             parent_cid: info.parents.first().map(ToString::to_string),

@@ -383,10 +383,8 @@ pub fn writer_of(
             }) else {
                 return Writer::Other(key);
             };
-            let at = written_at.and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
-            let Some(at) = at.map(tinycloud_auth::timestamp::Timestamp::from) else {
+            let Some(at) = written_at.and_then(tinycloud_auth::timestamp::Timestamp::parse_rfc3339)
+            else {
                 return Writer::Expired(key);
             };
             let info = d.info();
@@ -425,10 +423,7 @@ pub struct Secrets<'a> {
 }
 
 fn rfc3339_now() -> String {
-    now()
-        .to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    now().to_rfc3339()
 }
 
 /// The associated data binding a vault value to where it is stored.

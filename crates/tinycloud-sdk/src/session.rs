@@ -129,18 +129,6 @@ pub struct Session {
     pub tinycloud_hosts: Vec<String>,
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    t.to_datetime()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(Timestamp::from)
-}
-
 /// The current time.
 pub fn now() -> Timestamp {
     Timestamp::from(time::OffsetDateTime::now_utc())
@@ -178,8 +166,8 @@ impl Session {
                 space_id,
                 verification_method: sk.did().verification_method().to_string(),
             },
-            expires_at: rfc3339(expires),
-            created_at: rfc3339(now()),
+            expires_at: expires.to_rfc3339(),
+            created_at: now().to_rfc3339(),
             tinycloud_hosts: vec![host],
         })
     }
@@ -215,7 +203,7 @@ impl Session {
 
     /// When it expires.
     pub fn expires(&self) -> Option<Timestamp> {
-        parse_rfc3339(&self.expires_at)
+        Timestamp::parse_rfc3339(&self.expires_at)
     }
 
     /// Whether it has expired at `at`.

@@ -468,9 +468,9 @@ fn requested_secs(expiry: Option<&str>) -> Result<i64, CliError> {
     if let Ok(secs) = duration::parse_secs(e) {
         return Ok(secs);
     }
-    let at = time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| CliError::usage(format!("invalid requestedExpiry {e:?}")))?;
-    let secs = (Timestamp::from(at).as_millis() - now().as_millis()) / 1000;
+    let at = Timestamp::parse_rfc3339(e)
+        .ok_or_else(|| CliError::usage(format!("invalid requestedExpiry {e:?}")))?;
+    let secs = (at.as_millis() - now().as_millis()) / 1000;
     if secs <= 0 {
         return Err(CliError::usage(format!(
             "the request asked for an expiry in the past ({e})"
