@@ -9,6 +9,27 @@ use serde_json::json;
 use tinycloud_auth::capability::Caveats;
 use tinycloud_auth::session::capability;
 
+/// A delegate holding `read` and `write` on `db` under one caveat object, as a client.
+async fn read_write_delegate<'a>(
+    node: &'a Node,
+    o: &Owner,
+    db: &str,
+    agent: &'a tinycloud_auth::keys::SecretKey,
+    caveat: serde_json::Value,
+) -> Client<'a> {
+    let object = caveat.as_object().cloned().unwrap_or_default();
+    let held = ["read", "write"]
+        .iter()
+        .map(|a| {
+            let mut c = capability(db, &format!("tinycloud.sql/{a}")).unwrap();
+            c.caveats = Caveats::from_objects(vec![object.clone()]);
+            c
+        })
+        .collect();
+    let cid = delegate(node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
+    Client::new(node, agent, &[cid])
+}
+
 /// `write` now runs DDL; under a column caveat, `ALTER TABLE` would let a delegate rename a
 /// hidden column to a permitted name and read it (or drop it). Refused; nothing changes.
 #[tokio::test]
@@ -28,17 +49,7 @@ async fn a_column_caveat_is_not_escaped_by_renaming_columns() {
     .await
     .expect(200);
     let agent = ed25519(151);
-    let held = ["read", "write"]
-        .iter()
-        .map(|a| {
-            let mut c = capability(&db, &format!("tinycloud.sql/{a}")).unwrap();
-            c.caveats =
-                Caveats::from_objects(vec![json!({"columns": ["a"]}).as_object().unwrap().clone()]);
-            c
-        })
-        .collect();
-    let cid = delegate(&node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
-    let ac = Client::new(&node, &agent, &[cid]);
+    let ac = read_write_delegate(&node, &o, &db, &agent, json!({"columns": ["a"]})).await;
     // Control: the permitted column reads and writes; the hidden one does not.
     ac.query(&db, "read", "SELECT a FROM t").await.expect(200);
     ac.query(&db, "read", "SELECT b FROM t").await.expect(403);
@@ -98,17 +109,7 @@ async fn a_foreign_key_into_a_hidden_table_is_no_oracle() {
     .await
     .expect(200);
     let agent = ed25519(155);
-    let held = ["read", "write"]
-        .iter()
-        .map(|a| {
-            let mut c = capability(&db, &format!("tinycloud.sql/{a}")).unwrap();
-            c.caveats =
-                Caveats::from_objects(vec![json!({"tables": ["t2"]}).as_object().unwrap().clone()]);
-            c
-        })
-        .collect();
-    let cid = delegate(&node, &o.session, &agent.did(), &[o.session_cid], held, 600).await;
-    let ac = Client::new(&node, &agent, &[cid]);
+    let ac = read_write_delegate(&node, &o, &db, &agent, json!({"tables": ["t2"]})).await;
     ac.execute(
         &db,
         "write",
