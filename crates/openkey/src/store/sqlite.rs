@@ -41,13 +41,15 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The locked connection; other store files of this crate implement their traits with it.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (statements are atomic).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn conflict(e: rusqlite::Error, what: &str) -> StoreError {
+/// Maps a constraint violation to `Conflict(what)`.
+pub(crate) fn conflict(e: rusqlite::Error, what: &str) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation => {
             StoreError::Conflict(what.to_string())
