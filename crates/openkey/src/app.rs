@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::state::AppState;
-use crate::{accounts, sign, wallet, web};
+use crate::{accounts, oidc, sign, wallet, web};
 
 async fn headers_and_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -34,12 +34,15 @@ async fn headers_and_log(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
-        ),
-    );
+    // A page may set its own (the OIDC consent form must allow posting towards the client).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        );
+    }
     tracing::info!(
         %method,
         %route,
@@ -57,13 +60,15 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::browser_routes())
         .merge(wallet::browser_routes())
         .merge(sign::browser_routes())
+        .merge(oidc::browser_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             web::csrf::guard,
         ));
     let public = Router::new()
         .merge(web::public_routes())
-        .merge(wallet::public_routes());
+        .merge(wallet::public_routes())
+        .merge(oidc::public_routes());
     Router::new()
         .merge(browser)
         .merge(public)

@@ -14,7 +14,7 @@
 //! - [`error`] — `AppError`, the HTTP mapping of failures.
 //! - [`state`] — [`state::AppState`], the services wired together.
 //! - [`web`] — cookies, sessions, CSRF, extractors, page rendering, base routes.
-//! - [`accounts`], [`wallet`], [`sign`] — HTTP features built on `web` (pages and JSON).
+//! - [`accounts`], [`wallet`], [`sign`], [`oidc`] — HTTP features built on `web` (pages and JSON).
 //! - [`app`] — router composition.
 //! - [`server`] — binding, the first stdout line, serving.
 
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod oidc;
 pub mod server;
 pub mod sign;
 pub mod state;

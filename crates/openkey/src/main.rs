@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Start the server.
     Serve(openkey::config::ServeArgs),
+    /// Register, list and remove OIDC clients (on the data dir).
+    Clients(openkey::oidc::clients::ClientsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,8 +40,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(openkey::server::serve(args)),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Serve(args) => runtime
+            .block_on(openkey::server::serve(args))
+            .map_err(Into::into),
+        Command::Clients(args) => openkey::oidc::clients::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,14 @@
 
 pub mod sqlite;
 
+mod oidc;
+mod sqlite_oidc;
+
+pub use oidc::{
+    CodeRedemption, OidcClient, OidcCode, OidcGrant, OidcStore, OidcToken, Refresh, SigningKeyRow,
+    TokenKind,
+};
+
 mod migrations;
 
 /// A store operation that failed.
@@ -270,6 +278,7 @@ pub trait Store:
     + RecoveryCodeStore
     + KeyStore
     + AuditStore
+    + OidcStore
     + Send
     + Sync
 {
@@ -284,6 +293,7 @@ impl<T> Store for T where
         + RecoveryCodeStore
         + KeyStore
         + AuditStore
+        + OidcStore
         + Send
         + Sync
 {
