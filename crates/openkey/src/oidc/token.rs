@@ -308,7 +308,7 @@ async fn code_grant(
                 "the code was used already; tokens issued from it are revoked",
             ));
         }
-        CodeRedemption::Fresh(code, grant) => (code, grant),
+        CodeRedemption::Fresh(found) => *found,
     };
     if let Err(e) = check_code(client, &code, &grant, params, now) {
         state.store.revoke_grant(&grant.id, now)?;

@@ -113,7 +113,7 @@ pub enum CodeRedemption {
     /// Used before: its grant (and every token of it) is now revoked.
     Reused,
     /// First use (now marked used): the code and its grant.
-    Fresh(OidcCode, OidcGrant),
+    Fresh(Box<(OidcCode, OidcGrant)>),
 }
 
 /// What presenting a refresh token found.

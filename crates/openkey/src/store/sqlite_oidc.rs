@@ -243,7 +243,7 @@ impl OidcStore for SqliteStore {
         let grant = grant_in(&tx, &code.grant_id)?;
         tx.commit()?;
         Ok(match grant {
-            Some(g) => CodeRedemption::Fresh(code, g),
+            Some(g) => CodeRedemption::Fresh(Box::new((code, g))),
             None => CodeRedemption::Unknown,
         })
     }
