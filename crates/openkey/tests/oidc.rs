@@ -355,10 +355,10 @@ async fn public_client_needs_s256_pkce() {
     assert_eq!(param(&url, "state").as_deref(), Some("st-123"));
     assert!(param(&url, "code").is_none());
 
-    // `plain` is refused.
-    let (verifier, _) = pkce();
+    // `plain` is refused (with a challenge that would pass as S256).
+    let (_, plain) = pkce();
     let mut p = auth_params(&public.0, None);
-    p.push(("code_challenge", verifier.as_str()));
+    p.push(("code_challenge", plain.as_str()));
     p.push(("code_challenge_method", "plain"));
     let r = c.get(&format!("/oidc/authorize?{}", query(&p))).await;
     let url = location(&r);
@@ -366,7 +366,7 @@ async fn public_client_needs_s256_pkce() {
     assert!(param(&url, "code").is_none());
     // So is a challenge without a method (it would default to plain).
     let mut p = auth_params(&public.0, None);
-    p.push(("code_challenge", verifier.as_str()));
+    p.push(("code_challenge", plain.as_str()));
     let r = c.get(&format!("/oidc/authorize?{}", query(&p))).await;
     assert_eq!(
         param(&location(&r), "error").as_deref(),
