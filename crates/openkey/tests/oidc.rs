@@ -323,6 +323,18 @@ async fn code_flow_with_pkce_id_token_userinfo_and_refresh_rotation() {
     let (status, _) = exchange(&s, &client, &code, Some(&verifier)).await;
     assert_eq!(status, 200);
 
+    // No secret reaches the log: codes, tokens, the client secret.
+    let log = s.stderr();
+    for secret in [
+        code.as_str(),
+        access,
+        rt1,
+        t2["refresh_token"].as_str().unwrap(),
+        client.1.as_deref().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "a secret is in the log");
+    }
+
     // Listing shows the client; removing it ends its tokens.
     assert!(clients(&s, &["list"]).contains(&client.0));
     clients(&s, &["remove", &client.0]);

@@ -169,3 +169,20 @@ pub fn run(args: ClientsArgs) -> Result<(), ClientsError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_redirect_uri;
+
+    #[test]
+    fn redirect_uris() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost:3000/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example/cb").is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
+        assert!(check_redirect_uri("https://u:p@app.example/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("/relative").is_err());
+    }
+}
