@@ -13,6 +13,11 @@
 //! hosting: restores it from the store, which holds every acknowledged write). A space holds at
 //! most `max_per_space` databases; the check runs before a new file is created.
 //!
+//! With shipped hosting, the engine hands each write's outcome to the hosting explicitly:
+//! after every write it passes the writer connection and its shipping state to
+//! [`Shipper::prepare`](super::hosting::Shipper::prepare), which reads what was committed from
+//! the database's own files. The hosting never calls back into the engine.
+//!
 //! Files: `registry.rs` (the open databases: files, opening and restoring, the limits on how
 //! many, closing idle ones, discarding a working copy), `execute.rs` (one statement or batch
 //! under the gate and the limits), `values.rs` (JSON parameters in, result cells out, the

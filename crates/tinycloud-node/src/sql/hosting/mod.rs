@@ -14,11 +14,11 @@
 //! database and disables SQLite's automatic checkpoints (`wal_autocheckpoint = 0`), so the WAL
 //! only grows between the checkpoints this module runs. After each write the engine hands the
 //! writer connection and its [`ShipState`] to [`Shipper::prepare`], which reads from the WAL
-//! index how far the WAL is committed and ships the frames beyond what it shipped before. When SQLite starts a new WAL (new salts,
-//! which only happens after everything was checkpointed into the database file), the database
-//! file is the new generation's snapshot. Restoring writes the snapshot and the concatenated
-//! segments (byte-identical to the WAL file, header first) and lets SQLite recover them.
-
+//! index how far the WAL is committed and ships the frames beyond what it shipped before.
+//! When SQLite starts a new WAL (new salts, which only happens after everything was
+//! checkpointed into the database file), the database file is the new generation's snapshot.
+//! Restoring writes the snapshot and the concatenated segments (byte-identical to the WAL
+//! file, header first) and lets SQLite recover them.
 //!
 //! Files: `wal.rs` (the WAL and WAL-index formats, checkpoints), `pieces.rs` (log pieces in
 //! the index or the blob store), `ship.rs` (turning commits into shipments and waiting for
