@@ -144,11 +144,11 @@ fn a_write_only_co_writer_cannot_add_variables_to_the_owners_run() {
     assert_eq!(ls["writers"]["EXTRA"]["kind"], "unsigned", "{ls}");
     assert_eq!(ls["writers"]["FORGED"]["kind"], "invalid", "{ls}");
     o.tc(&["secrets", "ls"]).assert().success().stdout(
-        predicate::str::contains("API_KEY  v1  written by owner")
-            .and(predicate::str::contains("EXTRA  v?  written by unknown"))
-            .and(predicate::str::contains(
-                "LD_PRELOAD  v?  written by unknown",
-            )),
+        // Aligned columns: the spacing between them depends on the longest name.
+        predicate::str::is_match(r"(?m)^API_KEY +v1  written by owner")
+            .unwrap()
+            .and(predicate::str::is_match(r"(?m)^EXTRA +v\?  written by unknown").unwrap())
+            .and(predicate::str::is_match(r"(?m)^LD_PRELOAD +v\?  written by unknown").unwrap()),
     );
 
     // The owner's plain `run` loads only what the owner wrote, and says what it left out.
