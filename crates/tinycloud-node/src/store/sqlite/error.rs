@@ -25,7 +25,10 @@ impl From<rusqlite_migration::Error> for StoreError {
         match e {
             Error::RusqliteError { err, .. } => err.into(),
             Error::MigrationDefinition(MigrationDefinitionError::DatabaseTooFarAhead) => {
-                StoreError::Schema("the index was written by a newer tinycloud-node".into())
+                StoreError::Schema(
+                    "the index was written by a newer tinycloud-node, and there is no downgrade"
+                        .into(),
+                )
             }
             other => StoreError::Schema(format!("schema migration failed: {other}")),
         }

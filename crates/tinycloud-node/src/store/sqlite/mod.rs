@@ -45,6 +45,7 @@ use super::{Hash, StoreError, StoreResult, StoredEvent};
 pub const EVENT_LOG_LEN: u64 = 10_000;
 /// In-process event fan-out capacity (a slower subscriber catches up from the log).
 const EVENT_BUS: usize = 4096;
+/// Read-only connections kept in the pool.
 const READERS: usize = 4;
 
 /// The SQLite index store.

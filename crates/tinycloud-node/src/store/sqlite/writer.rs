@@ -12,9 +12,12 @@ use super::{SqliteIndex, READERS};
 use crate::store::replay_log::ReplayLog;
 use crate::store::{StoreError, StoreResult};
 
+/// Replies to a job's caller once its batch committed (or with the commit's error).
 pub(super) type Completion = Box<dyn FnOnce(Option<String>) + Send>;
+/// A queued write: runs inside the batch's transaction, returns how to reply.
 pub(super) type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
 
+/// Most jobs committed together.
 const MAX_BATCH: usize = 512;
 
 /// Opens a connection: the writer (creating the file, WAL, full sync) or a reader.
