@@ -15,8 +15,6 @@
 //! - the sign-in flow: session SIWE → `/delegate`; when the space is `skipped`,
 //!   `/peer/generate/<space>` → host SIWE (`tinycloud.space/host`) → `/delegate` → re-post.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -591,10 +589,6 @@ impl Cacao {
 
     pub fn cid(&self) -> String {
         cid(&self.cbor)
-    }
-
-    pub fn cid_base58(&self) -> String {
-        cid_base58(&self.cbor)
     }
 }
 
