@@ -10,7 +10,7 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 /// How to start a server process. The environment is cleared, then `TINYCLOUD_PORT=0`,
 /// `TINYCLOUD_STORAGE__DATADIR=<data dir>`, `RUST_LOG=warn` and the given variables are set
-/// (later ones win); the working directory is the data directory.
+/// (later ones win); the working directory is the data directory when it exists.
 #[derive(Debug, Clone)]
 pub struct Launch {
     program: OsString,
@@ -88,8 +88,11 @@ impl Launch {
             .env_clear()
             .env("TINYCLOUD_PORT", "0")
             .env("TINYCLOUD_STORAGE__DATADIR", dir)
-            .env("RUST_LOG", "warn")
-            .current_dir(dir);
+            .env("RUST_LOG", "warn");
+        // In its data directory when that exists (a restart may name one the server creates).
+        if dir.is_dir() {
+            cmd.current_dir(dir);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -187,9 +187,10 @@ async fn every_documented_route_is_covered() {
     for (_, _, test) in COVERED_ROUTES {
         let (file, name) = test.split_once("::").expect("file::test");
         let src = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{file}.rs")),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/conformance/{file}.rs")),
         )
-        .unwrap_or_else(|_| panic!("tests/{file}.rs"));
+        .unwrap_or_else(|_| panic!("tests/conformance/{file}.rs"));
         assert!(
             src.contains(&format!("fn {name}(")),
             "{file}.rs has no test {name}"
