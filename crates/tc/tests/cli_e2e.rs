@@ -12,7 +12,7 @@ use serde_json::Value;
 
 #[test]
 fn owner_kv_round_trip() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&["kv", "put", "notes/today.md", "hello"])
         .assert()
@@ -92,7 +92,7 @@ fn owner_kv_round_trip() {
 
 #[test]
 fn agent_gets_a_narrow_delegation_and_loses_it() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.ok(&["kv", "put", "notes/today.md", "hello agent"]);
     o.ok(&["kv", "put", "private/x", "secret value 42"]);
@@ -208,7 +208,7 @@ fn agent_gets_a_narrow_delegation_and_loses_it() {
 
 #[test]
 fn request_grant_import() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.ok(&["kv", "put", "notes/today.md", "granted read"]);
 
@@ -298,7 +298,7 @@ fn request_grant_import() {
 
 #[test]
 fn status_exit_codes_completion_and_help() {
-    let node = Node::start();
+    let node = serve();
     let p = Persona::new(&node);
     let before = p.json(&["auth", "status"]);
     assert_eq!(before["authenticated"], false);
@@ -403,7 +403,7 @@ fn status_exit_codes_completion_and_help() {
 
 #[test]
 fn sql_statements_tables_json_export_and_permissions() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&[
         "sql",
@@ -516,7 +516,7 @@ fn sql_statements_tables_json_export_and_permissions() {
 
 #[test]
 fn watch_prints_writes_as_they_happen() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
 
     // JSON lines, from the start of the log (so nothing depends on when it connects).
@@ -591,7 +591,7 @@ fn watch_prints_writes_as_they_happen() {
 
 #[test]
 fn owner_secrets_put_get_rotate_run_rm() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     // First put creates the `secrets` space and the network.
     let put = o
@@ -748,7 +748,7 @@ fn owner_secrets_put_get_rotate_run_rm() {
 
 #[test]
 fn secrets_shared_with_agents_audited_and_revoked() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
         .write_stdin("sk-shared-9")

@@ -55,7 +55,7 @@ fn plant(writer: &Persona, name: &str, env: &Envelope) {
 
 #[test]
 fn a_write_only_co_writer_cannot_add_variables_to_the_owners_run() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let owner_did = did_of(&o);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
@@ -261,7 +261,7 @@ fn hostile_node(mode: &'static str) -> String {
 
 #[test]
 fn a_hostile_node_is_refused_timed_out_and_capped() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let status = o.json(&["auth", "status"]);
     assert!(status["did"].is_string());
@@ -349,7 +349,7 @@ fn a_hostile_node_is_refused_timed_out_and_capped() {
 
 #[test]
 fn hostile_files_are_escaped_refused_and_never_followed() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let agent = Persona::new(&node);
     let did = String::from_utf8(agent.ok(&["init", "--session-only"])).unwrap();

@@ -107,7 +107,7 @@ fn cacao_re_encodings(header: &str) -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
-    let mut node = Node::start(&[]);
+    let mut node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 70, "default").await;
     o.client(&node)
         .put(&o.res("kv/notes/a"), b"secret")
@@ -176,7 +176,7 @@ async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
     let dir = node.dir.clone();
     let tmp = node.take_tmp();
     node.kill9();
-    let node = Node::start_in(&dir, &[]);
+    let node = Node::start_in(NODE_BIN, &dir, &[]);
     for proof in [original, alias] {
         let r = Client::new(&node, &k, &[proof])
             .call(&o.res("kv/notes/a"), "get")
@@ -190,7 +190,7 @@ async fn a_revoked_cacao_session_does_not_come_back_under_any_encoding() {
 
 #[tokio::test]
 async fn non_canonical_cacaos_are_refused_even_when_live() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 72, "default").await;
     let k = ed25519(73);
     let header = siwe_header(
@@ -208,7 +208,7 @@ async fn non_canonical_cacaos_are_refused_even_when_live() {
 
 #[tokio::test]
 async fn a_revoked_ucan_delegation_does_not_come_back_under_any_encoding() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 74, "default").await;
     o.client(&node)
         .put(&o.res("kv/notes/a"), b"secret")
@@ -291,7 +291,7 @@ impl k256::elliptic_curve::rand_core::CryptoRng for Nonce {}
 #[tokio::test]
 async fn a_used_invocation_is_not_fresh_again_in_another_encoding() {
     use k256::ecdsa::signature::RandomizedSigner;
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 76, "default").await;
     o.client(&node)
         .put(&o.res("kv/notes/a"), b"v")
@@ -374,7 +374,7 @@ fn ucan(
 
 #[tokio::test]
 async fn a_delegate_cannot_exceed_or_resurrect_its_authority() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 77, "default").await;
     o.client(&node)
         .put(&o.res("kv/notes/a"), b"v")
@@ -760,7 +760,7 @@ async fn a_delegate_cannot_exceed_or_resurrect_its_authority() {
 
 #[tokio::test]
 async fn caveats_in_a_siwe_recap_are_enforced() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 82, "default").await;
     let db = o.res("sql/app");
     o.client(&node)
@@ -827,7 +827,7 @@ async fn caveats_in_a_siwe_recap_are_enforced() {
 
 #[tokio::test]
 async fn a_hooks_invocation_with_a_caveat_is_refused() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 84, "default").await;
     // A subscribe invocation narrowing itself with a caveat the hooks service does not
     // enforce: refused at the door, no ticket is minted.

@@ -328,6 +328,7 @@ async fn success_answers_match_the_served_document() {
     std::fs::write(&cfg, "[hooks]\nallow_private_destinations = true\n").unwrap();
     let admin_secret = "e2e-api-shapes-admin-secret-0123456789abcdef";
     let node = Node::start_in(
+        NODE_BIN,
         &dir.path().join("data"),
         &[
             ("TINYCLOUD_CONFIG", cfg.to_str().unwrap()),
@@ -790,7 +791,7 @@ async fn success_answers_match_the_served_document() {
 /// wrong type, a null where none is documented, and a value outside an enum.
 #[tokio::test]
 async fn the_checker_refuses_shapes_the_document_does_not_describe() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let doc: Value = get_json(&node, "/openapi.json").await;
     let s = Shapes {
         doc,

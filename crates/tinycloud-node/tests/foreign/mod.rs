@@ -15,8 +15,6 @@
 //! - the sign-in flow: session SIWE → `/delegate`; when the space is `skipped`,
 //!   `/peer/generate/<space>` → host SIWE (`tinycloud.space/host`) → `/delegate` → re-post.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -30,44 +28,44 @@ use sha3::Digest as _;
 // ---------------------------------------------------------------------------------------------
 
 /// Every (method, path) of the node's OpenAPI document, with the conformance test that covers
-/// it. `conformance_discovery::every_documented_route_is_covered` fails when the document has
+/// it. `conformance::discovery::every_documented_route_is_covered` fails when the document has
 /// a route this list lacks (or this list names one the document does not have): add one line
 /// per new route, pointing at its test.
 #[rustfmt::skip]
 pub const COVERED_ROUTES: &[(&str, &str, &str)] = &[
-    ("get", "/healthz", "conformance_discovery::healthz_and_options"),
-    ("get", "/info", "conformance_discovery::info_fields_and_casing"),
-    ("get", "/version", "conformance_discovery::info_fields_and_casing"),
-    ("get", "/openapi.json", "conformance_discovery::every_documented_route_is_covered"),
-    ("get", "/peer/generate/{space}", "conformance_delegation::sign_in_flow_as_the_js_sdk"),
-    ("post", "/delegate", "conformance_delegation::sign_in_flow_as_the_js_sdk"),
-    ("post", "/revoke", "conformance_delegation::ucan_delegation_status_and_revoke"),
-    ("post", "/delegation/status", "conformance_delegation::ucan_delegation_status_and_revoke"),
-    ("post", "/invoke", "conformance_kv::put_get_metadata_headers"),
-    ("post", "/encryption/networks", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("get", "/encryption/networks/{id}", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("post", "/encryption/networks/{id}/decrypt", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("post", "/encryption/networks/{id}/revoke", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("get", "/encryption/networks/{id}/audit", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("get", "/.well-known/encryption/network/{name}", "conformance_encryption::network_descriptor_and_signed_decrypt"),
-    ("post", "/hooks/tickets", "conformance_hooks::raw_sse_framing_of_a_write"),
-    ("get", "/hooks/events", "conformance_hooks::raw_sse_framing_of_a_write"),
-    ("post", "/hooks/webhooks", "conformance_webhooks::delivery_headers_and_body"),
-    ("get", "/hooks/webhooks", "conformance_webhooks::delivery_headers_and_body"),
-    ("delete", "/hooks/webhooks/{id}", "conformance_webhooks::delivery_headers_and_body"),
-    ("get", "/hooks/webhooks/{id}/deliveries", "conformance_webhooks::delivery_headers_and_body"),
-    ("get", "/public/{space}/kv", "conformance_public::public_reads_as_an_anonymous_client"),
-    ("get", "/public/{space}/kv/{key}", "conformance_public::public_reads_as_an_anonymous_client"),
-    ("head", "/public/{space}/kv/{key}", "conformance_public::public_reads_as_an_anonymous_client"),
-    ("post", "/delegation/query", "conformance_operations::delegation_query_as_a_reference_client"),
-    ("get", "/.well-known/tinycloud/node-keys", "conformance_operations::node_keys"),
-    ("put", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
-    ("get", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
-    ("delete", "/admin/quota/{space}", "conformance_operations::admin_quota_api"),
-    ("get", "/admin/quota", "conformance_operations::admin_quota_api"),
-    ("get", "/admin/usage", "conformance_operations::admin_quota_api"),
-    ("post", "/signed/kv", "conformance_operations::signed_kv_url_as_a_reference_client"),
-    ("get", "/signed/kv/{ticket}", "conformance_operations::signed_kv_url_as_a_reference_client"),
+    ("get", "/healthz", "discovery::healthz_and_options"),
+    ("get", "/info", "discovery::info_fields_and_casing"),
+    ("get", "/version", "discovery::info_fields_and_casing"),
+    ("get", "/openapi.json", "discovery::every_documented_route_is_covered"),
+    ("get", "/peer/generate/{space}", "delegation::sign_in_flow_as_the_js_sdk"),
+    ("post", "/delegate", "delegation::sign_in_flow_as_the_js_sdk"),
+    ("post", "/revoke", "delegation::ucan_delegation_status_and_revoke"),
+    ("post", "/delegation/status", "delegation::ucan_delegation_status_and_revoke"),
+    ("post", "/invoke", "kv::put_get_metadata_headers"),
+    ("post", "/encryption/networks", "encryption::network_descriptor_and_signed_decrypt"),
+    ("get", "/encryption/networks/{id}", "encryption::network_descriptor_and_signed_decrypt"),
+    ("post", "/encryption/networks/{id}/decrypt", "encryption::network_descriptor_and_signed_decrypt"),
+    ("post", "/encryption/networks/{id}/revoke", "encryption::network_descriptor_and_signed_decrypt"),
+    ("get", "/encryption/networks/{id}/audit", "encryption::network_descriptor_and_signed_decrypt"),
+    ("get", "/.well-known/encryption/network/{name}", "encryption::network_descriptor_and_signed_decrypt"),
+    ("post", "/hooks/tickets", "hooks::raw_sse_framing_of_a_write"),
+    ("get", "/hooks/events", "hooks::raw_sse_framing_of_a_write"),
+    ("post", "/hooks/webhooks", "webhooks::delivery_headers_and_body"),
+    ("get", "/hooks/webhooks", "webhooks::delivery_headers_and_body"),
+    ("delete", "/hooks/webhooks/{id}", "webhooks::delivery_headers_and_body"),
+    ("get", "/hooks/webhooks/{id}/deliveries", "webhooks::delivery_headers_and_body"),
+    ("get", "/public/{space}/kv", "public::public_reads_as_an_anonymous_client"),
+    ("get", "/public/{space}/kv/{key}", "public::public_reads_as_an_anonymous_client"),
+    ("head", "/public/{space}/kv/{key}", "public::public_reads_as_an_anonymous_client"),
+    ("post", "/delegation/query", "operations::delegation_query_as_a_reference_client"),
+    ("get", "/.well-known/tinycloud/node-keys", "operations::node_keys"),
+    ("put", "/admin/quota/{space}", "operations::admin_quota_api"),
+    ("get", "/admin/quota/{space}", "operations::admin_quota_api"),
+    ("delete", "/admin/quota/{space}", "operations::admin_quota_api"),
+    ("get", "/admin/quota", "operations::admin_quota_api"),
+    ("get", "/admin/usage", "operations::admin_quota_api"),
+    ("post", "/signed/kv", "operations::signed_kv_url_as_a_reference_client"),
+    ("get", "/signed/kv/{ticket}", "operations::signed_kv_url_as_a_reference_client"),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -591,10 +589,6 @@ impl Cacao {
 
     pub fn cid(&self) -> String {
         cid(&self.cbor)
-    }
-
-    pub fn cid_base58(&self) -> String {
-        cid_base58(&self.cbor)
     }
 }
 

@@ -1,9 +1,19 @@
-//! A small Server-Sent Events parser (the `text/event-stream` format): `event`, `id` and
-//! `data` fields, messages separated by blank lines, comment lines (`:` …) ignored.
+//! Reading the event stream (`text/event-stream`) with `eventsource-stream` (WHATWG rules:
+//! `event`, `id` and `data` fields, messages separated by blank lines, comment lines ignored,
+//! messages without data not dispatched), bounded in size and in silence.
 
-use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Largest message (or unterminated line) accepted from the node.
+use bytes::Bytes;
+use eventsource_stream::{EventStreamError, Eventsource as _};
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+
+use crate::error::Error;
+
+/// Largest amount of input between two dispatched messages (one message, or an unterminated
+/// line) accepted from the node.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// One dispatched message.
@@ -11,99 +21,106 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub struct Message {
     /// The `event` field (`message` when absent, as the standard says).
     pub event: String,
-    /// The last `id` field seen in the message, if any.
+    /// The stream's last event ID (`None` while empty).
     pub id: Option<String>,
     /// The `data` fields joined with `\n`.
     pub data: String,
 }
 
-/// Incremental parser: feed bytes with [`Parser::push`], take messages with
-/// [`Parser::next_message`].
-#[derive(Debug, Default)]
-pub struct Parser {
-    /// Bytes not yet split into lines.
-    buf: Vec<u8>,
-    /// Where the next unscanned line starts in `buf`.
-    start: usize,
-    /// The message being assembled.
-    event: Option<String>,
-    id: Option<String>,
-    data: Option<String>,
-    pending_bytes: usize,
+/// Why the byte stream under the parser stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Source {
+    /// The connection broke.
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    /// Nothing arrived (not even a keep-alive) for the idle timeout.
+    #[error("event stream silent for too long")]
+    Idle,
+    /// More than [`MAX_MESSAGE_BYTES`] without a dispatched message.
+    #[error("event larger than {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
 }
 
-impl Parser {
-    /// Appends received bytes.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(chunk);
-        if self.buf.len() > MAX_MESSAGE_BYTES {
-            return Err(Error::Node {
-                status: 200,
-                message: format!("event stream line longer than {MAX_MESSAGE_BYTES} bytes"),
-            });
-        }
-        Ok(())
-    }
+/// What reading the next message gave.
+#[derive(Debug)]
+pub enum Read {
+    /// A message.
+    Message(Message),
+    /// The connection closed, broke or went silent: worth resuming on a new one.
+    Dropped,
+    /// The node sent something no client accepts (oversized, not UTF-8, not SSE).
+    Invalid(Error),
+}
 
-    /// The next complete message, if the bytes pushed so far hold one.
-    pub fn next_message(&mut self) -> Result<Option<Message>> {
-        while let Some(offset) = self.buf[self.start..].iter().position(|&b| b == b'\n') {
-            let end = self.start + offset;
-            let raw = &self.buf[self.start..end];
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let line = String::from_utf8_lossy(raw).into_owned();
-            self.start = end + 1;
-            if let Some(message) = self.line(&line)? {
-                return Ok(Some(message));
-            }
-        }
-        Ok(None)
-    }
+/// The messages of one response body.
+pub struct Messages {
+    events: BoxStream<'static, Result<eventsource_stream::Event, EventStreamError<Source>>>,
+    /// Bytes received since the last dispatched message.
+    pending: Arc<AtomicUsize>,
+    /// Set when any bytes (keep-alives too) arrived since last asked.
+    alive: Arc<AtomicBool>,
+}
 
-    /// Handles one line; a blank line dispatches the message assembled so far.
-    fn line(&mut self, line: &str) -> Result<Option<Message>> {
-        if line.is_empty() {
-            let event = self.event.take();
-            let id = self.id.take();
-            self.pending_bytes = 0;
-            // A message without data is not dispatched (keep-alives, stray ids).
-            return Ok(self.data.take().map(|data| Message {
-                event: event.unwrap_or_else(|| "message".into()),
-                id,
-                data,
-            }));
-        }
-        if line.starts_with(':') {
-            return Ok(None);
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        self.pending_bytes += value.len();
-        if self.pending_bytes > MAX_MESSAGE_BYTES {
-            return Err(Error::Node {
-                status: 200,
-                message: format!("event larger than {MAX_MESSAGE_BYTES} bytes"),
-            });
-        }
-        match field {
-            "event" => self.event = Some(value.to_owned()),
-            "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
-            "data" => match &mut self.data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
+impl Messages {
+    /// Reads `body`; a chunk must arrive within `idle` of the previous one.
+    pub fn new<S>(body: S, idle: Duration) -> Messages
+    where
+        S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let alive = Arc::new(AtomicBool::new(false));
+        let (p, a) = (pending.clone(), alive.clone());
+        let chunks = futures_util::stream::unfold(Some(body.boxed()), move |body| {
+            let (p, a) = (p.clone(), a.clone());
+            async move {
+                let mut body = body?;
+                match tokio::time::timeout(idle, body.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        a.store(true, Ordering::Relaxed);
+                        let total = p.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                        if total > MAX_MESSAGE_BYTES {
+                            Some((Err(Source::TooLarge), None))
+                        } else {
+                            Some((Ok(chunk), Some(body)))
+                        }
+                    }
+                    Ok(Some(Err(e))) => Some((Err(Source::Http(e)), None)),
+                    Ok(None) => None,
+                    Err(_) => Some((Err(Source::Idle), None)),
                 }
-                None => self.data = Some(value.to_owned()),
-            },
-            _ => {}
+            }
+        });
+        Messages {
+            events: chunks.eventsource().boxed(),
+            pending,
+            alive,
         }
-        Ok(None)
+    }
+
+    /// Whether any bytes arrived since the last call.
+    pub fn took_alive(&self) -> bool {
+        self.alive.swap(false, Ordering::Relaxed)
+    }
+
+    /// The next message.
+    pub async fn next(&mut self) -> Read {
+        match self.events.next().await {
+            Some(Ok(e)) => {
+                self.pending.store(0, Ordering::Relaxed);
+                Read::Message(Message {
+                    event: e.event,
+                    id: (!e.id.is_empty()).then_some(e.id),
+                    data: e.data,
+                })
+            }
+            None | Some(Err(EventStreamError::Transport(Source::Http(_) | Source::Idle))) => {
+                Read::Dropped
+            }
+            Some(Err(e)) => Read::Invalid(Error::Node {
+                status: 200,
+                message: format!("invalid event stream: {e}"),
+            }),
+        }
     }
 }
 
@@ -111,21 +128,29 @@ impl Parser {
 mod tests {
     use super::*;
 
-    fn all(p: &mut Parser) -> Vec<Message> {
-        std::iter::from_fn(|| p.next_message().unwrap()).collect()
+    fn messages(chunks: Vec<Vec<u8>>) -> Messages {
+        Messages::new(
+            futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))),
+            Duration::from_secs(5),
+        )
     }
 
-    #[test]
-    fn messages_across_chunk_boundaries() {
+    async fn all(m: &mut Messages) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Read::Message(msg) = m.next().await {
+            out.push(msg);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn messages_across_chunk_boundaries() {
         let text = "event: write\nid: 7\ndata: {\"seq\":7}\n\n:\n\nevent: end\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n";
         for split in 0..text.len() {
-            let mut p = Parser::default();
-            p.push(&text.as_bytes()[..split]).unwrap();
-            let mut got = all(&mut p);
-            p.push(&text.as_bytes()[split..]).unwrap();
-            got.extend(all(&mut p));
+            let (a, b) = text.as_bytes().split_at(split);
+            let mut m = messages(vec![a.to_vec(), b.to_vec()]);
             assert_eq!(
-                got,
+                all(&mut m).await,
                 [
                     Message {
                         event: "write".into(),
@@ -134,7 +159,7 @@ mod tests {
                     },
                     Message {
                         event: "end".into(),
-                        id: None,
+                        id: Some("7".into()),
                         data: "{\"a\":\n1}".into()
                     }
                 ],
@@ -143,30 +168,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn comments_keepalives_and_unknown_fields_are_ignored() {
-        let mut p = Parser::default();
-        p.push(b": keep-alive\n\nretry: 10\nfoo\nid\ndata:x\n\n")
-            .unwrap();
+    #[tokio::test]
+    async fn comments_keepalives_and_unknown_fields_are_ignored() {
+        let mut m = messages(vec![
+            b": keep-alive\n\nretry: 10\nfoo\nid: 3\ndata:x\n\n".to_vec()
+        ]);
         assert_eq!(
-            all(&mut p),
+            all(&mut m).await,
             [Message {
                 event: "message".into(),
-                id: Some(String::new()),
+                id: Some("3".into()),
                 data: "x".into()
             }]
         );
+        assert!(m.took_alive());
+        assert!(!m.took_alive());
     }
 
-    #[test]
-    fn oversized_input_is_refused() {
-        let mut p = Parser::default();
-        assert!(p.push(&vec![b'a'; MAX_MESSAGE_BYTES + 1]).is_err());
-        let mut p = Parser::default();
+    #[tokio::test]
+    async fn oversized_input_is_refused() {
+        let mut m = messages(vec![vec![b'a'; MAX_MESSAGE_BYTES + 1]]);
+        assert!(matches!(m.next().await, Read::Invalid(_)));
         let line = format!("data: {}\n", "a".repeat(MAX_MESSAGE_BYTES / 2 + 1));
-        p.push(line.as_bytes()).unwrap();
-        assert!(p.next_message().unwrap().is_none());
-        p.push(line.as_bytes()).unwrap();
-        assert!(p.next_message().is_err());
+        let mut m = messages(vec![line.clone().into_bytes(), line.into_bytes()]);
+        assert!(matches!(m.next().await, Read::Invalid(_)));
+        // The bound is between messages, not over the whole stream.
+        let one = format!("data: {}\n\n", "a".repeat(MAX_MESSAGE_BYTES / 2 + 1));
+        let mut m = messages(vec![one.clone().into_bytes(), one.into_bytes()]);
+        assert_eq!(all(&mut m).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_closed_stream_is_dropped() {
+        let mut m = Messages::new(
+            futures_util::stream::pending::<reqwest::Result<Bytes>>(),
+            Duration::from_millis(20),
+        );
+        assert!(matches!(m.next().await, Read::Dropped));
+        let mut m = messages(vec![]);
+        assert!(matches!(m.next().await, Read::Dropped));
     }
 }

@@ -1,6 +1,6 @@
-//! Loads the repository's test vectors (`tests/vectors/` at the root). A missing, unreadable,
-//! malformed or empty file fails the test with its path.
-#![allow(dead_code)] // each test crate uses a part
+//! The repository's test vectors (`tests/vectors/` at the root), for the core's vector suites
+//! and the node's end-to-end runs of them. A missing, unreadable, malformed or empty file
+//! fails the test with its path.
 
 use std::path::PathBuf;
 

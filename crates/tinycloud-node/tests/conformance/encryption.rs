@@ -2,13 +2,10 @@
 //! network-admin fact, the `{descriptor}` wrapping, discovery, decrypt with the signed result
 //! verified here (ed25519 over the canonical JSON without `nodeSignature`), revoke.
 
-mod common;
-mod foreign;
-
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use aes_gcm::aead::Aead as _;
 use aes_gcm::{Aes256Gcm, KeyInit as _};
-use common::Node;
-use foreign::*;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -101,7 +98,7 @@ fn check_descriptor(d: &Value, s: &Session, network: &str) {
 
 #[tokio::test]
 async fn network_descriptor_and_signed_decrypt() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "secrets").await;
     let network = format!("urn:tinycloud:encryption:{}:default", s.wallet.did());
@@ -316,7 +313,7 @@ async fn network_descriptor_and_signed_decrypt() {
 /// Reference clients (JS SDK, OpenKey's bootstrap) put the full ability in the admin fact.
 #[tokio::test]
 async fn network_admin_fact_in_the_reference_full_form() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "secrets").await;
     let network = format!("urn:tinycloud:encryption:{}:default", s.wallet.did());
@@ -350,7 +347,7 @@ async fn network_admin_fact_in_the_reference_full_form() {
 /// capability (same body, same facts; all failures 403 there).
 #[tokio::test]
 async fn decrypt_through_invoke() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "secrets").await;
     let network = format!("urn:tinycloud:encryption:{}:default", s.wallet.did());

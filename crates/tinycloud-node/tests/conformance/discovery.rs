@@ -3,11 +3,8 @@
 //!
 //! Requests are built by `tests/foreign/` (no `tinycloud_auth`); the node is the real binary.
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::Value;
 
 #[test]
@@ -17,7 +14,7 @@ fn harness_matches_published_vectors() {
 
 #[tokio::test]
 async fn info_fields_and_casing() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     for path in ["/info", "/version"] {
         let a = get(&node.url, path).await.expect(200);
         assert!(
@@ -80,7 +77,10 @@ async fn info_fields_and_casing() {
 /// URL stops the node at start-up.
 #[tokio::test]
 async fn info_quota_url_from_the_environment() {
-    let node = Node::start(&[("TINYCLOUD_QUOTA_URL", "https://quota.example.com/buy")]);
+    let node = Node::start(
+        NODE_BIN,
+        &[("TINYCLOUD_QUOTA_URL", "https://quota.example.com/buy")],
+    );
     for path in ["/info", "/version"] {
         let v = get(&node.url, path).await.expect(200).json();
         assert_eq!(
@@ -95,7 +95,7 @@ async fn info_quota_url_from_the_environment() {
 
 #[tokio::test]
 async fn healthz_and_options() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let h = get(&node.url, "/healthz").await.expect(200);
     assert!(h.body.is_empty(), "empty body");
     // Browser preflight: any path answers OPTIONS 200 with permissive CORS.
@@ -156,7 +156,7 @@ async fn healthz_and_options() {
 /// fails here.
 #[tokio::test]
 async fn every_documented_route_is_covered() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let doc = get(&node.url, "/openapi.json").await.expect(200).json();
     let mut documented = vec![];
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -187,9 +187,10 @@ async fn every_documented_route_is_covered() {
     for (_, _, test) in COVERED_ROUTES {
         let (file, name) = test.split_once("::").expect("file::test");
         let src = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{file}.rs")),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/conformance/{file}.rs")),
         )
-        .unwrap_or_else(|_| panic!("tests/{file}.rs"));
+        .unwrap_or_else(|_| panic!("tests/conformance/{file}.rs"));
         assert!(
             src.contains(&format!("fn {name}(")),
             "{file}.rs has no test {name}"

@@ -1,16 +1,13 @@
 //! Conformance (foreign client): unauthenticated reads of spaces named `public` (§1.1, §3.3 of
 //! the reference) — what the SDK's vault uses to publish `.well-known/vault-pubkey`.
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn public_reads_as_an_anonymous_client() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     // The SDK lazily creates the `public` space with the same sign-in flow.
     let s = Session::sign_in(url, "public").await;

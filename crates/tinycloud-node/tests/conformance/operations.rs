@@ -3,18 +3,15 @@
 //! operator's quota API (`/admin/...`, §9), with requests built by `tests/foreign/` (no
 //! `tinycloud_auth`) against the real binary.
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::{json, Value};
 
 /// The listing as a reference client asks for it: camelCase body, the `tinycloud.delegation/list`
 /// proof on `<space>/delegation`, the reference's item fields.
 #[tokio::test]
 async fn delegation_query_as_a_reference_client() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     // The owner session grants a read of notes/ to an app key (a UCAN, as the JS SDK delegates).
@@ -117,7 +114,7 @@ async fn delegation_query_as_a_reference_client() {
 /// Ed25519 share-invitation key as unpadded base64url (32 bytes).
 #[tokio::test]
 async fn node_keys() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let info = get(&node.url, "/info").await.expect(200).json();
     let v = get(&node.url, "/.well-known/tinycloud/node-keys")
         .await
@@ -151,13 +148,13 @@ async fn admin(url: &str, method: reqwest::Method, path: &str, body: Option<Valu
 #[tokio::test]
 async fn admin_quota_api() {
     // Off without a secret: 503 (the reference's behaviour).
-    let off = Node::start(&[]);
+    let off = Node::start(NODE_BIN, &[]);
     admin(&off.url, reqwest::Method::GET, "/admin/quota", None)
         .await
         .expect(503);
     drop(off);
 
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let space = encode_component(&s.space);
@@ -234,7 +231,7 @@ async fn admin_quota_api() {
 /// `If-Range`, and 412 once the object changed.
 #[tokio::test]
 async fn signed_kv_url_as_a_reference_client() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let body = b"0123456789abcdef".to_vec();

@@ -1,34 +1,19 @@
 //! Conformance (foreign client): hook tickets and the SSE stream as a raw reader (the JS SDK's
 //! EventSource-style parser) sees it (§5 of the reference).
 
-mod common;
-mod foreign;
-
 use std::time::Duration;
 
-use common::Node;
-use foreign::*;
-use futures_util::StreamExt as _;
+use crate::common::{Node, SseStream, NODE_BIN};
+use crate::foreign::*;
 use serde_json::{json, Value};
 
-/// One dispatched SSE message, parsed per the WHATWG rules: `event:`, `data:` (joined with
-/// `\n`), `id:`; lines starting with `:` are comments; a blank line dispatches, and a message
-/// without `data:` is not dispatched.
-#[derive(Debug, Clone)]
-struct Message {
-    event: String,
-    data: String,
-    id: Option<String>,
-}
-
-struct RawSse {
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>>>>,
-    buf: String,
-    comments: usize,
-}
+/// The raw reader: the hooks event stream as an `EventSource`-style parser (WHATWG rules:
+/// `event:`, `data:` joined with `\n`, `id:`; `:` lines are comments; a blank line
+/// dispatches, and a message without `data:` is not dispatched) hands it to the app.
+struct RawSse;
 
 impl RawSse {
-    async fn open(url: &str, ticket: &str) -> (reqwest::header::HeaderMap, RawSse) {
+    async fn open(url: &str, ticket: &str) -> (reqwest::header::HeaderMap, SseStream) {
         let r = reqwest::Client::new()
             .get(format!("{url}/hooks/events"))
             .query(&[("ticket", ticket)])
@@ -37,63 +22,7 @@ impl RawSse {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let headers = r.headers().clone();
-        (
-            headers,
-            RawSse {
-                stream: Box::pin(r.bytes_stream()),
-                buf: String::new(),
-                comments: 0,
-            },
-        )
-    }
-
-    /// The next dispatched message (what a reference client hands to the app).
-    async fn next(&mut self, timeout: Duration) -> Option<Message> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let normalized = self.buf.replace("\r\n", "\n");
-            if let Some(pos) = normalized.find("\n\n") {
-                let block = normalized[..pos].to_owned();
-                self.buf = normalized[pos + 2..].to_owned();
-                let mut m = Message {
-                    event: "message".into(),
-                    data: String::new(),
-                    id: None,
-                };
-                let mut has_data = false;
-                for line in block.lines() {
-                    if line.starts_with(':') {
-                        self.comments += 1;
-                        continue;
-                    }
-                    let (field, value) = match line.split_once(':') {
-                        Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                        None => (line, ""),
-                    };
-                    match field {
-                        "event" => m.event = value.into(),
-                        "id" => m.id = Some(value.into()),
-                        "data" => {
-                            if has_data {
-                                m.data.push('\n');
-                            }
-                            m.data.push_str(value);
-                            has_data = true;
-                        }
-                        _ => {}
-                    }
-                }
-                if has_data {
-                    return Some(m);
-                }
-                continue;
-            }
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => return None,
-            }
-        }
+        (r.headers().clone(), SseStream::from_response(r))
     }
 }
 
@@ -110,7 +39,7 @@ async fn ticket(url: &str, s: &Session) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_sse_framing_of_a_write() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let v = ticket(url, &s).await;
@@ -187,7 +116,7 @@ async fn raw_sse_framing_of_a_write() {
 /// (heartbeats and signals as comments).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_data_message_is_the_write() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let v = ticket(url, &s).await;
@@ -208,7 +137,7 @@ async fn first_data_message_is_the_write() {
 /// that lets `Last-Event-ID` resume from the event log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_event_has_the_reference_epoch_fields() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let v = ticket(url, &s).await;

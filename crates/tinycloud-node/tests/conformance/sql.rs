@@ -1,16 +1,13 @@
 //! Conformance (foreign client): the SQL service through `/invoke` — the JSON `action`
 //! protocol and the untagged answer shapes (§4 of the reference).
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn sql_answer_shapes() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
 
@@ -145,7 +142,7 @@ async fn sql_answer_shapes() {
 /// DDL).
 #[tokio::test]
 async fn execute_with_schema_as_the_sdk_mints_it() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let v = s

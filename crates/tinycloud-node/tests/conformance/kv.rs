@@ -1,11 +1,8 @@
 //! Conformance (foreign client): the KV service through `/invoke` — statuses, bodies and the
 //! headers a reference client parses (`ETag`, metadata, `x-tinycloud-*`), §3 of the reference.
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::json;
 
 fn etag_of(body: &[u8]) -> String {
@@ -14,7 +11,7 @@ fn etag_of(body: &[u8]) -> String {
 
 #[tokio::test]
 async fn put_get_metadata_headers() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let body = br#"{"title":"hello"}"#.to_vec();
@@ -193,7 +190,7 @@ async fn put_get_metadata_headers() {
 
 #[tokio::test]
 async fn list_shapes_and_paging() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     for k in ["a/1", "a/2", "a/3", "ab", "b/1"] {
@@ -259,7 +256,7 @@ async fn list_shapes_and_paging() {
 /// ≥ 2 `kv/put` with a multipart body → `{"written", "count"}`) are used by newer SDK paths.
 #[tokio::test]
 async fn batch_read_shape() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     s.kv(
@@ -309,7 +306,7 @@ fn multipart(boundary: &str, parts: &[(&str, &str, &[u8])]) -> Vec<u8> {
 /// percent-encoded keys, part headers as metadata → `{"written", "count"}`.
 #[tokio::test]
 async fn batch_put_shape() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let t = Ucan::invocation(
@@ -347,7 +344,7 @@ async fn batch_put_shape() {
 /// space is full is 402, reads never 402. And `tinycloud.space/info` answers 200 empty.
 #[tokio::test]
 async fn quota_statuses_and_space_info() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "16 KiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "16 KiB")]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     // `tinycloud.space/info` on `<space>/space`: authorized and the space exists → 200 empty.

@@ -2,15 +2,12 @@
 //! gets — headers and body (§5 of the reference). The receiver is a local axum server, as in
 //! `e2e_webhooks.rs`.
 
-mod common;
-mod foreign;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use axum::http::{HeaderMap, StatusCode};
-use common::Node;
-use foreign::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 
@@ -81,6 +78,7 @@ async fn delivery_headers_and_body() {
     )
     .unwrap();
     let node = Node::start_in(
+        NODE_BIN,
         &dir.path().join("data"),
         &[("TINYCLOUD_CONFIG", cfg.to_str().unwrap())],
     );
@@ -230,6 +228,7 @@ async fn webhook_json_as_the_reference() {
     let cfg = dir.path().join("node.toml");
     std::fs::write(&cfg, "[hooks]\nallow_private_destinations = true\n").unwrap();
     let node = Node::start_in(
+        NODE_BIN,
         &dir.path().join("data"),
         &[("TINYCLOUD_CONFIG", cfg.to_str().unwrap())],
     );

@@ -2,16 +2,13 @@
 //! `capabilities/read` and the invocation envelope, with tokens built byte for byte by
 //! `tests/foreign/` as the JS SDK builds them.
 
-mod common;
-mod foreign;
-
-use common::Node;
-use foreign::*;
+use crate::common::{Node, NODE_BIN};
+use crate::foreign::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn sign_in_flow_as_the_js_sdk() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
 
@@ -101,7 +98,7 @@ async fn post_auth_none(url: &str, path: &str) -> Answer {
 
 #[tokio::test]
 async fn ucan_delegation_status_and_revoke() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     s.kv(url, "put", "docs/a.txt", &[], b"A".to_vec())
@@ -243,7 +240,7 @@ async fn ucan_delegation_status_and_revoke() {
 
 #[tokio::test]
 async fn capabilities_read_and_invocation_envelope() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
 
@@ -373,7 +370,7 @@ async fn capabilities_read_and_invocation_envelope() {
 /// nesting rule: a child may not outlive its parent (401, as the reference).
 #[tokio::test]
 async fn siwe_recap_with_prf_and_time_nesting() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     s.kv(url, "put", "shared/x", &[], b"X".to_vec())
@@ -437,7 +434,7 @@ async fn siwe_recap_with_prf_and_time_nesting() {
 /// array (the chain), `{"type": "list", "filters": …}` filters the listing.
 #[tokio::test]
 async fn capabilities_read_chain_param() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let url = &node.url;
     let s = Session::sign_in(url, "default").await;
     let t = Ucan::invocation(
