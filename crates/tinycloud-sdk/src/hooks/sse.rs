@@ -2,7 +2,7 @@
 //! `event`, `id` and `data` fields, messages separated by blank lines, comment lines ignored,
 //! messages without data not dispatched), bounded in size and in silence.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use futures_util::stream::{BoxStream, Stream, StreamExt};
 
 use crate::error::Error;
 
-/// Largest amount of input between two dispatched messages (one message, or an unterminated
-/// line) accepted from the node.
+/// Largest amount of input between two blank lines (one message, or an unterminated line)
+/// accepted from the node; line ends are not counted.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// One dispatched message.
@@ -21,7 +21,8 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub struct Message {
     /// The `event` field (`message` when absent, as the standard says).
     pub event: String,
-    /// The stream's last event ID (`None` while empty).
+    /// The event ID this message set (`None` when it set none, or repeated the stream's last
+    /// one: the parser carries the last event ID over, and an event must not inherit another's).
     pub id: Option<String>,
     /// The `data` fields joined with `\n`.
     pub data: String,
@@ -55,10 +56,53 @@ pub enum Read {
 /// The messages of one response body.
 pub struct Messages {
     events: BoxStream<'static, Result<eventsource_stream::Event, EventStreamError<Source>>>,
-    /// Bytes received since the last dispatched message.
-    pending: Arc<AtomicUsize>,
     /// Set when any bytes (keep-alives too) arrived since last asked.
     alive: Arc<AtomicBool>,
+    /// The last event ID of the previous dispatched message.
+    last_id: String,
+}
+
+/// Where the input stands relative to message boundaries (blank lines): bytes since the
+/// last one, and whether the last byte ended a line. Keep-alive comments end in a blank line
+/// too, so a quiet stream never accumulates toward the bound.
+#[derive(Default)]
+struct Boundary {
+    since: usize,
+    line_ended: bool,
+}
+
+impl Boundary {
+    /// Accounts for `chunk` and splits it after every `\n`, so the parser's buffer holds at
+    /// most one line (it copies its remaining buffer per line: fed whole chunks of many short
+    /// lines it would be quadratic). `Err` when a message grows past [`MAX_MESSAGE_BYTES`].
+    fn feed(&mut self, chunk: &Bytes) -> Result<Vec<Bytes>, Source> {
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    if self.line_ended {
+                        self.since = 0;
+                    }
+                    self.line_ended = true;
+                    pieces.push(chunk.slice(start..=i));
+                    start = i + 1;
+                }
+                b'\r' => {}
+                _ => {
+                    self.line_ended = false;
+                    self.since += 1;
+                    if self.since > MAX_MESSAGE_BYTES {
+                        return Err(Source::TooLarge);
+                    }
+                }
+            }
+        }
+        if start < chunk.len() {
+            pieces.push(chunk.slice(start..));
+        }
+        Ok(pieces)
+    }
 }
 
 impl Messages {
@@ -67,33 +111,35 @@ impl Messages {
     where
         S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     {
-        let pending = Arc::new(AtomicUsize::new(0));
         let alive = Arc::new(AtomicBool::new(false));
-        let (p, a) = (pending.clone(), alive.clone());
-        let chunks = futures_util::stream::unfold(Some(body.boxed()), move |body| {
-            let (p, a) = (p.clone(), a.clone());
-            async move {
-                let mut body = body?;
-                match tokio::time::timeout(idle, body.next()).await {
-                    Ok(Some(Ok(chunk))) => {
-                        a.store(true, Ordering::Relaxed);
-                        let total = p.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
-                        if total > MAX_MESSAGE_BYTES {
-                            Some((Err(Source::TooLarge), None))
-                        } else {
-                            Some((Ok(chunk), Some(body)))
+        let a = alive.clone();
+        let chunks =
+            futures_util::stream::unfold(Some((body.boxed(), Boundary::default())), move |state| {
+                let a = a.clone();
+                async move {
+                    let (mut body, mut boundary) = state?;
+                    match tokio::time::timeout(idle, body.next()).await {
+                        Ok(Some(Ok(chunk))) => {
+                            a.store(true, Ordering::Relaxed);
+                            match boundary.feed(&chunk) {
+                                Ok(pieces) => Some((Ok(pieces), Some((body, boundary)))),
+                                Err(e) => Some((Err(e), None)),
+                            }
                         }
+                        Ok(Some(Err(e))) => Some((Err(Source::Http(e)), None)),
+                        Ok(None) => None,
+                        Err(_) => Some((Err(Source::Idle), None)),
                     }
-                    Ok(Some(Err(e))) => Some((Err(Source::Http(e)), None)),
-                    Ok(None) => None,
-                    Err(_) => Some((Err(Source::Idle), None)),
                 }
-            }
-        });
+            })
+            .flat_map(|r| match r {
+                Ok(pieces) => futures_util::stream::iter(pieces.into_iter().map(Ok)).left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            });
         Messages {
             events: chunks.eventsource().boxed(),
-            pending,
             alive,
+            last_id: String::new(),
         }
     }
 
@@ -106,10 +152,11 @@ impl Messages {
     pub async fn next(&mut self) -> Read {
         match self.events.next().await {
             Some(Ok(e)) => {
-                self.pending.store(0, Ordering::Relaxed);
+                let fresh = !e.id.is_empty() && e.id != self.last_id;
+                self.last_id.clone_from(&e.id);
                 Read::Message(Message {
                     event: e.event,
-                    id: (!e.id.is_empty()).then_some(e.id),
+                    id: fresh.then_some(e.id),
                     data: e.data,
                 })
             }
@@ -159,7 +206,7 @@ mod tests {
                     },
                     Message {
                         event: "end".into(),
-                        id: Some("7".into()),
+                        id: None,
                         data: "{\"a\":\n1}".into()
                     }
                 ],
@@ -196,6 +243,20 @@ mod tests {
         let one = format!("data: {}\n\n", "a".repeat(MAX_MESSAGE_BYTES / 2 + 1));
         let mut m = messages(vec![one.clone().into_bytes(), one.into_bytes()]);
         assert_eq!(all(&mut m).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn keep_alives_never_add_up_to_the_bound() {
+        // More keep-alive bytes in total than the bound, then a message: still read.
+        let mut chunks = vec![b":keep-alive\n\n".to_vec(); MAX_MESSAGE_BYTES / 10];
+        chunks.push(b"data: x\n\n".to_vec());
+        let mut m = messages(chunks);
+        assert_eq!(all(&mut m).await.len(), 1);
+        // Also as one big chunk of blank lines and comments (read line by line).
+        let mut big = b":\n\n".repeat(MAX_MESSAGE_BYTES / 2);
+        big.extend_from_slice(b"data: y\n\n");
+        let mut m = messages(vec![big]);
+        assert_eq!(all(&mut m).await.len(), 1);
     }
 
     #[tokio::test]

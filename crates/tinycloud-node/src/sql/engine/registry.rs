@@ -317,14 +317,21 @@ impl Databases {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sqlite_err)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(sqlite_err)?;
+        // Shipping reads commits from the WAL; a database SQLite keeps in another mode would
+        // never ship (and the local copy would lose its crash safety model).
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(SqlError::Internal(format!(
+                "database stays in journal mode {mode}, not WAL"
+            )));
+        }
+        // Local files are the durable copy: fsync every commit. Shipped: the store is, and a
+        // working copy never outlives the process, so fsyncing it would only cost time.
+        let sync = if ship.is_some() { "OFF" } else { "FULL" };
         writer
-            .pragma_update(None, "journal_mode", "WAL")
-            // Local files are the durable copy: fsync every commit. Shipped: the store is, and
-            // a working copy never outlives the process, so fsyncing it would only cost time.
-            .and_then(|()| {
-                let sync = if ship.is_some() { "OFF" } else { "FULL" };
-                writer.pragma_update(None, "synchronous", sync)
-            })
+            .pragma_update(None, "synchronous", sync)
             .and_then(|()| writer.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|()| configure(&writer, &self.limits))
             .map_err(sqlite_err)?;

@@ -31,8 +31,17 @@ impl Shipper {
         queue: &ShipQueue,
     ) -> Result<Option<u64>, SqlError> {
         let index = match WalIndex::read(path)? {
-            // Nothing committed in the current WAL (none opened, or it restarted since).
-            None => return Ok(None),
+            // No WAL index: nothing committed, unless a WAL with frames exists without one
+            // (then what it holds cannot be told, and acknowledging would lose it).
+            None => {
+                let wal_len = std::fs::metadata(wal_path(path)).map_or(0, |m| m.len());
+                if wal_len > u64::from(WAL_HEADER) {
+                    return Err(SqlError::Internal(
+                        "the WAL has frames but no WAL index".into(),
+                    ));
+                }
+                return Ok(None);
+            }
             Some(i) if i.frames == 0 => return Ok(None),
             Some(i) => i,
         };

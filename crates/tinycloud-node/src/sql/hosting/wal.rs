@@ -1,7 +1,7 @@
 //! The WAL files shipping reads: the WAL header (page size, salts), the WAL index (how many
 //! frames are committed), and the checkpoints that fold the WAL into the database file.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use rusqlite::Connection;
@@ -77,9 +77,21 @@ impl WalIndex {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
         };
-        let mut b = [0u8; 2 * INDEX_HEADER];
-        file.read_exact(&mut b).map_err(io)?;
-        Self::parse(&b).map(Some)
+        // A connection running WAL recovery rewrites the two copies one after the other, so
+        // a torn read can be transient: read again a few times, as SQLite itself does.
+        let mut attempt = 0;
+        loop {
+            let mut b = [0u8; 2 * INDEX_HEADER];
+            file.seek(SeekFrom::Start(0)).map_err(io)?;
+            file.read_exact(&mut b).map_err(io)?;
+            match Self::parse(&b) {
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::yield_now();
+                }
+                r => return r.map(Some),
+            }
+        }
     }
 
     pub(super) fn parse(b: &[u8; 2 * INDEX_HEADER]) -> Result<Self, SqlError> {
