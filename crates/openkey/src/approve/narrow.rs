@@ -373,3 +373,122 @@ pub fn consent(msg: &Message) -> Result<String, NarrowError> {
     };
     Ok(text::consent_text(&msg.uri, &caps, &ctx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinycloud_auth::ability::Ability;
+    use tinycloud_auth::resource::SpaceId;
+    use tinycloud_auth::session::SiweDelegationRequest;
+
+    const OWNER: &str = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf";
+
+    fn request(expires_in: Option<i64>) -> (Request, EthAddress, OffsetDateTime) {
+        let now = OffsetDateTime::now_utc();
+        let owner = EthAddress::parse_checksummed(OWNER).unwrap();
+        let space = SpaceId::new(Did::pkh(1, owner).unwrap(), "default").unwrap();
+        let res = space.resource("kv", Some("notes/")).unwrap();
+        let caps = ["get", "put"]
+            .iter()
+            .map(|a| Capability::new(res.clone(), Ability::new("tinycloud.kv", a).unwrap()))
+            .collect();
+        let t = |s: i64| Timestamp::from_secs(now.unix_timestamp() + s);
+        let text = SiweDelegationRequest {
+            domain: "app.example".into(),
+            address: owner,
+            chain_id: 1,
+            delegate: "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK".into(),
+            nonce: "abcdefgh1234".into(),
+            issued_at: t(0),
+            expiration: expires_in.map(t),
+            not_before: None,
+            capabilities: caps,
+            parents: vec![],
+            statement: None,
+        }
+        .to_message()
+        .unwrap()
+        .to_string();
+        (read(&text, now).unwrap(), owner, now)
+    }
+
+    #[test]
+    fn unchanged_narrowing_signs_the_original_text() {
+        let (req, owner, now) = request(Some(3600));
+        let fin = narrow(&req, &owner, &Narrowing::default(), now).unwrap();
+        assert_eq!(fin, req.message);
+    }
+
+    #[test]
+    fn removal_and_shorter_expiry_stay_within_the_original() {
+        let (req, owner, now) = request(Some(3600));
+        let exp = now + time::Duration::seconds(600);
+        let n = Narrowing {
+            remove: vec![1],
+            expiration: Some(exp),
+        };
+        let fin = narrow(&req, &owner, &n, now).unwrap();
+        let recap = Recap::extract(fin.resources.as_deref().unwrap())
+            .unwrap()
+            .unwrap();
+        let abilities: Vec<&String> = recap.att.values().flat_map(|a| a.keys()).collect();
+        assert_eq!(abilities, vec!["tinycloud.kv/get"]);
+        assert!(check_within(&fin, &req).is_ok());
+        assert!(fin.expiration_time.unwrap().datetime() <= exp);
+    }
+
+    #[test]
+    fn widening_is_refused() {
+        let (req, owner, now) = request(Some(3600));
+        let later = Narrowing {
+            remove: vec![],
+            expiration: Some(now + time::Duration::seconds(7200)),
+        };
+        assert_eq!(narrow(&req, &owner, &later, now), Err(NarrowError::Widened));
+        let all = Narrowing {
+            remove: vec![0, 1],
+            expiration: None,
+        };
+        assert_eq!(
+            narrow(&req, &owner, &all, now),
+            Err(NarrowError::NothingLeft)
+        );
+        let out_of_range = Narrowing {
+            remove: vec![5],
+            expiration: None,
+        };
+        assert_eq!(
+            narrow(&req, &owner, &out_of_range, now),
+            Err(NarrowError::NoSuchItem(5))
+        );
+        // A final message with an added ability is not within the original.
+        let (wide, _, _) = request(Some(3600));
+        let mut fin = wide.message.clone();
+        let mut recap = wide.recap.clone().unwrap();
+        let res = recap.att.keys().next().unwrap().clone();
+        recap
+            .att
+            .get_mut(&res)
+            .unwrap()
+            .insert("tinycloud.kv/del".into(), vec![Default::default()]);
+        fin.statement = Some(recap.statement());
+        fin.resources = Some(vec![recap.to_resource()]);
+        assert_eq!(check_within(&fin, &req), Err(NarrowError::NotSubset));
+        // Dropping the expiry widens.
+        let mut no_exp = req.message.clone();
+        no_exp.expiration_time = None;
+        assert_eq!(check_within(&no_exp, &req), Err(NarrowError::Widened));
+    }
+
+    #[test]
+    fn another_address_is_refused_and_risks_are_named() {
+        let (req, _, now) = request(None);
+        let other = EthAddress::parse_checksummed(PLACEHOLDER_ADDRESS).unwrap();
+        assert_eq!(
+            narrow(&req, &other, &Narrowing::default(), now),
+            Err(NarrowError::WrongAddress)
+        );
+        assert_eq!(expiry_risks(&req.message, now), vec!["Never expires."]);
+        assert!(req.items[1].risks.iter().any(|r| r.contains("change")));
+    }
+}

@@ -9,8 +9,8 @@ use tinycloud_auth::did::Did;
 use tinycloud_auth::text::{consent_text, describe, RenderContext};
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_sdk::delegation::missing_capabilities;
-use tinycloud_sdk::session::{now, Jwk, Session};
 use tinycloud_sdk::openkey::{ApprovalMode, OpenKeySigner, Prompt, Prompter};
+use tinycloud_sdk::session::{now, Jwk, Session};
 use tinycloud_sdk::{Error as SdkError, LocalSigner, Signer};
 
 use tinycloud_sdk::terminal::short_field;
@@ -185,7 +185,11 @@ fn openkey_signer(url: &str, device: bool, chain_id: u64) -> Result<OpenKeySigne
     let prompt: Prompter = std::sync::Arc::new(move |p: &Prompt| match p {
         Prompt::Open(link) => {
             eprintln!("Approve in OpenKey: {link}");
-            let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
             let _ = std::process::Command::new(opener)
                 .arg(link)
                 .stdin(std::process::Stdio::null())
