@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/", get(index))
         .route("/account", get(account))
         .route("/account/audit", get(audit_page))
+        .route("/api/session", get(whoami))
         .route("/signout", post(signout))
         .route("/account/delete", post(delete_account))
 }
@@ -104,6 +105,24 @@ async fn account(
         recovery_left,
         delete_confirmation: DELETE_CONFIRMATION,
     }))
+}
+
+async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Result<Response, AppError> {
+    let user = state
+        .store
+        .user_by_id(&auth.user_id)?
+        .ok_or_else(|| AppError::Unauthorized("sign in first".into()))?;
+    let owner = state.keys.owner_key(&auth.user_id)?;
+    Ok(axum::Json(serde_json::json!({
+        "user_id": user.id,
+        "email": user.email,
+        "method": auth.method,
+        "uv_fresh": auth.fresh_uv(&state).is_ok(),
+        "owner_key_id": owner.id,
+        "owner_address": owner.address,
+        "owner_did": crate::keys::owner_did(&owner.address),
+    }))
+    .into_response())
 }
 
 struct AuditView {
