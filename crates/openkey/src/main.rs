@@ -16,11 +16,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server.
-    Serve(openkey::config::ServeArgs),
+    Serve(Box<openkey::config::ServeArgs>),
+    /// Manage the apps allowed to receive approval results (return URLs).
+    Apps(openkey::approve::apps::AppsArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Apps(args) = cli.command {
+        return match openkey::approve::apps::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("openkey: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,7 +50,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(openkey::server::serve(args)),
+        Command::Serve(args) => runtime.block_on(openkey::server::serve(*args)),
+        Command::Apps(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

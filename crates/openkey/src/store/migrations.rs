@@ -5,7 +5,10 @@ use rusqlite_migration::{Migrations, M};
 
 /// All versions, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_core.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_core.sql")),
+        M::up(include_str!("migrations/0003_approve.sql")),
+    ])
 }
 
 #[cfg(test)]
