@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::state::AppState;
-use crate::{accounts, oidc, sign, wallet, web};
+use crate::{accounts, approve, oidc, sign, wallet, web};
 
 async fn headers_and_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wallet::browser_routes())
         .merge(sign::browser_routes())
         .merge(oidc::browser_routes())
+        .merge(approve::browser_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             web::csrf::guard,
@@ -68,7 +69,8 @@ pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .merge(web::public_routes())
         .merge(wallet::public_routes())
-        .merge(oidc::public_routes());
+        .merge(oidc::public_routes())
+        .merge(approve::public_routes());
     Router::new()
         .merge(browser)
         .merge(public)

@@ -14,7 +14,8 @@
 //! - [`error`] — `AppError`, the HTTP mapping of failures.
 //! - [`state`] — [`state::AppState`], the services wired together.
 //! - [`web`] — cookies, sessions, CSRF, extractors, page rendering, base routes.
-//! - [`accounts`], [`wallet`], [`sign`], [`oidc`] — HTTP features built on `web` (pages and JSON).
+//! - [`accounts`], [`wallet`], [`sign`], [`oidc`], [`approve`] — HTTP features built on `web`
+//!   (pages and JSON).
 //! - [`app`] — router composition.
 //! - [`server`] — binding, the first stdout line, serving.
 
@@ -22,6 +23,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod approve;
 pub mod audit;
 pub mod clock;
 pub mod config;

@@ -13,18 +13,37 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once at start: the size difference of the variants does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Start the server.
-    Serve(openkey::config::ServeArgs),
+    Serve(Box<openkey::config::ServeArgs>),
+    /// Manage the apps allowed to receive approval results (return URLs).
+    Apps(openkey::approve::apps::AppsArgs),
     /// Register, list and remove OIDC clients (on the data dir).
     Clients(openkey::oidc::clients::ClientsArgs),
 }
 
+fn finish(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openkey: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Apps(a) => {
+            return finish(openkey::approve::apps::run(a).map_err(|e| e.to_string()))
+        }
+        Command::Clients(a) => {
+            return finish(openkey::oidc::clients::run(a).map_err(|e| e.to_string()))
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -42,12 +61,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Serve(args) => runtime
-            .block_on(openkey::server::serve(args))
-            .map_err(Into::into),
-        Command::Clients(args) => openkey::oidc::clients::run(args).map_err(Into::into),
-    };
+    let result = runtime.block_on(openkey::server::serve(*args));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

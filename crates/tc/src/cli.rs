@@ -212,6 +212,12 @@ pub struct LoginArgs {
     /// Read the owner's Ethereum private key (0x hex) from this file
     #[arg(long, value_name = "FILE", conflicts_with = "generate")]
     pub key_file: Option<PathBuf>,
+    /// Sign with an owner key held by this OpenKey server (each signature approved there)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["key_file", "generate"])]
+    pub openkey: Option<String>,
+    /// With --openkey: approve with a code on any browser instead of a loopback callback
+    #[arg(long, requires = "openkey")]
+    pub device: bool,
     /// Create a new owner key (stored in the profile's owner.json, mode 0600) if the profile has none
     #[arg(long)]
     pub generate: bool,
@@ -230,7 +236,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "PROFILE")]
     pub name: Option<String>,
     /// Delegate/agent profile: a session key only, no owner key; prints the profile's DID
-    #[arg(long, conflicts_with_all = ["key_file", "generate", "space", "domain"])]
+    #[arg(long, conflicts_with_all = ["key_file", "generate", "openkey", "space", "domain"])]
     pub session_only: bool,
     #[command(flatten)]
     pub login: LoginArgs,
@@ -247,7 +253,8 @@ profile's owner.json, else a new key with --generate (saved to owner.json, mode 
 Examples:
   tc auth login --generate
   TINYCLOUD_PRIVATE_KEY=0x… tc auth login --space photos
-  tc auth login --key-file ./owner.key --host https://node.example")]
+  tc auth login --key-file ./owner.key --host https://node.example
+  tc auth login --openkey https://openkey.example [--device]")]
     Login(LoginArgs),
     /// Show who this profile is and whether its session is valid
     #[command(after_help = "\

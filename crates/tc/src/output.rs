@@ -15,6 +15,21 @@ use tinycloud_sdk::terminal;
 
 use crate::error::CliError;
 
+/// A size as people read it, by `bytesize` in binary units (`512 B`, `64.0 KiB`, `1.0 MiB`).
+pub fn size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// A count of bytes written: exact, with the readable size beside it once it is past 1 KiB
+/// (`11 bytes`, `2048 bytes (2.0 KiB)`).
+pub fn bytes_written(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({})", size(bytes))
+    }
+}
+
 /// How to print.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Output {

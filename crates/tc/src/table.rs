@@ -1,10 +1,20 @@
-//! Aligned text tables for query results (`tc sql`): headers, a rule, one line per row, then
-//! the row count. Numbers are right-aligned, everything else left-aligned; NULL is `NULL`,
-//! blobs are `x'…'`, control characters are escaped so a row stays on one line.
+//! Text tables for people, laid out by `comfy-table`: query results (`tc sql`) in the psql
+//! style — headers, a rule, one line per row, then the row count; numbers right-aligned,
+//! everything else left-aligned; NULL is `NULL`, blobs are `x'…'`, control characters escaped
+//! so a row stays on one line — and borderless aligned columns for listings (`tc secrets ls`,
+//! `tc secrets audit`).
 
 use std::fmt::Write as _;
 
+use comfy_table::{Cell as TableCell, CellAlignment, Table};
 use serde_json::Value;
+
+/// The psql look: no borders, `|` between columns, a `-` rule with `+` under the header
+/// (comfy-table's preset order: borders, header line and its intersections, vertical line).
+const PSQL: &str = "     -+ |          ";
+
+/// Nothing drawn at all: columns separated by padding only.
+const PLAIN: &str = "                   ";
 
 /// One rendered cell.
 struct Cell {
@@ -51,16 +61,14 @@ fn cell(v: &Value) -> Cell {
     Cell { text, right }
 }
 
-fn width(s: &str) -> usize {
-    s.chars().count()
-}
-
-fn pad(text: &str, width_to: usize, right: bool) -> String {
-    let fill = " ".repeat(width_to.saturating_sub(width(text)));
-    if right {
-        format!("{fill}{text}")
-    } else {
-        format!("{text}{fill}")
+/// Spaces around each column's content: none before the first or after the last, `gap`
+/// between neighbours (split around the separator, if any).
+fn pad_columns(table: &mut Table, before: u16, after: u16) {
+    let n = table.column_iter().count();
+    for (i, col) in table.column_iter_mut().enumerate() {
+        let left = if i == 0 { 0 } else { before };
+        let right = if i + 1 == n { 0 } else { after };
+        col.set_padding((left, right));
     }
 }
 
@@ -79,51 +87,32 @@ pub fn render(columns: &[String], rows: &[Vec<Value>]) -> String {
     if columns.is_empty() {
         return footer;
     }
-    let cells: Vec<Vec<Cell>> = rows
-        .iter()
-        .map(|r| {
-            (0..columns.len())
-                .map(|i| cell(r.get(i).unwrap_or(&Value::Null)))
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            cells
-                .iter()
-                .map(|r| width(&r[i].text))
-                .chain([width(name)])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |parts: Vec<String>| parts.join(" | ").trim_end().to_owned();
-    let mut out = vec![line(
-        columns
-            .iter()
-            .zip(&widths)
-            .map(|(name, w)| pad(&escape(name), *w, false))
-            .collect(),
-    )];
-    out.push(
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("-+-"),
-    );
-    for row in &cells {
-        out.push(line(
-            row.iter()
-                .zip(&widths)
-                .map(|(c, w)| pad(&c.text, *w, c.right))
-                .collect(),
-        ));
+    let mut table = Table::new();
+    table
+        .load_preset(PSQL)
+        .set_header(columns.iter().map(|name| escape(name)));
+    for row in rows {
+        table.add_row((0..columns.len()).map(|i| {
+            let c = cell(row.get(i).unwrap_or(&Value::Null));
+            let alignment = if c.right {
+                CellAlignment::Right
+            } else {
+                CellAlignment::Left
+            };
+            TableCell::new(c.text).set_alignment(alignment)
+        }));
     }
-    out.push(footer);
-    out.join("\n")
+    pad_columns(&mut table, 1, 1);
+    format!("{}\n{footer}", table.trim_fmt())
+}
+
+/// Rows of already-sanitized text as aligned columns, two spaces apart, without header or
+/// lines (no trailing spaces; no trailing newline).
+pub fn columns(rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut table = Table::new();
+    table.load_preset(PLAIN).add_rows(rows);
+    pad_columns(&mut table, 0, 2);
+    table.trim_fmt()
 }
 
 #[cfg(test)]
@@ -153,6 +142,24 @@ mod tests {
         assert_eq!(render(&["a".into()], &[]), "a\n-\n(0 rows)");
         assert_eq!(render(&[], &[]), "(0 rows)");
         assert_eq!(render(&["n".into()], &[vec![json!(1)]]), "n\n-\n1\n(1 row)");
+    }
+
+    #[test]
+    fn columns_align_without_lines() {
+        let rows = vec![
+            vec![
+                "API_KEY".to_owned(),
+                "v1".to_owned(),
+                "written by owner".to_owned(),
+            ],
+            vec!["LD_PRELOAD".to_owned(), "v12".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(
+            columns(rows),
+            "API_KEY     v1   written by owner\n\
+             LD_PRELOAD  v12  x"
+        );
+        assert_eq!(columns(Vec::<Vec<String>>::new()), "");
     }
 
     #[test]

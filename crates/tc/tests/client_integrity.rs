@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 #[test]
 fn kv_get_to_a_file_never_follows_a_planted_symlink() {
     use std::os::unix::fs::PermissionsExt as _;
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let value = o.file("value.bin");
     std::fs::write(&value, b"fresh bytes").unwrap();
@@ -94,7 +94,7 @@ fn run_report(stderr: &[u8]) -> Value {
 /// unless named.
 #[test]
 fn only_this_profiles_own_login_keys_write_as_the_owner() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
         .write_stdin("sk-first-login")
@@ -147,7 +147,7 @@ fn only_this_profiles_own_login_keys_write_as_the_owner() {
 
 #[test]
 fn a_revoked_owner_session_no_longer_writes_as_the_owner() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
         .write_stdin("sk-old-session")
@@ -233,7 +233,7 @@ fn a_revoked_owner_session_no_longer_writes_as_the_owner() {
 
 #[test]
 fn a_co_writer_cannot_roll_a_secret_back() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
         .write_stdin("sk-1")

@@ -55,7 +55,7 @@ fn plant(writer: &Persona, name: &str, env: &Envelope) {
 
 #[test]
 fn a_write_only_co_writer_cannot_add_variables_to_the_owners_run() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let owner_did = did_of(&o);
     o.tc(&["secrets", "put", "API_KEY", "--stdin"])
@@ -144,11 +144,11 @@ fn a_write_only_co_writer_cannot_add_variables_to_the_owners_run() {
     assert_eq!(ls["writers"]["EXTRA"]["kind"], "unsigned", "{ls}");
     assert_eq!(ls["writers"]["FORGED"]["kind"], "invalid", "{ls}");
     o.tc(&["secrets", "ls"]).assert().success().stdout(
-        predicate::str::contains("API_KEY  v1  written by owner")
-            .and(predicate::str::contains("EXTRA  v?  written by unknown"))
-            .and(predicate::str::contains(
-                "LD_PRELOAD  v?  written by unknown",
-            )),
+        // Aligned columns: the spacing between them depends on the longest name.
+        predicate::str::is_match(r"(?m)^API_KEY +v1  written by owner")
+            .unwrap()
+            .and(predicate::str::is_match(r"(?m)^EXTRA +v\?  written by unknown").unwrap())
+            .and(predicate::str::is_match(r"(?m)^LD_PRELOAD +v\?  written by unknown").unwrap()),
     );
 
     // The owner's plain `run` loads only what the owner wrote, and says what it left out.
@@ -261,7 +261,7 @@ fn hostile_node(mode: &'static str) -> String {
 
 #[test]
 fn a_hostile_node_is_refused_timed_out_and_capped() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let status = o.json(&["auth", "status"]);
     assert!(status["did"].is_string());
@@ -349,7 +349,7 @@ fn a_hostile_node_is_refused_timed_out_and_capped() {
 
 #[test]
 fn hostile_files_are_escaped_refused_and_never_followed() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let agent = Persona::new(&node);
     let did = String::from_utf8(agent.ok(&["init", "--session-only"])).unwrap();

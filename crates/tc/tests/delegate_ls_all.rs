@@ -8,7 +8,7 @@ use predicates::prelude::*;
 
 #[test]
 fn lists_the_accounts_delegations_with_their_status() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     let (_agent, cid) = delegate(&node, &o, "kv", "notes/", "get");
     let (_other, kept) = delegate(&node, &o, "kv", "drafts/", "get,list");

@@ -24,7 +24,7 @@ fn download(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
 
 #[test]
 fn kv_share_prints_a_url_any_http_client_downloads() {
-    let node = Node::start();
+    let node = serve();
     let o = owner(&node);
     // Binary and larger than the node keeps inline.
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();

@@ -2,13 +2,15 @@
 //! the space-host delegation, and UCAN invocations. Pure: the caller supplies time, nonces and
 //! keys, and signs the SIWE text with whatever wallet it has.
 
+use k256::ecdsa::SigningKey;
 use time::OffsetDateTime;
 
 use crate::ability::Ability;
+use crate::cacao::{Cacao, CacaoError};
 use crate::capability::Capability;
 use crate::cid::Cid;
 use crate::did::{Did, DidUrl};
-use crate::eth::EthAddress;
+use crate::eth::{sign_eip191, EthAddress, SignatureError};
 use crate::keys::SecretKey;
 use crate::recap::Recap;
 use crate::resource::{Resource, ResourceError, SpaceId};
@@ -50,6 +52,20 @@ pub struct SiweDelegationRequest {
     pub statement: Option<String>,
 }
 
+/// Why a sign-in could not be written and signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The SIWE message is invalid (bad nonce, domain, time).
+    #[error("SIWE message: {0}")]
+    Message(#[from] SiweError),
+    /// The wallet could not sign.
+    #[error("signing: {0}")]
+    Signature(#[from] SignatureError),
+    /// The signed message does not make a CACAO.
+    #[error("CACAO: {0}")]
+    Cacao(#[from] CacaoError),
+}
+
 fn stamp(t: Timestamp, field: TimeField) -> Result<TimeStamp, SiweError> {
     let dt: OffsetDateTime = t.to_datetime();
     TimeStamp::from_datetime(dt).map_err(|source| SiweError::InvalidTimeStamp { field, source })
@@ -82,6 +98,15 @@ impl SiweDelegationRequest {
         };
         message.validate()?;
         Ok(message)
+    }
+
+    /// The message signed (EIP-191) by `wallet`, the key of [`Self::address`], as a CACAO:
+    /// the one sign-in builder for holders of a local key (tests, bench). A client whose
+    /// signer is remote signs [`Self::to_message`] itself and calls [`Cacao::new`].
+    pub fn sign(&self, wallet: &SigningKey) -> Result<Cacao, SignInError> {
+        let message = self.to_message()?;
+        let signature = sign_eip191(wallet, message.to_string().as_bytes())?;
+        Ok(Cacao::new(message, signature.to_vec())?)
     }
 }
 
@@ -224,6 +249,43 @@ mod tests {
             Delegation::from_header(&mismatched.to_header()),
             Err(crate::token::TokenError::Recap(_))
         ));
+    }
+
+    #[test]
+    fn sign_is_the_message_signed_by_the_wallet() {
+        let wallet = wallet();
+        let address = EthAddress::from_verifying_key(wallet.verifying_key());
+        let space = SpaceId::new(Did::pkh(1, address).unwrap(), "default").unwrap();
+        let req = SiweDelegationRequest {
+            domain: DEFAULT_DOMAIN.into(),
+            address,
+            chain_id: 1,
+            delegate: SecretKey::ed25519_from_seed(&[4; 32])
+                .did()
+                .verification_method()
+                .to_string(),
+            nonce: "signnonce1".into(),
+            issued_at: Timestamp::from_secs(1_800_000_000),
+            expiration: None,
+            not_before: None,
+            capabilities: vec![capability(&format!("{space}/kv"), "tinycloud.kv/get").unwrap()],
+            parents: vec![],
+            statement: None,
+        };
+        let cacao = req.sign(&wallet).unwrap();
+        let msg = req.to_message().unwrap();
+        let sig = sign_eip191(&wallet, msg.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            cacao.to_header(),
+            Cacao::new(msg, sig.to_vec()).unwrap().to_header()
+        );
+        let d = Delegation::from_header(&cacao.to_header()).unwrap();
+        assert_eq!(d.info().issuer, Did::pkh(1, address).unwrap());
+        let bad = SiweDelegationRequest {
+            nonce: "short".into(),
+            ..req
+        };
+        assert!(matches!(bad.sign(&wallet), Err(SignInError::Message(_))));
     }
 
     #[test]

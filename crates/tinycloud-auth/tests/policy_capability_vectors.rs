@@ -2,7 +2,7 @@
 //! normalization with its JCS bytes and identity hash, containment (attenuation), and the
 //! refusals at the boundary. Every case of every file runs.
 
-mod support;
+use tinycloud_testkit::vectors as support;
 
 use serde_json::Value;
 use tinycloud_auth::policy::{PolicyCapability, HASH_DOMAIN};

@@ -2,7 +2,7 @@
 //! names): each message parses, re-serializes byte-identically, its ReCap decodes, re-encodes to
 //! the identical `urn:recap:` resource, and the statement verifies against it.
 
-mod support;
+use tinycloud_testkit::vectors as support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -12,7 +12,7 @@
 //! links — a name that is no link of the chain stands for an unrelated token — and validates
 //! the invocation.
 
-mod support;
+use tinycloud_testkit::vectors as support;
 
 use std::collections::HashMap;
 

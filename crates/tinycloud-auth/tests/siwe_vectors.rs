@@ -5,7 +5,7 @@
 //! `eip1271.json` (contract-wallet signatures) needs a chain RPC and is out of
 //! scope for this I/O-free crate; see `eip1271_contract_wallets_are_out_of_scope`.
 
-mod support;
+use tinycloud_testkit::vectors as support;
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;

@@ -2,7 +2,7 @@
 //! a constrained-statements caveat when it is delegated, and enforcing one against requests —
 //! which calls run with which bound values, which are refused with which code.
 
-mod support;
+use tinycloud_testkit::vectors as support;
 
 use serde_json::Value;
 use tinycloud_auth::sql_caveat::{

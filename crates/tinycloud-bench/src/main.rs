@@ -8,24 +8,21 @@
 //! Run: `./bench/kv-load.sh` (builds both binaries in release mode), or
 //! `tinycloud-bench --node target/release/tinycloud-node [--connections 64] [--seconds 10]`.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use tinycloud_auth::cacao::Cacao;
 use tinycloud_auth::cid::{parse_cid, Cid};
 use tinycloud_auth::did::Did;
-use tinycloud_auth::eth::{sign_eip191, EthAddress};
+use tinycloud_auth::eth::EthAddress;
 use tinycloud_auth::keys::SecretKey;
 use tinycloud_auth::resource::SpaceId;
-use tinycloud_auth::session::{capability, host_capability, invocation, SiweDelegationRequest};
-use tinycloud_auth::timestamp::Timestamp;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tinycloud_auth::session::{capability, host_capability, invocation};
+use tinycloud_testkit::{now, siwe_header, Launch, SseStream};
 use tokio::net::TcpStream;
 
 struct Args {
@@ -59,10 +56,6 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn now() -> Timestamp {
-    Timestamp::from(time::OffsetDateTime::now_utc())
 }
 
 /// Peak resident set size of a process so far, from /proc (Linux), in KiB.
@@ -125,31 +118,6 @@ struct Session {
     cid: Cid,
 }
 
-fn siwe(
-    wallet: &k256::ecdsa::SigningKey,
-    delegate: String,
-    caps: Vec<tinycloud_auth::capability::Capability>,
-    exp: Option<Timestamp>,
-) -> anyhow::Result<String> {
-    let address = EthAddress::from_verifying_key(wallet.verifying_key());
-    let msg = SiweDelegationRequest {
-        domain: "bench.local".into(),
-        address,
-        chain_id: 1,
-        delegate,
-        nonce: format!("bench{}", now().as_millis()),
-        issued_at: now(),
-        expiration: exp,
-        not_before: None,
-        capabilities: caps,
-        parents: vec![],
-        statement: None,
-    }
-    .to_message()?;
-    let sig = sign_eip191(wallet, msg.to_string().as_bytes())?;
-    Ok(Cacao::new(msg, sig.to_vec())?.to_header())
-}
-
 async fn sign_in(addr: &str) -> anyhow::Result<Session> {
     let wallet = k256::ecdsa::SigningKey::from_slice(&[0x42; 32])?;
     let did = Did::pkh(1, EthAddress::from_verifying_key(wallet.verifying_key()))?;
@@ -171,12 +139,13 @@ async fn sign_in(addr: &str) -> anyhow::Result<Session> {
         capability(&format!("{space}/hooks"), "tinycloud.hooks/subscribe")
             .map_err(|e| anyhow!(e))?,
     );
-    let session = siwe(
+    let session = siwe_header(
         &wallet,
         key.did().verification_method().to_string(),
         caps,
         Some(now().plus_secs(3600)),
-    )?;
+        vec![],
+    );
     let (_, body) = one_shot(
         addr,
         request(
@@ -188,7 +157,7 @@ async fn sign_in(addr: &str) -> anyhow::Result<Session> {
     )
     .await?;
     let host = String::from_utf8(body.to_vec())?;
-    let host_header = siwe(&wallet, host, vec![host_capability(&space)?], None)?;
+    let host_header = siwe_header(&wallet, host, vec![host_capability(&space)?], None, vec![]);
     let (s, _) = one_shot(
         addr,
         request("POST", "/delegate", Some(&host_header), Bytes::new()),
@@ -341,34 +310,21 @@ async fn run(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let dir = std::env::temp_dir().join(format!("tinycloud-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    if !std::path::Path::new(&args.node).is_file() {
+        bail!(
+            "no node binary at {} (build it with cargo build --release -p tinycloud-node)",
+            args.node
+        );
+    }
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&args.node)
-        .env("TINYCLOUD_PORT", "0")
-        .env("TINYCLOUD_STORAGE__DATADIR", &dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (build it with cargo build --release -p tinycloud-node)",
-                args.node
-            )
-        })?;
-    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
-    let mut lines =
-        BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .ok_or_else(|| anyhow!("node exited"))?;
-        if let Some(u) = line.strip_prefix("listening on http://") {
-            break u.to_owned();
-        }
-    };
+    // The tests' launcher: a fresh data directory, port 0, killed and removed on drop.
+    let node = Launch::new(&args.node).start();
+    let pid = node.child.id();
+    let addr = node
+        .url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("unexpected node URL {}", node.url))?
+        .to_owned();
     loop {
         if let Ok((200, _)) = one_shot(&addr, request("GET", "/healthz", None, Bytes::new())).await
         {
@@ -388,15 +344,13 @@ async fn main() -> anyhow::Result<()> {
             args.connections.min(32),
         )
         .await?;
-        let _ = child.kill().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(node);
         return Ok(());
     }
     let s = sign_in(&addr).await?;
     if let Some(n) = args.hooks {
         hooks_fanout(&addr, pid, &s, n, 200).await?;
-        let _ = child.kill().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(node);
         return Ok(());
     }
     let value = Bytes::from(vec![b'v'; 1024]);
@@ -538,8 +492,7 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = results[0].requests as f64 / results[0].secs;
     let get = results[1].requests as f64 / results[1].secs;
     println!("signed get / healthz = {:.0}%", 100.0 * get / ceiling);
-    let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(node);
     Ok(())
 }
 
@@ -605,30 +558,21 @@ async fn hooks_fanout(
             );
             let resp = conn.sender.send_request(req).await?;
             connected.fetch_add(1, Ordering::SeqCst);
-            let mut body = resp.into_body();
-            let mut buf = String::new();
+            let mut stream = SseStream::new(http_body_util::BodyDataStream::new(resp.into_body()));
             let mut seen = 0usize;
-            while let Some(frame) = body.frame().await {
-                let Ok(data) = frame?.into_data() else {
+            while let Ok(ev) = stream.next_message().await {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
                     continue;
                 };
-                buf.push_str(&String::from_utf8_lossy(&data));
-                while let Some(pos) = buf.find("\n\n") {
-                    let block: String = buf.drain(..pos + 2).collect();
-                    if let Some(line) = block.lines().find(|l| l.starts_with("data:")) {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line[5..].trim()) {
-                            if let Some(idx) = v["path"]
-                                .as_str()
-                                .and_then(|p| p.strip_prefix("fan/"))
-                                .and_then(|x| x.parse().ok())
-                            {
-                                received.lock().await.push((idx, Instant::now()));
-                                seen += 1;
-                                if seen >= events {
-                                    return anyhow::Ok(());
-                                }
-                            }
-                        }
+                if let Some(idx) = v["path"]
+                    .as_str()
+                    .and_then(|p| p.strip_prefix("fan/"))
+                    .and_then(|x| x.parse().ok())
+                {
+                    received.lock().await.push((idx, Instant::now()));
+                    seen += 1;
+                    if seen >= events {
+                        return anyhow::Ok(());
                     }
                 }
             }

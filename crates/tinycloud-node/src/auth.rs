@@ -3,23 +3,23 @@
 //! refusal. Verified delegations are cached (a request does only its own signature check plus
 //! an in-memory walk); revocations are held in memory and written through to the index.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use tinycloud_auth::capability::{check_caveats_enforced, UnenforcedCaveat};
 use tinycloud_auth::chain::{
     is_delegation_revoked, validate_delegation, validate_invocation, Authorized, ChainError,
-    ChainLookup, DelegationInfo, MAX_CHAIN_NODES,
+    DelegationInfo, MAX_CHAIN_NODES,
 };
 use tinycloud_auth::cid::Cid;
 use tinycloud_auth::did::Did;
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_auth::token::{Delegation, Invocation, TokenError};
 
-use crate::store::{DelegationCharge, DelegationWrite, IndexStore, StoreError, StoredDelegation};
+mod cache;
+pub use cache::DelegationCache;
 
-/// Most delegations kept in memory; beyond this the cache is cleared and refilled on demand.
-const CACHE_CAPACITY: usize = 100_000;
+use crate::store::{DelegationCharge, DelegationWrite, IndexStore, StoreError, StoredDelegation};
 
 /// Why a request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,54 +62,6 @@ impl AuthError {
             }
             _ => AuthError::Malformed(e),
         }
-    }
-}
-
-/// In-memory view of verified delegations and revocations.
-#[derive(Default)]
-pub struct DelegationCache {
-    delegations: RwLock<HashMap<Cid, Arc<DelegationInfo>>>,
-    revoked: RwLock<HashSet<Cid>>,
-}
-
-impl DelegationCache {
-    fn get(&self, cid: &Cid) -> Option<Arc<DelegationInfo>> {
-        self.delegations.read().ok()?.get(cid).cloned()
-    }
-
-    fn insert(&self, info: Arc<DelegationInfo>) {
-        if let Ok(mut map) = self.delegations.write() {
-            if map.len() >= CACHE_CAPACITY {
-                map.clear();
-            }
-            map.insert(info.cid, info);
-        }
-    }
-
-    /// Forgets swept delegations (their revocations, if any, are kept).
-    fn evict(&self, cids: &[Cid]) {
-        if let Ok(mut map) = self.delegations.write() {
-            for cid in cids {
-                map.remove(cid);
-            }
-        }
-    }
-
-    /// Marks a delegation revoked (effective for the next check).
-    pub fn revoke(&self, cid: Cid) {
-        if let Ok(mut r) = self.revoked.write() {
-            r.insert(cid);
-        }
-    }
-}
-
-impl ChainLookup for DelegationCache {
-    fn delegation(&self, cid: &Cid) -> Option<Arc<DelegationInfo>> {
-        self.get(cid)
-    }
-
-    fn is_revoked(&self, id: &Cid) -> bool {
-        self.revoked.read().map(|r| r.contains(id)).unwrap_or(true)
     }
 }
 

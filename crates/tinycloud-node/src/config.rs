@@ -1,10 +1,14 @@
 //! Node configuration: defaults, then an optional TOML file, then `TINYCLOUD_*` environment
 //! variables (nested keys joined by `__`, e.g. `TINYCLOUD_STORAGE__DATADIR`; the top-level
-//! `TINYCLOUD_ADDRESS` and `TINYCLOUD_PORT` as the reference names them).
+//! `TINYCLOUD_ADDRESS` and `TINYCLOUD_PORT` as the reference names them), layered by
+//! `figment`: each section's serde defaults, then the file's provider, then the environment's.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use figment::providers::{Format as _, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
 /// Errors loading configuration.
@@ -438,73 +442,40 @@ fn de_size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
     Ok(Some(v))
 }
 
-/// Turns an environment value into a TOML value: integers and booleans as such, else a string.
-fn env_value(raw: &str) -> toml::Value {
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match raw {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(raw.to_owned()),
-    }
+/// The TOML file as a figment provider: figment's `Toml` format, with the reference's
+/// `[global]` profile table folded into the top level (its keys win over top-level ones, as
+/// they always have), so a file written either way configures the default profile.
+struct ConfigFile {
+    path: PathBuf,
+    text: String,
 }
 
-fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = table;
-    for p in parents {
-        let entry = cur
-            .entry(p.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
+impl Provider for ConfigFile {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("TOML file", self.path.as_path())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut data = Toml::string(&self.text).data()?;
+        let mut dict = data.remove(&Profile::Default).unwrap_or_default();
+        if let Some(Value::Dict(_, global)) = dict.remove("global") {
+            dict.extend(global);
         }
-        let Some(t) = entry.as_table_mut() else {
-            return;
-        };
-        cur = t;
+        Ok(Profile::Default.collect(dict))
     }
-    cur.insert(last.clone(), value);
 }
 
-impl Config {
-    /// Loads defaults ← `file` (if given or `TINYCLOUD_CONFIG` is set, or `./tinycloud.toml`
-    /// exists) ← environment.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let from_env = env
-            .iter()
-            .find(|(k, _)| k == "TINYCLOUD_CONFIG")
-            .map(|(_, v)| PathBuf::from(v));
-        let path = file.map(Path::to_path_buf).or(from_env).or_else(|| {
-            let default = PathBuf::from("tinycloud.toml");
-            default.exists().then_some(default)
-        });
-        let mut table = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                let mut t: toml::Table =
-                    toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-                // The reference nests everything under a `[global]` profile.
-                if let Some(toml::Value::Table(global)) = t.remove("global") {
-                    for (k, v) in global {
-                        t.insert(k, v);
-                    }
-                }
-                t
-            }
-            None => toml::Table::new(),
-        };
-        for (key, raw) in &env {
+/// `TINYCLOUD_*` variables as a figment provider. Figment's own `Env` provider reads the
+/// process environment, while [`Config::load`] takes the variables as an iterator (so tests
+/// never touch the process environment): this provider maps those pairs, with the same key and
+/// value rules as always, onto figment key paths (`TINYCLOUD_STORAGE__DATADIR` →
+/// `storage.datadir`), each pair a [`Serialized`] value merged in order (a later pair wins).
+struct EnvPairs(Vec<(String, Value)>);
+
+impl EnvPairs {
+    fn new(env: &[(String, String)]) -> Self {
+        let mut pairs = Vec::new();
+        for (key, raw) in env {
             let Some(rest) = key.strip_prefix("TINYCLOUD_") else {
                 continue;
             };
@@ -523,23 +494,83 @@ impl Config {
                 },
                 _ => path,
             };
-            let value = match (
-                path.first().map(String::as_str),
-                path.get(1).map(String::as_str),
-            ) {
-                (Some("keys"), Some("secret")) | (Some("storage"), Some("datadir")) => {
-                    toml::Value::String(raw.clone())
-                }
-                (Some("address" | "quota_url"), _) | (Some("telemetry"), Some("address")) => {
-                    toml::Value::String(raw.clone())
-                }
-                _ => env_value(raw),
+            let text_only = matches!(
+                (
+                    path.first().map(String::as_str),
+                    path.get(1).map(String::as_str),
+                ),
+                (Some("keys"), Some("secret"))
+                    | (Some("storage"), Some("datadir"))
+                    | (Some("address" | "quota_url"), _)
+                    | (Some("telemetry"), Some("address"))
+            );
+            let value = if text_only {
+                Value::from(raw.clone())
+            } else {
+                env_value(raw)
             };
-            insert_path(&mut table, &path, value);
+            pairs.push((path.join("."), value));
         }
-        let mut cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        EnvPairs(pairs)
+    }
+}
+
+impl Provider for EnvPairs {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("TINYCLOUD_* environment variables")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.0
+            .iter()
+            .fold(Figment::new(), |f, (key, value)| {
+                f.merge(Serialized::default(key, value))
+            })
+            .data()
+    }
+}
+
+/// An environment value as a configuration value: integers and booleans as such, else a string.
+fn env_value(raw: &str) -> Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return Value::from(i);
+    }
+    match raw {
+        "true" => Value::from(true),
+        "false" => Value::from(false),
+        _ => Value::from(raw.to_owned()),
+    }
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given or `TINYCLOUD_CONFIG` is set, or `./tinycloud.toml`
+    /// exists) ← environment, through `figment` (the serde defaults of each section are the
+    /// bottom layer: a key no layer names keeps its default).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "TINYCLOUD_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        let path = file.map(Path::to_path_buf).or(from_env).or_else(|| {
+            let default = PathBuf::from("tinycloud.toml");
+            default.exists().then_some(default)
+        });
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            figment = figment.merge(ConfigFile { path, text });
+        }
+        let mut cfg: Config = figment
+            .merge(EnvPairs::new(&env))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         // Empty counts as unset (the reference's rule); too short refuses to start.
         cfg.admin_secret = env
             .iter()
@@ -624,6 +655,45 @@ mod tests {
         assert_eq!(c.invocation.max_lifetime_secs, 60);
         assert!(Config::load(None, env(&[("TINYCLOUD_PORT", "nope")])).is_err());
         assert!(Config::load(None, env(&[("TINYCLOUD_STORAGE__LIMIT", "0")])).is_err());
+    }
+
+    #[test]
+    fn layers_in_order_defaults_file_env() {
+        let dir = std::env::temp_dir().join(format!("tc-cfg-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.toml");
+        // Top-level keys, with `[global]` winning over them.
+        std::fs::write(
+            &f,
+            "port = 9000\ncors = false\n[sql]\nmax_rows = 5\n[global.sql]\nmax_rows = 7\n\
+             [global.hooks]\nmax_attempts = 9\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("TINYCLOUD_CONFIG", f.to_str().unwrap()),
+                ("TINYCLOUD_HOOKS__MAX_ATTEMPTS", "2"),
+            ]),
+        )
+        .unwrap();
+        // The file over the defaults.
+        assert_eq!(c.port, 9000);
+        assert!(!c.cors);
+        assert_eq!(c.sql.max_rows, 7);
+        // The environment over the file.
+        assert_eq!(c.hooks.max_attempts, 2);
+        // Untouched keys keep their defaults, also inside a section the file names.
+        assert_eq!(c.hooks.timeout_secs, 10);
+        assert_eq!(c.sql.workers, 8);
+        // A named file that cannot be read refuses to start; so does an unknown key.
+        let missing = dir.join("missing.toml");
+        assert!(matches!(
+            Config::load(Some(&missing), env(&[])),
+            Err(ConfigError::Read { .. })
+        ));
+        std::fs::write(&f, "[storage]\nno_such_key = 1\n").unwrap();
+        assert!(Config::load(Some(&f), env(&[])).is_err());
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn spaces(o: &Owner) -> [String; 2] {
 
 #[tokio::test]
 async fn webhook_registration_is_no_space_oracle_and_resolves_nothing_before_auth() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 61, "default").await;
     let registration = |space: &str| {
         (
@@ -132,7 +132,7 @@ async fn webhook_registration_is_no_space_oracle_and_resolves_nothing_before_aut
 
 #[tokio::test]
 async fn ticket_minting_is_no_space_oracle() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 62, "default").await;
     let ticket = |space: &str| {
         (
@@ -159,7 +159,7 @@ async fn ticket_minting_is_no_space_oracle() {
 
 #[tokio::test]
 async fn signed_url_minting_is_no_space_oracle() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 63, "default").await;
     o.client(&node)
         .put(&o.res("kv/docs/a"), b"a")
@@ -182,7 +182,7 @@ async fn signed_url_minting_is_no_space_oracle() {
 
 #[tokio::test]
 async fn webhook_ids_are_no_oracle_for_a_delegate_outside_their_scope() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 64, "default").await;
     // A literal public address: registering it resolves nothing (and no write is made, so
     // nothing is ever delivered there).
@@ -263,7 +263,7 @@ async fn webhook_ids_are_no_oracle_for_a_delegate_outside_their_scope() {
 /// answers 404 here and fails this test.
 #[tokio::test]
 async fn no_authenticated_operation_answers_an_unauthenticated_caller_with_a_lookup() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let doc: Value = get_json(&node, "/openapi.json").await;
     let other = Owner::sign_in(&node, 65, "default").await;
     let someone_else = SpaceId::new(other.did.clone(), "nothere")

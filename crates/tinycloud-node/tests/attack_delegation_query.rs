@@ -67,7 +67,7 @@ fn cids(page: &Value) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_delegate_cannot_list_its_delegators_account() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 1, "default").await;
     let (l, l_cid) = list_session(&node, &alice, 3).await;
     let bob = ed25519(10);
@@ -143,7 +143,7 @@ async fn a_delegate_cannot_list_its_delegators_account() {
 
 #[tokio::test]
 async fn delegating_the_list_ability_to_a_strangers_key_does_not_reveal_its_delegations() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 1, "default").await;
     let mallory = Owner::sign_in(&node, 2, "default").await;
     let (l, l_cid) = list_session(&node, &alice, 3).await;
@@ -200,7 +200,7 @@ async fn delegating_the_list_ability_to_a_strangers_key_does_not_reveal_its_dele
 
 #[tokio::test]
 async fn cursors_are_bound_to_one_query_and_cannot_be_forged() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 1, "default").await;
     let mallory = Owner::sign_in(&node, 2, "default").await;
     let (l, l_cid) = list_session(&node, &alice, 3).await;

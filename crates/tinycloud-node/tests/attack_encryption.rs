@@ -160,10 +160,13 @@ async fn audit_pages(node: &Node, o: &Owner, nd: &Did, limit: usize) -> (Vec<Val
 /// delegate are bounded per actor; the trail is bounded per network and pages completely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_cannot_write_to_the_audit_trail_and_it_pages_completely() {
-    let node = Node::start(&[
-        ("TINYCLOUD_ENCRYPTION__AUDIT_DENIED_PER_ACTOR_PER_HOUR", "5"),
-        ("TINYCLOUD_ENCRYPTION__AUDIT_MAX_RECORDS", "20"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_ENCRYPTION__AUDIT_DENIED_PER_ACTOR_PER_HOUR", "5"),
+            ("TINYCLOUD_ENCRYPTION__AUDIT_MAX_RECORDS", "20"),
+        ],
+    );
     let o = Owner::sign_in(&node, 80, "secrets").await;
     let nd = node_did(&node).await;
     let network = network_of(&o);
@@ -300,7 +303,7 @@ fn real_cid(token: &str) -> String {
 /// Encryption: the ways a delegate could exceed its grant, each refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_cannot_exceed_its_encryption_grant() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 83, "secrets").await;
     let other = Owner::sign_in(&node, 84, "secrets").await;
     let nd = node_did(&node).await;
@@ -514,7 +517,7 @@ async fn a_delegate_cannot_exceed_its_encryption_grant() {
 /// does not: the decrypt is refused before the network is looked up.
 #[tokio::test]
 async fn decrypt_is_no_network_oracle() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 90, "secrets").await;
     let nd = node_did(&node).await;
     let existing = network_of(&o);

@@ -78,7 +78,7 @@ fn dev_node() -> (Node, tempfile::TempDir) {
         "[hooks]\nallow_private_destinations = true\nbackoff_secs = [1]\n",
     )
     .unwrap();
-    let node = Node::start(&[("TINYCLOUD_CONFIG", cfg.to_str().unwrap())]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_CONFIG", cfg.to_str().unwrap())]);
     (node, dir)
 }
 
@@ -221,7 +221,7 @@ async fn webhook_stops_when_its_grant_expires() {
 /// spelling of a private destination.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_urls_are_checked_after_authorization_and_refuse_disguised_addresses() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 64, "default").await;
     let notes = o.res("hooks/kv/notes");
 
@@ -559,7 +559,7 @@ async fn a_delegate_cannot_exceed_its_hooks_grant() {
 /// stretched to `app1/secrets`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sql_hook_scope_is_database_exact() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 75, "default").await;
     let space = o.space.to_string();
     let scope = |prefix: &str| json!([{"space": space, "service": "sql", "pathPrefix": prefix}]);

@@ -56,7 +56,7 @@ fn refused(case: &str, r: &Resp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_cannot_exceed_its_kv_grant() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
     let o = Owner::sign_in(&node, 81, "default").await;
     let other = Owner::sign_in(&node, 82, "default").await;
     let p = [o.session_cid];
@@ -321,7 +321,7 @@ async fn a_delegate_cannot_exceed_its_kv_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_owner_writes_a_public_space() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 88, "public").await;
     let home = Owner::sign_in(&node, 88, "default").await;
     o.client(&node)
@@ -404,7 +404,7 @@ async fn only_the_owner_writes_a_public_space() {
 /// one space, homogeneous abilities, and bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_read_reveals_nothing_outside_the_grant() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 85, "default").await;
     let other = Owner::sign_in(&node, 86, "default").await;
     let oc = o.client(&node);
@@ -513,7 +513,7 @@ fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
 /// as a whole — each refusal writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_put_writes_all_granted_keys_or_nothing() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "64 KiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "64 KiB")]);
     let o = Owner::sign_in(&node, 88, "default").await;
     let oc = o.client(&node);
     oc.put(&o.res("kv/secret"), SECRET).await.expect(200);

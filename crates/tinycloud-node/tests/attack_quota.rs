@@ -60,7 +60,7 @@ fn rows(node: &Node, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegations_are_charged_to_the_space_quota() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
     let o = Owner::sign_in(&node, 41, "default").await;
     let before = rows(&node, "SELECT count(*) FROM delegation");
     let caps = || vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()];
@@ -126,7 +126,7 @@ async fn delegations_are_charged_to_the_space_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_cannot_make_the_node_keep_delegations_for_unhosted_spaces() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 42, "default").await;
     let delegations = rows(&node, "SELECT count(*) FROM delegation");
     let links = rows(&node, "SELECT count(*) FROM delegation_space");
@@ -193,11 +193,14 @@ fn cid_of(header: &str) -> Cid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_delegations_are_swept_and_their_bytes_reclaimed() {
-    let node = Node::start(&[
-        ("TINYCLOUD_STORAGE__LIMIT", "256 KiB"),
-        ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_SECS", "1"),
-        ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_GRACE_SECS", "0"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_STORAGE__LIMIT", "256 KiB"),
+            ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_SECS", "1"),
+            ("TINYCLOUD_STORAGE__DELEGATION_SWEEP_GRACE_SECS", "0"),
+        ],
+    );
     let o = Owner::sign_in(&node, 43, "default").await;
     let caps = || vec![capability(&o.res("kv/shared"), "tinycloud.kv/get").unwrap()];
     let usage = || {
@@ -305,7 +308,7 @@ async fn expired_delegations_are_swept_and_their_bytes_reclaimed() {
 /// refused too (KV writes once counted only the index, so SQL bytes were free room for KV).
 #[tokio::test]
 async fn sql_bytes_count_against_kv_writes() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
     let o = Owner::sign_in(&node, 43, "default").await;
     let c = o.client(&node);
     let db = o.res("sql/app");
@@ -333,7 +336,7 @@ async fn sql_bytes_count_against_kv_writes() {
         r.text()
     );
     // A small KV write on a fresh node with the same limit succeeds (the refusal is the quota).
-    let fresh = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
+    let fresh = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "256 KiB")]);
     let o2 = Owner::sign_in(&fresh, 44, "default").await;
     o2.client(&fresh)
         .put(&o2.res("kv/more"), &[0u8; 8192])

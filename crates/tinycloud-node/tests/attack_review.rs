@@ -13,7 +13,7 @@ use tinycloud_auth::session::capability;
 /// database `app1/secrets`: SQL names one database per resource, and so must SQL hooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sql_hooks_grant_on_one_database_sees_no_other_database() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 90, "default").await;
     let p = [o.session_cid];
     let d = ed25519(91);
@@ -128,7 +128,7 @@ fn bulky_caps(resource_base: &str, n: usize) -> Vec<tinycloud_auth::capability::
 /// arbitrary URI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_cannot_make_the_node_store_delegations() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let stranger = ed25519(251);
     let ghost = tinycloud_auth::resource::SpaceId::new(stranger.did(), "ghost").unwrap();
     let to_key = ed25519(252);
@@ -176,7 +176,7 @@ async fn a_stranger_cannot_make_the_node_store_delegations() {
 /// 1 MiB quota cannot store 2 MiB of delegations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegations_are_charged_to_the_space_quota() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
     let o = Owner::sign_in(&node, 92, "default").await;
     let mut accepted = 0usize;
     let mut bytes = 0usize;
@@ -222,7 +222,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// be able to write 64 MiB (the check must bound what the statement itself writes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sql_statement_cannot_write_past_the_quota() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "1 MiB")]);
     let o = Owner::sign_in(&node, 93, "default").await;
     let oc = o.client(&node);
     let db = o.res("sql/bomb");
@@ -258,7 +258,7 @@ async fn one_sql_statement_cannot_write_past_the_quota() {
 /// (an unauthenticated write). Only the delegation's parties may ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_cannot_query_delegation_status() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 94, "default").await;
     let d = ed25519(95);
     let dg = delegate(
@@ -286,7 +286,7 @@ async fn a_stranger_cannot_query_delegation_status() {
 /// its chain, or citing one not addressed to it, it is a stranger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_acting_for_the_owner_may_query_the_owners_delegation_status() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 91, "default").await;
     let caps = || vec![capability(&o.res("kv/x"), "tinycloud.kv/get").unwrap()];
     let (a, b) = (ed25519(92), ed25519(93));
@@ -308,7 +308,7 @@ async fn a_key_acting_for_the_owner_may_query_the_owners_delegation_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_cannot_make_the_node_store_encryption_networks() {
     use tinycloud_auth::session::invocation;
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let info: Value = get_json(&node, "/info").await;
     let nd: tinycloud_auth::did::Did = info["nodeId"].as_str().unwrap().parse().unwrap();
     let stranger = ed25519(253);
@@ -357,10 +357,13 @@ async fn a_stranger_cannot_make_the_node_store_encryption_networks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_dribbled_under_the_frame_timeout_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let node = Node::start(&[
-        ("TINYCLOUD_SERVER__BODY_READ_TIMEOUT_SECS", "2"),
-        ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "2"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_SERVER__BODY_READ_TIMEOUT_SECS", "2"),
+            ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "2"),
+        ],
+    );
     let addr = node.url.trim_start_matches("http://").to_owned();
     for path in [
         "/hooks/tickets",
@@ -398,7 +401,7 @@ async fn a_body_dribbled_under_the_frame_timeout_is_cut_off() {
 /// be pointed at another service's resource.
 #[tokio::test]
 async fn a_narrow_capabilities_grant_cannot_read_the_whole_listing() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 41, "default").await;
     let agent = ed25519(42);
     let narrow = delegate(

@@ -54,7 +54,10 @@ async fn healthz_from(node: &Node, from: [u8; 4]) -> Option<u16> {
 
 #[tokio::test]
 async fn a_header_dribbled_byte_by_byte_is_cut_off_at_the_header_timeout() {
-    let node = Node::start(&[("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "2")]);
+    let node = Node::start(
+        NODE_BIN,
+        &[("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "2")],
+    );
     let mut s = connect_from(&node, [127, 0, 0, 1]).await.unwrap();
     let started = Instant::now();
     let request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
@@ -79,10 +82,13 @@ async fn a_header_dribbled_byte_by_byte_is_cut_off_at_the_header_timeout() {
 
 #[tokio::test]
 async fn idle_and_stalled_connections_are_closed() {
-    let node = Node::start(&[
-        ("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "30"),
-        ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "2"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "30"),
+            ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "2"),
+        ],
+    );
     // A kept-alive connection that goes quiet after one request.
     let mut s = connect_from(&node, [127, 0, 0, 1]).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -110,7 +116,10 @@ async fn idle_and_stalled_connections_are_closed() {
 
 #[tokio::test]
 async fn a_stalled_request_body_gets_408() {
-    let node = Node::start(&[("TINYCLOUD_SERVER__BODY_READ_TIMEOUT_SECS", "2")]);
+    let node = Node::start(
+        NODE_BIN,
+        &[("TINYCLOUD_SERVER__BODY_READ_TIMEOUT_SECS", "2")],
+    );
     let o = Owner::sign_in(&node, 41, "default").await;
     let token = invoke_header(
         &o.session,
@@ -138,12 +147,15 @@ async fn a_stalled_request_body_gets_408() {
 
 #[tokio::test]
 async fn one_client_holding_connections_does_not_starve_others() {
-    let node = Node::start(&[
-        ("TINYCLOUD_SERVER__MAX_CONNECTIONS", "600"),
-        ("TINYCLOUD_SERVER__MAX_CONNECTIONS_PER_IP", "256"),
-        ("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "60"),
-        ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "60"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_SERVER__MAX_CONNECTIONS", "600"),
+            ("TINYCLOUD_SERVER__MAX_CONNECTIONS_PER_IP", "256"),
+            ("TINYCLOUD_SERVER__HEADER_READ_TIMEOUT_SECS", "60"),
+            ("TINYCLOUD_SERVER__IDLE_TIMEOUT_SECS", "60"),
+        ],
+    );
     // 1,100 half-sent requests from 127.0.0.1, all held open.
     let mut held = Vec::new();
     for _ in 0..1100 {
@@ -175,8 +187,6 @@ async fn one_client_holding_connections_does_not_starve_others() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let limits = |pid: u32| -> (String, String) {
         let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
         let line = text
@@ -192,32 +202,13 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
         eprintln!("hard limit {hard}: nothing to raise here");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -Sn 256 && exec \"$0\"",
-            env!("CARGO_BIN_EXE_tinycloud-node"),
-        ])
-        .env_clear()
-        .env("TINYCLOUD_PORT", "0")
-        .env("TINYCLOUD_STORAGE__DATADIR", dir.path())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("listening on ") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "node exited");
-    }
-    let (soft, node_hard) = limits(child.id());
-    child.kill().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    child.wait().unwrap();
+    let mut node = Launch::new(NODE_BIN)
+        .shell_prefix("ulimit -Sn 256")
+        .env(&[("RUST_LOG", "info")])
+        .capture_stderr()
+        .start();
+    let (soft, node_hard) = limits(node.child.id());
+    let err = node.kill_and_read_stderr();
     assert_eq!(node_hard, hard);
     assert_eq!(soft, hard, "soft limit left at {soft}");
     assert!(

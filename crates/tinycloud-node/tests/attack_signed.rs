@@ -57,7 +57,7 @@ fn body(o: &Owner, path: &str) -> Value {
 
 #[tokio::test]
 async fn a_delegate_mints_only_for_keys_its_get_grant_covers() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let (o, f, g) = setup(&node, 1, &[("kv/docs/a", "tinycloud.kv/get")]).await;
     // Positive control: the covered key.
     let (s, v) = mint(
@@ -136,7 +136,7 @@ async fn a_delegate_mints_only_for_keys_its_get_grant_covers() {
 
 #[tokio::test]
 async fn prefixes_are_segment_aware() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let (o, f, g) = setup(&node, 3, &[("kv/docs", "tinycloud.kv/get")]).await;
     let (s, v) = mint(
         &node,
@@ -174,7 +174,7 @@ async fn prefixes_are_segment_aware() {
 
 #[tokio::test]
 async fn write_list_and_metadata_grants_cannot_mint() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let (o, f, g) = setup(
         &node,
         4,
@@ -217,7 +217,7 @@ async fn write_list_and_metadata_grants_cannot_mint() {
 
 #[tokio::test]
 async fn a_mint_invocation_is_single_use_and_needs_authorization() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let (o, f, g) = setup(&node, 5, &[("kv/docs", "tinycloud.kv/get")]).await;
     let h = invoke_header(&f, &[g], &o.res("kv/docs/a"), "tinycloud.kv/get");
     let b = body(&o, "docs/a");
@@ -239,7 +239,7 @@ async fn a_mint_invocation_is_single_use_and_needs_authorization() {
 
 #[tokio::test]
 async fn ticket_ids_cannot_be_forged_or_altered() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let (o, f, g) = setup(&node, 6, &[("kv/docs/a", "tinycloud.kv/get")]).await;
     let (s, v) = mint(
         &node,
@@ -291,10 +291,13 @@ async fn ticket_ids_cannot_be_forged_or_altered() {
 
 #[tokio::test]
 async fn a_delegate_cannot_exhaust_the_spaces_tickets() {
-    let node = Node::start(&[
-        ("TINYCLOUD_SIGNED_URLS__MAX_TICKETS_PER_ISSUER", "3"),
-        ("TINYCLOUD_SIGNED_URLS__MAX_TICKETS_PER_SPACE", "5"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_SIGNED_URLS__MAX_TICKETS_PER_ISSUER", "3"),
+            ("TINYCLOUD_SIGNED_URLS__MAX_TICKETS_PER_SPACE", "5"),
+        ],
+    );
     let (o, f, g) = setup(&node, 7, &[("kv/docs", "tinycloud.kv/get")]).await;
     let mut codes = vec![];
     for _ in 0..5 {

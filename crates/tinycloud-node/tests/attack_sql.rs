@@ -35,7 +35,7 @@ fn x(sql: &str) -> Value {
 /// Finding 1: a grant on one database reaches exactly that database, whatever the path.
 #[tokio::test]
 async fn a_database_grant_reaches_no_other_database() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 90, "default").await;
     let oc = o.client(&node);
     for (db, table) in [
@@ -160,7 +160,7 @@ fn a(
 /// The ways a delegate could exceed its grant, each refused.
 #[tokio::test]
 async fn delegates_cannot_exceed_their_grants() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 93, "default").await;
     let oc = o.client(&node);
     let app1 = o.res("sql/app1");
@@ -391,7 +391,7 @@ fn open_fds(pid: u32) -> usize {
 /// cap is checked.
 #[tokio::test]
 async fn tiny_queries_cannot_allocate_gigabytes() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 94, "default").await;
     let c = o.client(&node);
     let db = o.res("sql/dos");
@@ -439,7 +439,7 @@ async fn databases_are_bounded(env: &[(&str, &str)]) {
         ("TINYCLOUD_SQL__MAX_DATABASES_PER_SPACE", "40"),
         ("TINYCLOUD_SQL__MAX_OPEN_DATABASES", "8"),
     ]);
-    let node = Node::start(&env);
+    let node = Node::start(NODE_BIN, &env);
     let pid = node.child.id();
     let a = Owner::sign_in(&node, 95, "default").await;
     let b = Owner::sign_in(&node, 96, "default").await;
@@ -503,7 +503,7 @@ async fn databases_are_bounded_shipped() {
 /// caveats are never lifted by another that carries the same ones.
 #[tokio::test]
 async fn multi_capability_invocations_grant_no_more_than_each_capability() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 94, "default").await;
     let oc = o.client(&node);
     let (app1s, app2s) = (o.res("sql/app1"), o.res("sql/app2"));

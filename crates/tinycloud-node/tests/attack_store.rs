@@ -47,7 +47,7 @@ fn value(i: usize, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_delete_cycles_cannot_fill_the_disk_past_the_quota() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__LIMIT", "2 MiB")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__LIMIT", "2 MiB")]);
     let o = Owner::sign_in(&node, 31, "default").await;
     let c = o.client(&node);
     let mut peak = 0;
@@ -88,7 +88,7 @@ async fn put_delete_cycles_cannot_fill_the_disk_past_the_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
     let env = [("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "1024")];
-    let mut node = Node::start(&env);
+    let mut node = Node::start(NODE_BIN, &env);
     let o = std::sync::Arc::new(Owner::sign_in(&node, 32, "default").await);
     let url = node.url.clone();
     let mut workers = Vec::new();
@@ -144,7 +144,7 @@ async fn reclamation_loses_no_acknowledged_value_across_kill_9() {
         unsure.extend(f);
     }
     assert!(acked.len() >= 10, "the load produced too few writes");
-    let node = Node::start_in(&dir, &env);
+    let node = Node::start_in(NODE_BIN, &dir, &env);
     let c = o.client(&node);
     let mut live = std::collections::HashSet::new();
     for (key, v) in &acked {

@@ -78,7 +78,7 @@ async fn space_with_sql(node: &Node, n: u8) -> Owner {
 /// twice over (once in SQL, once in KV).
 #[tokio::test]
 async fn kv_writes_count_the_spaces_sql_bytes() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let o = space_with_sql(&node, 90).await;
     let space = o.space.to_string();
     let used = usage(&node, &space).await;
@@ -99,7 +99,7 @@ async fn kv_writes_count_the_spaces_sql_bytes() {
 /// Attack: a stored delegation is charged to the same quota, SQL bytes included.
 #[tokio::test]
 async fn stored_delegations_count_the_spaces_sql_bytes() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let o = space_with_sql(&node, 91).await;
     let space = o.space.to_string();
     let used = usage(&node, &space).await;
@@ -122,10 +122,13 @@ async fn stored_delegations_count_the_spaces_sql_bytes() {
 /// (a hostile delegate dribbling a large value) cannot outrun an override set meanwhile.
 #[tokio::test]
 async fn an_upload_in_flight_is_held_to_a_quota_lowered_meanwhile() {
-    let node = Node::start(&[
-        ("TINYCLOUD_ADMIN_SECRET", SECRET),
-        ("TINYCLOUD_STORAGE__LIMIT", "1 MiB"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_ADMIN_SECRET", SECRET),
+            ("TINYCLOUD_STORAGE__LIMIT", "1 MiB"),
+        ],
+    );
     let o = Owner::sign_in(&node, 93, "default").await;
     let space = o.space.to_string();
     let used = usage(&node, &space).await;
@@ -171,7 +174,7 @@ async fn an_upload_in_flight_is_held_to_a_quota_lowered_meanwhile() {
 /// out-of-range or oversized admin input: all refused with a 4xx, nothing changed.
 #[tokio::test]
 async fn admin_header_tricks_and_out_of_range_input_are_refused() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let space = "tinycloud:pkh:eip155:1:0x8ba1f109551bD432803012645Ac136ddd64DBA72:default";
     let path = format!("{}/admin/quota/{space}", node.url);
     let send = |headers: Vec<(&'static str, String)>, body: String| {
@@ -253,7 +256,7 @@ const LIST: &str = "tinycloud.delegation/list";
 #[tokio::test]
 async fn a_scan_bound_cursor_does_not_reveal_a_hidden_row() {
     use futures_util::StreamExt as _;
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 94, "default").await;
     let mallory = Owner::sign_in(&node, 95, "default").await;
     let bob = ed25519(96);
@@ -349,7 +352,7 @@ async fn a_scan_bound_cursor_does_not_reveal_a_hidden_row() {
 /// together they must not take the space past its quota.
 #[tokio::test]
 async fn concurrent_sql_writes_to_several_databases_stay_within_the_quota() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let o = Owner::sign_in(&node, 98, "default").await;
     let space = o.space.to_string();
     let c = o.client(&node);
@@ -385,7 +388,7 @@ async fn concurrent_sql_writes_to_several_databases_stay_within_the_quota() {
 /// no longer fit when they commit.
 #[tokio::test]
 async fn concurrent_kv_uploads_stay_within_the_quota() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let o = Owner::sign_in(&node, 99, "default").await;
     let space = o.space.to_string();
     let used = usage(&node, &space).await;
@@ -413,7 +416,7 @@ async fn concurrent_kv_uploads_stay_within_the_quota() {
 async fn empty_ability_filters_widen_nothing_and_signals_cannot_be_forged() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 100, "default").await;
     let bob = ed25519(101);
     let grant = delegate(
@@ -511,10 +514,13 @@ async fn empty_ability_filters_widen_nothing_and_signals_cannot_be_forged() {
 /// (listing too) while authenticated routes are not limited.
 #[tokio::test]
 async fn the_public_rate_limiter_ignores_forwarding_headers() {
-    let node = Node::start(&[
-        ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_PER_MINUTE", "4"),
-        ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_BURST", "0"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_PER_MINUTE", "4"),
+            ("TINYCLOUD_PUBLIC_SPACES__RATE_LIMIT_BURST", "0"),
+        ],
+    );
     let space = "tinycloud:pkh:eip155:1:0x8ba1f109551bD432803012645Ac136ddd64DBA72:public";
     let url = format!("{}/public/{space}/kv/k", node.url);
     let mut answers = Vec::new();

@@ -34,7 +34,7 @@ async fn read_write_delegate<'a>(
 /// hidden column to a permitted name and read it (or drop it). Refused; nothing changes.
 #[tokio::test]
 async fn a_column_caveat_is_not_escaped_by_renaming_columns() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 150, "default").await;
     let oc = o.client(&node);
     let db = o.res("sql/app");
@@ -94,7 +94,7 @@ async fn a_column_caveat_is_not_escaped_by_renaming_columns() {
 /// of the parent column, which the caveat refuses.
 #[tokio::test]
 async fn a_foreign_key_into_a_hidden_table_is_no_oracle() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 154, "default").await;
     let oc = o.client(&node);
     let db = o.res("sql/app");
@@ -148,7 +148,7 @@ async fn a_foreign_key_into_a_hidden_table_is_no_oracle() {
 /// it would be served (also through signed URLs) and make browsers download the value.
 #[tokio::test]
 async fn a_batch_puts_framing_is_not_stored_as_metadata() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 156, "default").await;
     let oc = o.client(&node);
     let (a, b) = (o.res("kv/img/a"), o.res("kv/img/b"));
@@ -202,7 +202,7 @@ async fn a_batch_puts_framing_is_not_stored_as_metadata() {
 /// other: every one is a whole SQLite file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_exports_of_one_database_are_each_whole() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 157, "default").await;
     let oc = o.client(&node);
     let db = o.res("sql/app");

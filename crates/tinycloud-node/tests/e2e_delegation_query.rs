@@ -74,7 +74,7 @@ fn item<'a>(page: &'a Value, cid: &Cid) -> &'a Value {
 
 #[tokio::test]
 async fn lists_what_the_account_granted_and_received_with_lifecycle_and_paging() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 1, "default").await;
     let carol = Owner::sign_in(&node, 2, "shared").await;
     let (l, l_cid) = list_session(&node, &alice, 3).await;
@@ -297,7 +297,7 @@ async fn lists_what_the_account_granted_and_received_with_lifecycle_and_paging()
 
 #[tokio::test]
 async fn refuses_malformed_queries_missing_authority_and_replays() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let alice = Owner::sign_in(&node, 1, "default").await;
     let (l, l_cid) = list_session(&node, &alice, 3).await;
     let list_res = alice.res("delegation");

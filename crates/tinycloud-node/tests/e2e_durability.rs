@@ -31,7 +31,7 @@ async fn post_invoke(
 async fn kill_9_mid_load_loses_no_acknowledged_write() {
     // Small inline threshold so both inline values and blob files are exercised.
     let env = [("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "512")];
-    let mut node = Node::start(&env);
+    let mut node = Node::start(NODE_BIN, &env);
     let o = Arc::new(Owner::sign_in(&node, 9, "default").await);
     let acked: Arc<Mutex<Vec<Written>>> = Arc::default();
     let url = node.url.clone();
@@ -75,7 +75,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
         acked.len()
     );
 
-    let node = Node::start_in(&dir, &env);
+    let node = Node::start_in(NODE_BIN, &dir, &env);
     let client = http();
     let checks = acked.iter().map(|(key, value)| {
         let (client, o, url) = (client.clone(), o.clone(), node.url.clone());
@@ -124,7 +124,7 @@ async fn shipped_sql_writes_survive_kill_9_and_an_empty_disk() {
 }
 
 async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
-    let node = Node::start(env);
+    let node = Node::start(NODE_BIN, env);
     let o = Arc::new(Owner::sign_in(&node, 10, "default").await);
     let db = o.res("sql/durable");
     o.client(&node)
@@ -172,7 +172,7 @@ async fn sql_kill_9(env: &[(&str, &str)], wipe_sql_files: bool) {
         );
         std::fs::remove_dir_all(dir.join("sql-cache")).unwrap();
     }
-    let node = Node::start_in(&dir, env);
+    let node = Node::start_in(NODE_BIN, &dir, env);
     let v = o
         .client(&node)
         .query(&db, "read", "SELECT k FROM t")

@@ -123,7 +123,7 @@ fn rand_byte() -> u8 {
 
 #[tokio::test]
 async fn read_plus_decrypt_grant_decrypts_and_nothing_else_does() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 50, "secrets").await;
     let p = [o.session_cid];
     let nd = node_did(&node).await;

@@ -18,7 +18,7 @@ fn scope(o: &Owner, prefix: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_reach_the_subscriber_quickly_and_never_carry_values() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 30, "default").await;
     let p = [o.session_cid];
     let mut sse = SseReader::connect(&node, &o.session, &p, scope(&o, Some("notes")), None)
@@ -69,7 +69,7 @@ async fn live_events_reach_the_subscriber_quickly_and_never_carry_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_dropped_connection_loses_nothing() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 32, "default").await;
     let p = [o.session_cid];
     let c = o.client(&node);
@@ -134,7 +134,7 @@ async fn resume_after_a_dropped_connection_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_subscriber_is_cut_off_and_tickets_are_checked() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 33, "default").await;
     let p = [o.session_cid];
     let watcher = ed25519(34);

@@ -9,7 +9,7 @@ use tinycloud_auth::session::capability;
 
 #[tokio::test]
 async fn discovery_routes() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let info: serde_json::Value = get_json(&node, "/info").await;
     assert_eq!(info["protocol"], 1);
     assert!(info["nodeId"].as_str().unwrap().starts_with("did:key:z6Mk"));
@@ -60,7 +60,7 @@ async fn discovery_routes() {
 
 #[tokio::test]
 async fn session_reads_and_writes_kv() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 1, "default").await;
     let p = [o.session_cid];
     let c = o.client(&node);
@@ -207,7 +207,7 @@ async fn session_reads_and_writes_kv() {
 
 #[tokio::test]
 async fn large_values_stream_through_blob_store() {
-    let node = Node::start(&[("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "1024")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_STORAGE__INLINE_THRESHOLD", "1024")]);
     let o = Owner::sign_in(&node, 2, "default").await;
     let c = o.client(&node);
     let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -221,7 +221,7 @@ async fn large_values_stream_through_blob_store() {
 
 #[tokio::test]
 async fn replay_is_refused_also_after_restart() {
-    let mut node = Node::start(&[]);
+    let mut node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 3, "default").await;
     let h = invoke_header(
         &o.session,
@@ -236,14 +236,14 @@ async fn replay_is_refused_also_after_restart() {
     let dir = node.dir.clone();
     let tmp = node.take_tmp();
     node.kill9();
-    let node2 = Node::start_in(&dir, &[]);
+    let node2 = Node::start_in(NODE_BIN, &dir, &[]);
     assert_eq!(invoke(&node2, &h, &[], b"1".to_vec()).await.status, 409);
     drop(tmp);
 }
 
 #[tokio::test]
 async fn delegate_read_only_and_path_attenuation() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 4, "default").await;
     let p = [o.session_cid];
     let c = o.client(&node);
@@ -309,7 +309,7 @@ async fn delegate_read_only_and_path_attenuation() {
 
 #[tokio::test]
 async fn expiry_tampering_and_wrong_owner() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 5, "default").await;
     let p = [o.session_cid];
     // expired invocation
@@ -431,7 +431,7 @@ async fn expiry_tampering_and_wrong_owner() {
 
 #[tokio::test]
 async fn revoking_a_middle_link_cuts_off_every_descendant() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 7, "default").await;
     let p = [o.session_cid];
     let c = o.client(&node);
@@ -522,7 +522,10 @@ async fn revoking_a_middle_link_cuts_off_every_descendant() {
 #[tokio::test]
 async fn public_space_reads_and_quota() {
     // The space's delegations (host + session, a few KiB) count in its quota too.
-    let node = Node::start(&[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "16384")]);
+    let node = Node::start(
+        NODE_BIN,
+        &[("TINYCLOUD_PUBLIC_SPACES__STORAGE_LIMIT", "16384")],
+    );
     let o = Owner::sign_in(&node, 8, "public").await;
     let c = o.client(&node);
     let r = c
@@ -579,7 +582,7 @@ async fn public_space_reads_and_quota() {
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
-    let mut node = Node::start(&[]);
+    let mut node = Node::start(NODE_BIN, &[]);
     assert_eq!(get(&node, "/healthz").await.status(), 200);
     let pid = node.child.id().to_string();
     let st = std::process::Command::new("kill")

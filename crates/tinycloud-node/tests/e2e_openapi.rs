@@ -51,7 +51,7 @@ const ADMIN: (&str, &str) = (
 
 #[tokio::test]
 async fn document_is_served_and_matches_the_router() {
-    let node = Node::start(&[ADMIN]);
+    let node = Node::start(NODE_BIN, &[ADMIN]);
     let r = get(&node, "/openapi.json").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
@@ -118,7 +118,7 @@ async fn document_is_served_and_matches_the_router() {
 /// `Authorization`-taking operation now refuses it with 401 before looking at anything else.
 #[tokio::test]
 async fn missing_authorization_is_401_before_the_request_is_read() {
-    let node = Node::start(&[ADMIN]);
+    let node = Node::start(NODE_BIN, &[ADMIN]);
     let doc = serde_json::to_value(tinycloud_node::routes::openapi_document()).unwrap();
     let client = http();
     let mut checked = 0;

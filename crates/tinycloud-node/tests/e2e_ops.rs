@@ -76,7 +76,7 @@ async fn scrape(node: &Node) -> String {
 async fn node_keys_are_the_derived_public_keys() {
     let secret = [7u8; 32];
     let encoded = URL_SAFE_NO_PAD.encode(secret);
-    let node = Node::start(&[("TINYCLOUD_KEYS__SECRET", &encoded)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_KEYS__SECRET", &encoded)]);
     let r = get(&node, "/.well-known/tinycloud/node-keys").await;
     assert_eq!(r.status(), 200);
     let keys: Value = r.json().await.unwrap();
@@ -108,7 +108,7 @@ async fn node_keys_are_the_derived_public_keys() {
 
 #[tokio::test]
 async fn metrics_listener_is_absent_when_telemetry_is_off() {
-    let node = Node::start(&[("TINYCLOUD_TELEMETRY__PORT", "0")]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_TELEMETRY__PORT", "0")]);
     assert!(node.metrics_url.is_none(), "no metrics line printed");
     // And the API port never serves them.
     assert_eq!(get(&node, "/metrics").await.status(), 404);
@@ -116,7 +116,7 @@ async fn metrics_listener_is_absent_when_telemetry_is_off() {
 
 #[tokio::test]
 async fn metrics_count_route_templates_statuses_and_auth_failure_reasons() {
-    let node = Node::start(&telemetry());
+    let node = Node::start(NODE_BIN, &telemetry());
     let metrics = node.metrics_url.clone().unwrap();
     assert_ne!(
         metrics.trim_end_matches("/metrics"),
@@ -212,7 +212,7 @@ async fn metrics_count_route_templates_statuses_and_auth_failure_reasons() {
 /// Attack: a client sending random paths, keys and methods must not grow the label space.
 #[tokio::test]
 async fn high_cardinality_requests_create_no_new_series() {
-    let node = Node::start(&telemetry());
+    let node = Node::start(NODE_BIN, &telemetry());
     let burst = |tag: &'static str| {
         let url = node.url.clone();
         async move {
@@ -288,7 +288,7 @@ async fn high_cardinality_requests_create_no_new_series() {
 
 #[tokio::test]
 async fn sse_streams_gauge_goes_up_and_down() {
-    let node = Node::start(&telemetry());
+    let node = Node::start(NODE_BIN, &telemetry());
     let o = Owner::sign_in(&node, 62, "default").await;
     let scope = json!([{"space": o.space.to_string(), "service": "kv"}]);
     let gauge = "tinycloud_sse_streams_open";
@@ -347,7 +347,7 @@ const SPACE: &str = "tinycloud:pkh:eip155:1:0x8ba1f109551bD432803012645Ac136ddd6
 
 #[tokio::test]
 async fn admin_api_is_off_without_a_secret() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let good = ok_bearer();
     for (method, path) in [
         (reqwest::Method::GET, "/admin/quota".to_owned()),
@@ -372,14 +372,9 @@ async fn admin_api_is_off_without_a_secret() {
 
 #[tokio::test]
 async fn a_too_short_admin_secret_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tinycloud-node"))
-        .env_clear()
-        .env("TINYCLOUD_PORT", "0")
-        .env("TINYCLOUD_STORAGE__DATADIR", dir.path())
-        .env("TINYCLOUD_ADMIN_SECRET", "tooshort-secret")
-        .output()
-        .unwrap();
+    let out = Launch::new(NODE_BIN)
+        .env(&[("TINYCLOUD_ADMIN_SECRET", "tooshort-secret")])
+        .output();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
@@ -392,7 +387,7 @@ async fn a_too_short_admin_secret_refuses_to_start() {
 /// Attack: every bearer but the exact secret is refused, on every admin route.
 #[tokio::test]
 async fn admin_refuses_every_bearer_but_the_secret() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let prefix = format!("Bearer {}", &SECRET[..SECRET.len() - 1]);
     let longer = format!("Bearer {SECRET}x");
     let upper = format!("Bearer {}", SECRET.to_uppercase());
@@ -523,7 +518,7 @@ async fn quota_override_is_enforced_durable_and_removable() {
         ("TINYCLOUD_ADMIN_SECRET", SECRET),
         ("TINYCLOUD_STORAGE__LIMIT", "1 MiB"),
     ];
-    let mut node = Node::start(&env);
+    let mut node = Node::start(NODE_BIN, &env);
     let o = Owner::sign_in(&node, 63, "default").await;
     let space = o.space.to_string();
     let c = o.client(&node);
@@ -597,7 +592,7 @@ async fn quota_override_is_enforced_durable_and_removable() {
     let dir = node.dir.clone();
     node.kill9();
     drop(node);
-    let node = Node::start_in(&dir, &env);
+    let node = Node::start_in(NODE_BIN, &dir, &env);
     let q = quota(&node, &space).await;
     assert_eq!(num(&q["override_bytes"]), used + 50);
     let c = o.client(&node);
@@ -632,7 +627,7 @@ async fn quota_override_is_enforced_durable_and_removable() {
 
 #[tokio::test]
 async fn usage_counts_sql_and_pages_through_spaces() {
-    let node = Node::start(&[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
+    let node = Node::start(NODE_BIN, &[("TINYCLOUD_ADMIN_SECRET", SECRET)]);
     let a = Owner::sign_in(&node, 64, "default").await;
     let b = Owner::sign_in(&node, 65, "default").await;
     a.client(&node)

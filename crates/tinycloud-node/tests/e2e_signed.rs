@@ -75,7 +75,7 @@ fn expires_at(v: &Value) -> i64 {
 
 #[tokio::test]
 async fn mint_read_ranges_conditionals_and_expiry() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 1, "default").await;
     let c = o.client(&node);
     let put = c
@@ -269,7 +269,7 @@ async fn mint_read_ranges_conditionals_and_expiry() {
 
 #[tokio::test]
 async fn large_objects_stream_with_ranges_from_the_blob_store() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 2, "default").await;
     // Well past the inline threshold, so the value lives in the blob store.
     let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -300,7 +300,7 @@ async fn large_objects_stream_with_ranges_from_the_blob_store() {
 
 #[tokio::test]
 async fn tickets_survive_a_restart() {
-    let mut node = Node::start(&[]);
+    let mut node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 3, "default").await;
     o.client(&node)
         .put(&o.res("kv/keep.txt"), b"kept")
@@ -312,14 +312,14 @@ async fn tickets_survive_a_restart() {
     let dir = node.dir.clone();
     let _tmp = node.take_tmp();
     node.kill9();
-    let node = Node::start_in(&dir, &[]);
+    let node = Node::start_in(NODE_BIN, &dir, &[]);
     let r = fetch(&node, &url, &[]).await.expect(200);
     assert_eq!(r.body, b"kept");
 }
 
 #[tokio::test]
 async fn revoking_the_delegation_behind_a_url_stops_it() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 4, "default").await;
     o.client(&node)
         .put(&o.res("kv/shared/doc"), b"doc")
@@ -366,7 +366,7 @@ async fn revoking_the_delegation_behind_a_url_stops_it() {
 
 #[tokio::test]
 async fn the_chain_expiry_bounds_the_url() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 5, "default").await;
     o.client(&node)
         .put(&o.res("kv/brief"), b"brief")

@@ -10,7 +10,7 @@ use tinycloud_auth::session::capability;
 
 #[tokio::test]
 async fn owner_schema_write_read_and_types() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 20, "default").await;
     let c = o.client(&node);
     let db = o.res("sql/app");
@@ -87,7 +87,7 @@ async fn owner_schema_write_read_and_types() {
 
 #[tokio::test]
 async fn abilities_gate_statement_classes() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 21, "default").await;
     let c = o.client(&node);
     let db = o.res("sql/gate");
@@ -162,10 +162,13 @@ async fn abilities_gate_statement_classes() {
 
 #[tokio::test]
 async fn limits_stop_runaway_statements() {
-    let node = Node::start(&[
-        ("TINYCLOUD_SQL__TIME_LIMIT_MS", "400"),
-        ("TINYCLOUD_SQL__MAX_ROWS", "50"),
-    ]);
+    let node = Node::start(
+        NODE_BIN,
+        &[
+            ("TINYCLOUD_SQL__TIME_LIMIT_MS", "400"),
+            ("TINYCLOUD_SQL__MAX_ROWS", "50"),
+        ],
+    );
     let o = Owner::sign_in(&node, 22, "default").await;
     let c = o.client(&node);
     let db = o.res("sql/limits");
@@ -192,7 +195,7 @@ async fn limits_stop_runaway_statements() {
 
 #[tokio::test]
 async fn delegated_read_only_and_constrained_statements() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 23, "household").await;
     let p = [o.session_cid];
     let db = o.res("sql/pantry.db");
@@ -292,24 +295,18 @@ async fn delegated_read_only_and_constrained_statements() {
 /// A JSON file of the repository's test vectors (`tests/vectors/<rel>`); panics with the path if
 /// it is missing, malformed or empty.
 fn vector(rel: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/vectors")
-        .join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {}: {e}", path.display()));
-    let value: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("vector file {}: {e}", path.display()));
+    let value = vectors::json(rel);
     assert!(
         value.as_object().is_some_and(|o| !o.is_empty()),
         "vector file {} is empty",
-        path.display()
+        vectors::path(rel).display()
     );
     value
 }
 
 #[tokio::test]
 async fn many_readers_one_writer() {
-    let node = std::sync::Arc::new(Node::start(&[]));
+    let node = std::sync::Arc::new(Node::start(NODE_BIN, &[]));
     let o = std::sync::Arc::new(Owner::sign_in(&node, 24, "default").await);
     let db = o.res("sql/conc");
     let count = json!({"action":"query","sql":"SELECT count(*) FROM c"});
@@ -348,7 +345,7 @@ async fn many_readers_one_writer() {
 async fn quota_counts_database_size(env: &[(&str, &str)], restart: bool) {
     let mut env = env.to_vec();
     env.push(("TINYCLOUD_STORAGE__LIMIT", "256 KiB"));
-    let mut node = Node::start(&env);
+    let mut node = Node::start(NODE_BIN, &env);
     let o = Owner::sign_in(&node, 27, "default").await;
     let db = o.res("sql/quota");
     o.client(&node)
@@ -377,7 +374,7 @@ async fn quota_counts_database_size(env: &[(&str, &str)], restart: bool) {
         let dir = node.dir.clone();
         _data = node.take_tmp();
         node.kill9();
-        node = Node::start_in(&dir, &env);
+        node = Node::start_in(NODE_BIN, &dir, &env);
         let r = o.client(&node).sql(&db, "write", insert.clone()).await;
         assert_eq!(r.status, 402, "first write after restart: {}", r.text());
     }

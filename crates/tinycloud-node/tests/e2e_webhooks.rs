@@ -82,7 +82,7 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     .unwrap();
     let data = dir.path().join("data");
     let env = [("TINYCLOUD_CONFIG", cfg.to_str().unwrap())];
-    let mut node = Node::start_in(&data, &env);
+    let mut node = Node::start_in(NODE_BIN, &data, &env);
     let o = Owner::sign_in(&node, 40, "default").await;
     let receiver = Arc::new(Receiver::default());
     *receiver.fail_first.lock().unwrap() = 2;
@@ -182,7 +182,7 @@ async fn signed_retried_deduplicated_and_durable_deliveries() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     node.kill9();
     let (_, _server2) = start_receiver(port, receiver.clone()).await;
-    let node = Node::start_in(&data, &env);
+    let node = Node::start_in(NODE_BIN, &data, &env);
     let got = wait_for(&receiver, 4, 15).await;
     let last: Value = serde_json::from_str(&got.last().unwrap().body).unwrap();
     assert_eq!(

@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::StreamExt as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tinycloud_auth::did::Did;
@@ -74,7 +73,7 @@ async fn post_raw(node: &Node, path: &str, token: &str, body: &str) -> (u16, Str
 
 #[tokio::test]
 async fn reference_network_admin_facts_create_and_revoke() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 71, "default").await;
     let nd = node_did(&node).await;
     let network = format!("urn:tinycloud:encryption:{}:default", o.did);
@@ -149,20 +148,12 @@ async fn reference_network_admin_facts_create_and_revoke() {
     assert_eq!(v["descriptor"]["state"], "revoked");
 }
 
-/// One SSE message as the reference JS SDK's parser sees it: comment lines skipped, `event`,
-/// `id` and `data` fields; a block without data lines is no message.
-#[derive(Debug)]
-struct Msg {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-/// Reads `/hooks/events` raw, as bytes, the way the reference SDK does.
+/// Reads `/hooks/events` raw, the way the reference SDK does (an `EventSource`-style parser:
+/// comment lines skipped, `event`, `id` and `data` fields; a block without data lines is no
+/// message), keeping everything received for asserting on the framing.
 struct RawStream {
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-    /// Everything received, for asserting on the framing.
+    sse: SseStream,
+    /// Everything received.
     pub raw: String,
 }
 
@@ -183,54 +174,16 @@ impl RawStream {
             return Err(r.status().as_u16());
         }
         Ok(RawStream {
-            body: Box::pin(r.bytes_stream()),
-            buf: String::new(),
+            sse: SseStream::from_response(r),
             raw: String::new(),
         })
     }
 
     /// The next message with data, or `None` on timeout / end of stream.
-    async fn next(&mut self, timeout: Duration) -> Option<Msg> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let normalized = self.buf.replace("\r\n", "\n");
-            self.buf = normalized;
-            if let Some(at) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..at + 2).collect();
-                let mut m = Msg {
-                    event: "message".into(),
-                    id: None,
-                    data: String::new(),
-                };
-                let mut data = Vec::new();
-                for line in block.split('\n') {
-                    if line.is_empty() || line.starts_with(':') {
-                        continue;
-                    }
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "event" => m.event = value.into(),
-                        "id" => m.id = Some(value.into()),
-                        "data" => data.push(value.to_owned()),
-                        _ => {}
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                m.data = data.join("\n");
-                return Some(m);
-            }
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    let text = String::from_utf8_lossy(&chunk).into_owned();
-                    self.raw.push_str(&text);
-                    self.buf.push_str(&text);
-                }
-                _ => return None,
-            }
-        }
+    async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let m = self.sse.next(timeout).await;
+        self.raw = self.sse.raw();
+        m
     }
 }
 
@@ -320,7 +273,7 @@ fn assert_reference_write(v: &Value, o: &Owner, path: &str, ability: &str) {
 
 #[tokio::test]
 async fn a_reference_subscriber_sees_only_write_events_as_data() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 72, "default").await;
     let t = ticket(&node, &o, None).await;
     let mut s = RawStream::open(&node, &t, None).await.unwrap();
@@ -358,7 +311,7 @@ async fn a_reference_subscriber_sees_only_write_events_as_data() {
 
 #[tokio::test]
 async fn resume_with_last_event_id_works_without_signals() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 73, "default").await;
     let t = ticket(&node, &o, None).await;
     let mut s = RawStream::open(&node, &t, None).await.unwrap();
@@ -385,7 +338,7 @@ async fn resume_with_last_event_id_works_without_signals() {
 
 #[tokio::test]
 async fn an_ended_subscription_closes_without_a_data_message() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 76, "default").await;
     let watcher = ed25519(78);
     let gcid = delegate(
@@ -442,7 +395,7 @@ async fn an_ended_subscription_closes_without_a_data_message() {
 
 #[tokio::test]
 async fn a_subscriber_that_asks_gets_the_signals_as_events() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 74, "default").await;
     let t = ticket(&node, &o, Some(("signals", json!(true)))).await;
     let mut s = RawStream::open(&node, &t, None).await.unwrap();
@@ -474,7 +427,7 @@ async fn a_subscriber_that_asks_gets_the_signals_as_events() {
 
 #[tokio::test]
 async fn the_reference_reconnect_pattern_works_and_a_ticket_opens_one_stream() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 75, "default").await;
     // The reference SDK mints a ticket for every connection; each opens its stream.
     for key in ["one", "two"] {
@@ -493,7 +446,7 @@ async fn the_reference_reconnect_pattern_works_and_a_ticket_opens_one_stream() {
 
 #[tokio::test]
 async fn kv_list_accepts_the_empty_path_and_the_pathless_resource() {
-    let node = Node::start(&[]);
+    let node = Node::start(NODE_BIN, &[]);
     let o = Owner::sign_in(&node, 77, "default").await;
     put(&node, &o, "a/1").await;
     put(&node, &o, "b").await;

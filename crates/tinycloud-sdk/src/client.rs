@@ -325,8 +325,13 @@ impl TinyCloud {
         }
         .to_message()
         .map_err(|e| Error::Token(e.to_string()))?;
-        let sig = signer.sign_message(msg.to_string().as_bytes()).await?;
-        Ok(Cacao::new(msg, sig)
+        let (signed, sig) = signer.sign_siwe(&msg).await?;
+        if signed.address != msg.address || signed.uri != msg.uri || signed.nonce != msg.nonce {
+            return Err(Error::Signer(
+                "the signer signed another message than asked".into(),
+            ));
+        }
+        Ok(Cacao::new(signed, sig)
             .map_err(|e| Error::Token(e.to_string()))?
             .to_header())
     }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod hooks;
 pub mod kv;
 pub mod manifest;
+pub mod openkey;
 pub mod secrets;
 pub mod session;
 pub mod signer;

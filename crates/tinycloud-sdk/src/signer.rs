@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use tinycloud_auth::eth::{sign_eip191, EthAddress};
+use tinycloud_auth::siwe::Message;
 
 use crate::error::{Error, Result};
 
@@ -15,6 +16,14 @@ pub trait Signer: Send + Sync {
     async fn chain_id(&self) -> Result<u64>;
     /// Signs `message` with EIP-191; returns the 65-byte `r || s || v` signature.
     async fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>>;
+    /// Signs a SIWE message; returns the message actually signed and the signature. A signer
+    /// may sign a narrower message than asked (OpenKey lets the person remove capabilities or
+    /// shorten the expiry): callers build the delegation from the returned message. The default
+    /// signs `message` unchanged.
+    async fn sign_siwe(&self, message: &Message) -> Result<(Message, Vec<u8>)> {
+        let sig = self.sign_message(message.to_string().as_bytes()).await?;
+        Ok((message.clone(), sig))
+    }
 }
 
 /// A secp256k1 private key held in memory.

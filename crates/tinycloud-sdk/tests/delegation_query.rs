@@ -10,8 +10,8 @@ use tinycloud_sdk::LocalSigner;
 
 #[tokio::test]
 async fn pages_through_what_the_account_granted_and_received() {
-    let n = node().await;
-    let alice = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let alice = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let bob = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let alice_did = alice.space().unwrap().owner().clone();
 
@@ -114,5 +114,5 @@ async fn pages_through_what_the_account_granted_and_received() {
         })
         .await
         .is_err());
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }

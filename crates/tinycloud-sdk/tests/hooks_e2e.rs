@@ -12,12 +12,12 @@ use tinycloud_sdk::delegation::Grant;
 use tinycloud_sdk::hooks::{HookEvent, HookEventKind, HookStream, Scope};
 use tinycloud_sdk::kv::PutOptions;
 use tinycloud_sdk::session::Jwk;
-use tinycloud_sdk::{Config, Error, TinyCloud};
+use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 mod common;
-use common::{node, owner};
+use common::{node_with, signed_in};
 
 /// A client on `url` acting with `of`'s session.
 fn same_session(of: &TinyCloud, url: &str) -> TinyCloud {
@@ -49,8 +49,8 @@ async fn paths(s: &mut HookStream<'_>, n: usize) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_sees_other_clients_writes_and_resumes_without_loss() {
-    let n = node().await;
-    let writer = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let writer = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let reader = same_session(&writer, &n.node.url());
     let hooks = reader.hooks();
     let scope = hooks.scope("kv", Some("notes")).unwrap();
@@ -159,8 +159,8 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_resumed_automatically() {
-    let n = node().await;
-    let writer = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let writer = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let upstream: SocketAddr = n.node.url().trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(upstream).await;
     let reader = same_session(&writer, &proxy.url);
@@ -189,8 +189,8 @@ async fn a_dropped_connection_is_resumed_automatically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_ends_the_stream_with_permission_denied() {
-    let n = node().await;
-    let owner = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let owner = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let key = Jwk::generate();
     let did: Did = key.secret_key().unwrap().did();
     let caps = owner

@@ -7,11 +7,11 @@ use tinycloud_sdk::session::{FileSessionStore, Jwk, MemorySessionStore, SessionS
 use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
 
 mod common;
-use common::{node, owner};
+use common::{node_with, signed_in};
 
 #[tokio::test]
 async fn owner_sign_in_kv_and_sessions() {
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let tc = TinyCloud::new(Config::new(n.node.url())).unwrap();
     assert!(matches!(tc.kv().get("a").await, Err(Error::NotSignedIn)));
     let signer = LocalSigner::generate(1);
@@ -169,8 +169,8 @@ async fn owner_sign_in_kv_and_sessions() {
 
 #[tokio::test]
 async fn agent_gets_a_narrow_delegation_and_loses_it_on_revocation() {
-    let n = node().await;
-    let owner = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let owner = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     owner
         .kv()
         .put("notes/today.md", "hello agent", &PutOptions::default())
@@ -284,8 +284,8 @@ async fn sql_typed_rows_batches_migrations_export() {
         title: String,
         stars: Option<f64>,
     }
-    let n = node().await;
-    let tc = owner(&n.node.url()).await;
+    let n = node_with(|_| {}).await;
+    let tc = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let db = tc.sql("notes");
     let m = db
         .migrate(&[

@@ -10,11 +10,11 @@ use tinycloud_sdk::session::Jwk;
 use tinycloud_sdk::{Config, Error, LocalSigner, TinyCloud};
 
 mod common;
-use common::{node, signed_in};
+use common::{node_with, signed_in};
 
 #[tokio::test]
 async fn secrets_share_revoke_and_audit() {
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let url = n.node.url();
     let signer = LocalSigner::generate(1);
     let owner = signed_in(&url, &signer).await;
@@ -185,12 +185,12 @@ async fn secrets_share_revoke_and_audit() {
     assert!(records
         .iter()
         .any(|r| r["outcome"].as_str().unwrap().starts_with("denied")));
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let signer = LocalSigner::generate(1);
     let owner_did = Did::pkh(1, signer.eth_address()).unwrap();
     let manifest = tinycloud_sdk::manifest::Manifest::from_json(&format!(
@@ -220,5 +220,5 @@ async fn manifest_sign_in_grants_exactly_the_request_and_creates_the_network() {
         app.kv().put("elsewhere", "x", &PutOptions::default()).await,
         Err(Error::PermissionDenied { .. })
     ));
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }

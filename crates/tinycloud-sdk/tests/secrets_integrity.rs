@@ -7,7 +7,7 @@ use tinycloud_auth::resource::{NetworkId, SpaceId};
 use tinycloud_sdk::{Config, LocalSigner, TinyCloud};
 
 mod common;
-use common::{node, signed_in};
+use common::{node_with, signed_in};
 
 async fn owner_with_vault(url: &str, signer: &LocalSigner) -> (TinyCloud, Did) {
     let owner = signed_in(url, signer).await;
@@ -21,7 +21,7 @@ async fn owner_with_vault(url: &str, signer: &LocalSigner) -> (TinyCloud, Did) {
 
 #[tokio::test]
 async fn the_audit_trail_is_read_across_all_pages() {
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let url = n.node.url();
     let signer = LocalSigner::generate(1);
     let (owner, did) = owner_with_vault(&url, &signer).await;
@@ -57,7 +57,7 @@ async fn the_audit_trail_is_read_across_all_pages() {
     assert_eq!(doc["records"].as_array().unwrap(), &all[..4]);
     assert_eq!(doc["pages"], 2);
     assert!(doc["nextCursor"].is_string(), "{doc}");
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }
 
 /// An envelope for `vault/secrets/<name>` signed by `client`'s session key under its sign-in
@@ -112,7 +112,7 @@ async fn store(client: &TinyCloud, owner: &Did, path: &str, bytes: Vec<u8>) {
 #[tokio::test]
 async fn only_the_clients_own_session_keys_write_as_the_owner() {
     use tinycloud_sdk::secrets::Writer;
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let url = n.node.url();
     let signer = LocalSigner::generate(1);
     let (other_device, _) = owner_with_vault(&url, &signer).await;
@@ -144,13 +144,13 @@ async fn only_the_clients_own_session_keys_write_as_the_owner() {
     let secret = here.secrets().unwrap().read("API_KEY", None).await.unwrap();
     assert!(secret.info.writer.is_owner(), "{:?}", secret.info.writer);
     assert_eq!(secret.value, "sk-2");
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_owner_signature_counts_only_within_its_proof_and_until_revoked() {
     use tinycloud_sdk::secrets::Writer;
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let url = n.node.url();
     let signer = LocalSigner::generate(1);
     let (old, did) = owner_with_vault(&url, &signer).await;
@@ -254,7 +254,7 @@ async fn an_owner_signature_counts_only_within_its_proof_and_until_revoked() {
     let secret = fresh.read("API_KEY", None).await.unwrap();
     assert!(secret.info.writer.is_owner());
     assert_eq!(secret.value, "sk-2");
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }
 
 fn now_rfc3339() -> String {
@@ -265,7 +265,7 @@ fn now_rfc3339() -> String {
 
 #[tokio::test]
 async fn an_older_owner_signed_envelope_stored_again_is_refused() {
-    let n = node().await;
+    let n = node_with(|_| {}).await;
     let url = n.node.url();
     let signer = LocalSigner::generate(1);
     let (owner, did) = owner_with_vault(&url, &signer).await;
@@ -329,5 +329,5 @@ async fn an_older_owner_signed_envelope_stored_again_is_refused() {
     }
     assert_eq!(secrets.get("API_KEY", None).await.unwrap(), "sk-5");
     assert_eq!(secrets.info("API_KEY", None).await.unwrap().version, 5);
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }

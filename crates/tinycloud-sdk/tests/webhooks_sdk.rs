@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tinycloud_sdk::hooks::Scope;
 use tinycloud_sdk::kv::PutOptions;
-use tinycloud_sdk::Error;
+use tinycloud_sdk::{Error, LocalSigner};
 
 mod common;
-use common::{node_with, owner};
+use common::{node_with, signed_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_history_unregister() {
@@ -20,7 +20,7 @@ async fn register_list_history_unregister() {
         };
     })
     .await;
-    let tc = owner(&n.node.url()).await;
+    let tc = signed_in(&n.node.url(), &LocalSigner::generate(1)).await;
     let scope: Scope = tc.hooks().scope("kv", Some("notes")).unwrap();
     assert!(matches!(
         tc.hooks()
@@ -60,5 +60,5 @@ async fn register_list_history_unregister() {
     tc.hooks().unregister_webhook(&scope, &id).await.unwrap();
     let list = tc.hooks().webhooks(&scope).await.unwrap();
     assert_eq!(list[0]["active"], false);
-    n.stop().await;
+    n.node.stop().await.unwrap();
 }

@@ -8,6 +8,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_core.sql")),
         M::up(include_str!("migrations/0002_oidc.sql")),
+        M::up(include_str!("migrations/0003_approve.sql")),
     ])
 }
 

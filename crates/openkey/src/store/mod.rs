@@ -8,6 +8,7 @@
 //! as SHA-256 digests of high-entropy (or rate-limited) values, private keys only as sealed blobs.
 
 pub mod sqlite;
+mod sqlite_approve;
 
 mod oidc;
 mod sqlite_oidc;
@@ -184,6 +185,143 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// An app allowed to receive approval results at its return URL.
+#[derive(Clone, Debug)]
+pub struct ApprovalApp {
+    /// Opaque id (UUID text), the `client_id`.
+    pub id: String,
+    /// Shown to the person.
+    pub name: String,
+    /// Exact return URL.
+    pub return_url: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Where an approval request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    /// Waiting for the person.
+    Pending,
+    /// Signed; the result waits for the exchange / device poll.
+    Approved,
+    /// The person said no.
+    Denied,
+    /// The result was handed out (or the request is otherwise spent).
+    Consumed,
+}
+
+impl ApprovalStatus {
+    /// Database text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Consumed => "consumed",
+        }
+    }
+
+    /// From database text.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "denied" => ApprovalStatus::Denied,
+            "consumed" => ApprovalStatus::Consumed,
+            _ => return None,
+        })
+    }
+}
+
+/// An app's request to have a SIWE message signed.
+#[derive(Clone, Debug)]
+pub struct ApprovalRequest {
+    /// Random id (UUID text).
+    pub id: String,
+    /// `redirect` or `device`.
+    pub flow: String,
+    /// The original SIWE text, as sent.
+    pub message: String,
+    /// Redirect flow: where the code goes.
+    pub return_url: Option<String>,
+    /// Redirect flow: the app's state, echoed.
+    pub state: Option<String>,
+    /// The registered app, when the return URL is one.
+    pub client_id: Option<String>,
+    /// Device flow: SHA-256 of the device code.
+    pub device_code_hash: Option<Vec<u8>>,
+    /// Device flow: SHA-256 of the normalized user code.
+    pub user_code_hash: Option<Vec<u8>>,
+    /// Status.
+    pub status: ApprovalStatus,
+    /// Who decided.
+    pub user_id: Option<String>,
+    /// The message signed (after narrowing).
+    pub final_message: Option<String>,
+    /// EIP-191 digest of `final_message`.
+    pub digest: Option<Vec<u8>>,
+    /// `0x…` signature (cleared when handed out).
+    pub signature: Option<String>,
+    /// Signing address (EIP-55).
+    pub address: Option<String>,
+    /// Unix ms of the last device poll.
+    pub last_poll_at: Option<i64>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms after which the request is dead.
+    pub expires_at: i64,
+}
+
+/// The result of an approval, handed out once.
+#[derive(Clone, Debug)]
+pub struct ApprovalResult {
+    /// The message signed.
+    pub message: String,
+    /// EIP-191 digest of `message`, as recorded when signing.
+    pub digest: Vec<u8>,
+    /// `0x…`.
+    pub signature: String,
+    /// EIP-55.
+    pub address: String,
+}
+
+/// What a device poll finds.
+#[derive(Clone, Debug)]
+pub enum DevicePoll {
+    /// No such live device code.
+    Unknown,
+    /// Expired.
+    Expired,
+    /// Polled sooner than the interval.
+    SlowDown,
+    /// Not decided yet.
+    Pending,
+    /// Denied (or already handed out).
+    Denied,
+    /// Approved: the result, now consumed.
+    Approved(ApprovalResult),
+}
+
+/// The person's approval decision, written once.
+#[derive(Clone, Debug)]
+pub struct ApprovalDecision {
+    /// Who.
+    pub user_id: String,
+    /// The final message text.
+    pub final_message: String,
+    /// Its EIP-191 digest.
+    pub digest: Vec<u8>,
+    /// `0x…`.
+    pub signature: String,
+    /// EIP-55.
+    pub address: String,
+    /// Redirect flow: SHA-256 of the one-time code.
+    pub code_hash: Option<Vec<u8>>,
+    /// Unix ms.
+    pub code_expires_at: Option<i64>,
+}
+
 /// Accounts.
 pub trait UserStore {
     /// Creates an account; `Conflict` when the email is taken.
@@ -268,6 +406,42 @@ pub trait AuditStore {
     fn audit_log(&self, user_id: &str, limit: u32) -> StoreResult<Vec<AuditRow>>;
 }
 
+/// Approval apps and requests.
+pub trait ApprovalStore {
+    /// Registers an app; `Conflict` when the return URL is taken.
+    fn add_approval_app(&self, app: &ApprovalApp) -> StoreResult<()>;
+    /// All apps, oldest first.
+    fn approval_apps(&self) -> StoreResult<Vec<ApprovalApp>>;
+    /// The app with exactly this return URL.
+    fn approval_app_by_return_url(&self, url: &str) -> StoreResult<Option<ApprovalApp>>;
+    /// Removes an app by id; false when there was none.
+    fn remove_approval_app(&self, id: &str) -> StoreResult<bool>;
+    /// Stores a new request.
+    fn create_approval_request(&self, req: &ApprovalRequest) -> StoreResult<()>;
+    /// A request by id (any status).
+    fn approval_request(&self, id: &str) -> StoreResult<Option<ApprovalRequest>>;
+    /// A pending, live device request by user-code digest.
+    fn approval_by_user_code(&self, hash: &[u8], now: i64) -> StoreResult<Option<ApprovalRequest>>;
+    /// Records approval if the request is still pending and live; false otherwise.
+    fn approve_request(&self, id: &str, d: &ApprovalDecision, now: i64) -> StoreResult<bool>;
+    /// Records denial if the request is still pending and live; false otherwise.
+    fn deny_request(&self, id: &str, user_id: &str, now: i64) -> StoreResult<bool>;
+    /// Consumes an approved redirect request whose live code digest matches; the result once.
+    fn take_by_code(
+        &self,
+        id: &str,
+        code_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<ApprovalResult>>;
+    /// A device poll: rate (`interval_ms`), state, and on approval the result once.
+    fn poll_device(
+        &self,
+        device_code_hash: &[u8],
+        now: i64,
+        interval_ms: i64,
+    ) -> StoreResult<DevicePoll>;
+}
+
 /// Everything the app needs from a backend.
 pub trait Store:
     UserStore
@@ -279,6 +453,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + OidcStore
+    + ApprovalStore
     + Send
     + Sync
 {
@@ -294,6 +469,7 @@ impl<T> Store for T where
         + KeyStore
         + AuditStore
         + OidcStore
+        + ApprovalStore
         + Send
         + Sync
 {

@@ -31,10 +31,12 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> StoreResult<Self> {
+        // First: switching to WAL and migrating take locks another process (the server, an
+        // admin command) may hold for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         super::migrations::migrations().to_latest(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),

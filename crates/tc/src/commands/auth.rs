@@ -9,8 +9,9 @@ use tinycloud_auth::did::Did;
 use tinycloud_auth::text::{consent_text, describe, RenderContext};
 use tinycloud_auth::timestamp::Timestamp;
 use tinycloud_sdk::delegation::missing_capabilities;
+use tinycloud_sdk::openkey::{ApprovalMode, OpenKeySigner, Prompt, Prompter};
 use tinycloud_sdk::session::{now, Jwk, Session};
-use tinycloud_sdk::{Error as SdkError, LocalSigner};
+use tinycloud_sdk::{Error as SdkError, LocalSigner, Signer};
 
 use tinycloud_sdk::terminal::short_field;
 
@@ -37,6 +38,7 @@ enum KeySource {
     Env,
     Profile,
     Generated,
+    OpenKey,
 }
 
 impl KeySource {
@@ -46,6 +48,7 @@ impl KeySource {
             KeySource::Env => "env",
             KeySource::Profile => "profile",
             KeySource::Generated => "generated",
+            KeySource::OpenKey => "openkey",
         }
     }
 }
@@ -171,6 +174,36 @@ fn delegate_profile_error(name: &str) -> CliError {
     .hint("get authority with `tc auth request` + `tc auth import`, or create an owner profile: `tc init --name owner --generate`")
 }
 
+/// An OpenKey-held owner key: each signature is approved by the person in OpenKey (browser on
+/// this machine with a loopback callback, or `--device`: a code to enter on any browser).
+fn openkey_signer(url: &str, device: bool, chain_id: u64) -> Result<OpenKeySigner, CliError> {
+    let mode = if device {
+        ApprovalMode::Device
+    } else {
+        ApprovalMode::Browser
+    };
+    let prompt: Prompter = std::sync::Arc::new(move |p: &Prompt| match p {
+        Prompt::Open(link) => {
+            eprintln!("Approve in OpenKey: {link}");
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            let _ = std::process::Command::new(opener)
+                .arg(link)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+        Prompt::EnterCode { uri, code, .. } => {
+            eprintln!("To approve, open {uri} and enter the code {code}");
+        }
+    });
+    OpenKeySigner::new(url, mode, chain_id, prompt).map_err(|e| CliError::usage(e.to_string()))
+}
+
 /// `tc auth login` (and `tc init` without --session-only).
 pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
     check_name(name)?;
@@ -205,7 +238,16 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
     if let Some(space) = &args.space {
         profile.config.space_name = space.clone();
     }
-    let (signer, source) = owner_signer(&profile, args, profile.config.chain_id)?;
+    let (signer, source): (Box<dyn Signer>, KeySource) = match &args.openkey {
+        Some(url) => (
+            Box::new(openkey_signer(url, args.device, profile.config.chain_id)?),
+            KeySource::OpenKey,
+        ),
+        None => {
+            let (s, source) = owner_signer(&profile, args, profile.config.chain_id)?;
+            (Box::new(s), source)
+        }
+    };
     if matches!(source, KeySource::Generated) {
         ctx.out.note(&format!(
             "Created a new owner key in {} (mode 0600). It controls your space: keep it safe.",
@@ -220,10 +262,10 @@ pub async fn login(ctx: &Ctx, name: &str, args: &LoginArgs) -> Result<()> {
         config.domain = domain.clone();
     }
     let client = tinycloud_sdk::TinyCloud::new(config)?;
-    let session = client.sign_in(&signer).await?;
+    let session = client.sign_in(signer.as_ref()).await?;
     let node_did = client.node_did().await?.to_string();
 
-    let owner_did = Did::pkh(profile.config.chain_id, signer.eth_address())
+    let owner_did = Did::pkh(profile.config.chain_id, signer.address().await?)
         .map_err(|e| CliError::usage(e.to_string()))?
         .to_string();
     let session_did = key_did(&session.session_key)?.to_string();

@@ -23,6 +23,7 @@ use tinycloud_sdk::terminal::field;
 use super::Ctx;
 use crate::cli::PutArgs;
 use crate::error::CliError;
+use crate::output::bytes_written;
 
 /// Files larger than this get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
@@ -68,7 +69,7 @@ pub async fn get(ctx: &Ctx, key: &str, output: Option<&Path>, raw: bool) -> Resu
         let written = copy_to_file(stream, path).await?;
         return Ok(ctx.out.done(
             &json!({"key": key, "output": path, "bytes": written, "metadata": metadata_json(&meta, true)}),
-            || format!("Wrote {written} bytes to {}", path.display()),
+            || format!("Wrote {} to {}", bytes_written(written), path.display()),
         )?);
     }
     if ctx.out.json && !raw {
@@ -266,9 +267,12 @@ pub async fn rm(ctx: &Ctx, key: &str, if_match: Option<&str>) -> Result<()> {
 pub async fn share(ctx: &Ctx, key: &str, ttl_secs: i64) -> Result<()> {
     key_arg(key)?;
     if ttl_secs > 300 {
-        return Err(CliError::usage("--ttl must be at most 5m")
-            .hint("signed URLs live at most 5 minutes; mint a new one when it expires")
-            .into());
+        return Err(CliError::usage(format!(
+            "--ttl must be at most {}",
+            crate::duration::format_secs(300)
+        ))
+        .hint("signed URLs live at most 5 minutes; mint a new one when it expires")
+        .into());
     }
     let (_, client) = ctx.session_client()?;
     let opts = SignedUrlOptions {

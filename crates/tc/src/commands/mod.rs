@@ -169,8 +169,8 @@ pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
 fn too_large(what: &str, limit: u64) -> CliError {
     CliError::usage(format!(
-        "{what} is larger than {} KiB; refused",
-        limit / 1024
+        "{what} is larger than {}; refused",
+        crate::output::size(limit)
     ))
 }
 

@@ -11,6 +11,7 @@ use tinycloud_sdk::Error as SdkError;
 use super::Ctx;
 use crate::cli::SqlArgs;
 use crate::error::{CliError, Exit};
+use crate::output::bytes_written;
 use crate::table;
 
 /// Longest database name the node accepts.
@@ -114,7 +115,13 @@ async fn export(ctx: &Ctx, db: &str, path: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.out.done(
         &json!({"db": db, "output": path, "bytes": bytes.len()}),
-        || format!("Wrote {} bytes to {}", bytes.len(), path.display()),
+        || {
+            format!(
+                "Wrote {} to {}",
+                bytes_written(bytes.len() as u64),
+                path.display()
+            )
+        },
     )?;
     Ok(())
 }

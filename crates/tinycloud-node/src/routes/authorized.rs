@@ -182,6 +182,7 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("admin.rs", include_str!("admin.rs")),
         ("delegation.rs", include_str!("delegation.rs")),
+        ("delegation/query.rs", include_str!("delegation/query.rs")),
         ("encryption.rs", include_str!("encryption.rs")),
         ("hooks.rs", include_str!("hooks.rs")),
         ("invoke.rs", include_str!("invoke.rs")),

@@ -5,7 +5,7 @@
 //! `clippy.toml` forbids the undocumented `Router::route`). This module holds the document's
 //! frame (info, tags) and the answer types the handlers serialize, so a handler cannot answer
 //! in a shape other than the one documented; request bodies are documented by the very types
-//! the handlers parse them with (in the handlers' modules). `tests/e2e_api_shapes.rs`
+//! the handlers parse them with (in the handlers' modules). `tests/e2e_api_shapes/`
 //! validates real answers against the served document and `.ci/api-fuzz.sh` (schemathesis)
 //! checks generated requests against it.
 

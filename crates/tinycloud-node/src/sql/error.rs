@@ -1,5 +1,5 @@
-//! The SQL service's error type: shared by `engine` and `hosting` (which records commits for
-//! the engine), so neither depends on the other for it.
+//! The SQL service's error type: shared by `engine` and `hosting` (which records the engine's
+//! commits), so neither depends on the other for it.
 
 /// Errors from running SQL; each maps to an HTTP status at the edge.
 #[derive(Debug, thiserror::Error)]

@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use crate::store::fs_blobs::FsBlobStore;
     use crate::store::sqlite::SqliteIndex;
-    use crate::store::{KvEntry, KvPut, Precondition, ValueLocation, WriteOutcome};
+    use crate::store::{KvEntry, KvPut, KvStore, Precondition, ValueLocation, WriteOutcome};
 
     struct Fx {
         _dir: tempfile::TempDir,

@@ -1,8 +1,18 @@
-//! Storage behind two traits: the [`IndexStore`] (spaces, delegations, revocations, replay
-//! nonces, KV heads, small inline values) and the [`BlobStore`] (content-addressed by BLAKE3,
-//! for values too large to keep inline). The embedded implementations are SQLite
-//! ([`sqlite::SqliteIndex`]) and local files ([`fs_blobs::FsBlobStore`]); a PostgreSQL + S3
-//! pair will implement the same traits. Business logic never names a backend.
+//! Storage behind traits, one per concern, that a backend implements each on its own:
+//!
+//! - the index ([`IndexStore`] = [`SpaceStore`] + [`DelegationStore`] + [`NonceStore`] +
+//!   [`KvStore`] + [`BlobIndex`] + [`EventLog`]): spaces and their usage, delegations and
+//!   revocations, replay nonces, KV heads with small values inline, the garbage-blob queue and
+//!   the per-space event log;
+//! - [`WebhookStore`], [`EncryptionStore`], [`SqlLogStore`], [`TicketStore`] and
+//!   [`quota::QuotaStore`]: the services' durable state;
+//! - the [`BlobStore`] (content-addressed by BLAKE3, for values too large to keep inline).
+//!
+//! The embedded implementations are SQLite ([`sqlite::SqliteIndex`], every trait but the blob
+//! store) and local files ([`fs_blobs::FsBlobStore`]); a PostgreSQL + S3 pair will implement
+//! the same traits. Business logic never names a backend, and this module names no backend's
+//! types: each backend maps its own errors into [`StoreError`] and keeps its own schema
+//! migrations.
 //!
 //! Durability rule: a value's blob is durable before the index entry that points at it is
 //! written, and a write is acknowledged only after the index commit is durable.
@@ -27,21 +37,21 @@ use tinycloud_auth::cid::Cid;
 /// A BLAKE3 digest.
 pub type Hash = [u8; 32];
 
-/// Errors from a store.
+/// Errors from a store. Each backend maps its own errors into these inside the backend (the
+/// SQLite backend in `sqlite/error.rs`), so no caller ever sees a backend's error type. Every
+/// variant is a server-side failure (HTTP 500 through `ApiError`); the detail goes to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, database).
+    /// The backend failed (I/O, database, a busy or full disk, a refused log shipment).
     #[error("storage failure: {0}")]
     Backend(String),
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
-    }
+    /// The stored schema is not one this build can use (written by a newer version: there is
+    /// no downgrade).
+    #[error("incompatible stored schema: {0}")]
+    Schema(String),
 }
 
 impl From<std::io::Error> for StoreError {
@@ -73,7 +83,7 @@ pub struct DelegationCharge {
     pub limit: Option<u64>,
 }
 
-/// What [`IndexStore::put_delegation`] did.
+/// What [`DelegationStore::put_delegation`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DelegationWrite {
     /// Stored now; its bytes were charged to every space of the charge list.
@@ -204,14 +214,44 @@ pub struct KeyPage {
     pub truncated: bool,
 }
 
-/// Spaces, delegations, revocations, replay nonces and KV heads.
+/// The index, by concern. Each trait is implemented on its own by a backend (the embedded
+/// [`sqlite::SqliteIndex`] implements all of them on one database; the PostgreSQL backend will
+/// too), and [`IndexStore`] is the sum of them.
+///
+/// Why one combined handle and not one `Arc` per trait in `AppState`: the concerns are not
+/// independent stores but one transactional index — a KV write updates its head, the space's
+/// usage, the blob reference counts and the event log in one commit — so a deployment always
+/// wires one backend behind all of them. Callers keep one field (`state.index`, the door's
+/// `index`) whose methods are those of every concern, with no wiring of six handles that
+/// must all be the same object; a new backend still implements, and is tested, one trait at
+/// a time, and a component that needs one concern can take just that trait (a concrete
+/// backend coerces to `Arc<dyn KvStore>` as well as to `Arc<dyn IndexStore>`).
+pub trait IndexStore:
+    SpaceStore + DelegationStore + NonceStore + KvStore + BlobIndex + EventLog
+{
+}
+
+impl<T> IndexStore for T where
+    T: SpaceStore + DelegationStore + NonceStore + KvStore + BlobIndex + EventLog
+{
+}
+
+/// Spaces and what they use.
 #[async_trait]
-pub trait IndexStore: Send + Sync + 'static {
+pub trait SpaceStore: Send + Sync + 'static {
     /// Ids of all spaces (loaded once at start-up into memory).
     async fn spaces(&self) -> StoreResult<Vec<String>>;
     /// Creates a space owned by `owner` (no-op if it exists).
     async fn create_space(&self, space: &str, owner: &str, now_ms: i64) -> StoreResult<()>;
+    /// Bytes used by a space's current values and stored delegations.
+    async fn usage(&self, space: &str) -> StoreResult<u64>;
+    /// A cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+}
 
+/// Stored delegations and revocations.
+#[async_trait]
+pub trait DelegationStore: Send + Sync + 'static {
     /// Stores a verified delegation unless it is already stored (idempotent), charging its
     /// [`StoredDelegation::charged_bytes`] to each space of `charges`, atomically refusing it
     /// (storing nothing) when that would take one past its limit.
@@ -252,7 +292,11 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn revoke(&self, cid: &Cid, revoker: &str, now_ms: i64) -> StoreResult<()>;
     /// Every revoked CID (loaded once at start-up).
     async fn revoked(&self) -> StoreResult<Vec<Cid>>;
+}
 
+/// Consumed single-use invocation nonces.
+#[async_trait]
+pub trait NonceStore: Send + Sync + 'static {
     /// Consumes a single-use nonce valid until `expires_ms`; false if it was already used.
     /// On return the nonce survives a process crash.
     async fn consume_nonce(&self, nonce: Hash, expires_ms: i64, now_ms: i64) -> StoreResult<bool>;
@@ -265,7 +309,12 @@ pub trait IndexStore: Send + Sync + 'static {
     fn sync_nonces(&self) -> StoreResult<()>;
     /// Whether consumed nonces are waiting for that sync.
     fn nonces_pending(&self) -> StoreResult<bool>;
+}
 
+/// KV heads (small values inline). Writes keep the space's usage, the blob reference counts
+/// and the event log in the same transaction.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
     /// The current value of a key.
     async fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<KvEntry>>;
     /// Writes a key, atomically checking the precondition and the storage limit.
@@ -289,9 +338,11 @@ pub trait IndexStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<KeyPage>;
-    /// Bytes used by a space's current values and stored delegations.
-    async fn usage(&self, space: &str) -> StoreResult<u64>;
+}
 
+/// The index's side of blob reclamation: the queue of garbage blobs (see [`blob_gc`]).
+#[async_trait]
+pub trait BlobIndex: Send + Sync + 'static {
     /// Up to `limit` queued garbage blobs (no KV head points at them), oldest first, each with
     /// its queue id.
     async fn blob_garbage(&self, limit: usize) -> StoreResult<Vec<(i64, Hash)>>;
@@ -305,9 +356,11 @@ pub trait IndexStore: Send + Sync + 'static {
     async fn queue_orphans(&self, hashes: Vec<Hash>) -> StoreResult<usize>;
     /// Notified after a commit that queued garbage blobs.
     fn garbage_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
-    /// A cheap liveness check.
-    async fn ping(&self) -> StoreResult<()>;
+}
 
+/// Each space's log of write events, and their live fan-out.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
     /// Appends an event to a space's log (for writes not made through the index, e.g. SQL).
     async fn append_event(&self, draft: EventDraft) -> StoreResult<StoredEvent>;
     /// Logged events of a space with `seq > after`, oldest first, at most `limit`.

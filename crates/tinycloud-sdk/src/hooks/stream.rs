@@ -6,12 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use rand::Rng as _;
 use serde_json::Value;
 
-use super::sse::{Message, Parser};
+use super::sse::{Message, Messages, Read};
 use super::{HookEvent, HookEventKind, Hooks, Scope, REQUEST_TIMEOUT};
 use crate::client::{is_success, TinyCloud};
 use crate::error::{check_status, Error, Result};
@@ -96,12 +95,6 @@ impl Backoff {
     }
 }
 
-/// One open event stream.
-struct Connection {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    parser: Parser,
-}
-
 /// What a message means for the subscriber.
 #[derive(Debug, PartialEq)]
 enum Signal {
@@ -146,7 +139,7 @@ struct Subscription<'a> {
     scopes: Vec<Scope>,
     /// The `seq` of the last event yielded (sent as `Last-Event-ID` when reconnecting).
     last_seq: Option<u64>,
-    conn: Option<Connection>,
+    conn: Option<Messages>,
     backoff: Backoff,
     /// Whether any connection succeeded (only then are failures retried).
     connected_once: bool,
@@ -167,7 +160,7 @@ impl<'a> Subscription<'a> {
     }
 
     /// Mints a ticket and opens the event stream (resuming after `last_seq`).
-    async fn connect(&mut self) -> Result<Connection> {
+    async fn connect(&mut self) -> Result<Messages> {
         let ticket = Hooks::new(self.client).ticket(&self.scopes).await?;
         let mut request = self
             .client
@@ -183,10 +176,7 @@ impl<'a> Subscription<'a> {
             .map_err(|_| Error::Network("timed out opening the event stream".into()))??;
         let r = check_status(r, is_success).await?;
         self.connected_once = true;
-        Ok(Connection {
-            body: r.bytes_stream().boxed(),
-            parser: Parser::default(),
-        })
+        Ok(Messages::new(r.bytes_stream(), IDLE_TIMEOUT))
     }
 
     /// Ends the feed with `e`.
@@ -227,8 +217,12 @@ impl<'a> Subscription<'a> {
                 }
                 continue;
             };
-            match conn.parser.next_message() {
-                Ok(Some(msg)) => match interpret(msg) {
+            let read = conn.next().await;
+            if conn.took_alive() {
+                self.backoff.reset();
+            }
+            match read {
+                Read::Message(msg) => match interpret(msg) {
                     Ok(Some(Signal::Event(event))) => {
                         let seen = self
                             .last_seq
@@ -251,18 +245,9 @@ impl<'a> Subscription<'a> {
                     Ok(None) => continue,
                     Err(e) => return self.fail(e),
                 },
-                Ok(None) => {}
-                Err(e) => return self.fail(e),
-            }
-            match tokio::time::timeout(IDLE_TIMEOUT, conn.body.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    self.backoff.reset();
-                    if let Err(e) = conn.parser.push(&chunk) {
-                        return self.fail(e);
-                    }
-                }
+                Read::Invalid(e) => return self.fail(e),
                 // Closed, broken, or silent for too long: resume on a new connection.
-                _ => {
+                Read::Dropped => {
                     self.conn = None;
                     self.pause().await;
                 }

@@ -1,26 +1,14 @@
 //! What the SDK's end-to-end tests share: an in-process node on a free port with its storage
-//! in a temp dir, and signed-in owners.
-
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! in a temp dir, and signed-in clients. (The node runs in-process because a test here cannot
+//! name another package's binary; the node's and `tc`'s tests start theirs with the workspace
+//! testkit's launcher.)
 
 use tinycloud_sdk::{Config, LocalSigner, TinyCloud};
 
-/// A running node and the temp dir holding its storage (removed when dropped).
+/// A running node and the temp dir holding its storage (removed when dropped, after the node).
 pub struct TestNode {
     pub node: tinycloud_node::server::Running,
     _dir: tempfile::TempDir,
-}
-
-impl TestNode {
-    /// Stops the node, then removes its storage.
-    pub async fn stop(self) {
-        self.node.stop().await.unwrap();
-    }
-}
-
-/// A node with the default settings.
-pub async fn node() -> TestNode {
-    node_with(|_| {}).await
 }
 
 /// A node with the default settings as changed by `configure`.
@@ -46,9 +34,4 @@ pub async fn signed_in(url: &str, signer: &LocalSigner) -> TinyCloud {
     let tc = TinyCloud::new(Config::new(url)).unwrap();
     tc.sign_in(signer).await.unwrap();
     tc
-}
-
-/// A client on `url` signed in by a fresh owner.
-pub async fn owner(url: &str) -> TinyCloud {
-    signed_in(url, &LocalSigner::generate(1)).await
 }
