@@ -139,6 +139,22 @@ async fn email_code_signin_cannot_sign_and_brute_force_locks() {
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "fresh_passkey_required");
+    // Nor make itself fresh by adding a passkey of its own: the account has one, so adding
+    // needs a fresh check with it first.
+    let r = c
+        .post_json(
+            "/api/passkeys/add/start",
+            &json!({ "passkey_name": "intruder" }),
+        )
+        .await;
+    assert_eq!(r.status(), 401, "an email-code session adds no passkey");
+    let r = c
+        .post_json(
+            &format!("/api/keys/{key_id}/sign/personal"),
+            &json!({ "message": "hi" }),
+        )
+        .await;
+    assert_eq!(r.status(), 401, "and still cannot sign");
 
     // Carol: five wrong codes lock the address, even for the right code afterwards.
     let mut m = s.client();

@@ -351,7 +351,9 @@ async fn add_start(
         .ok_or_else(|| AppError::Unauthorized("sign in first".into()))?;
     let handle = uuid::Uuid::parse_str(&user.webauthn_handle)
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    let exclude = stored_passkeys(&state, &user.id)?
+    let stored = stored_passkeys(&state, &user.id)?;
+    may_add_passkey(&state, &auth, stored.len())?;
+    let exclude = stored
         .into_iter()
         .map(|(_, pk)| pk.cred_id().clone())
         .collect();
@@ -368,6 +370,23 @@ async fn add_start(
     Ok(Json(Started { ceremony, options }).into_response())
 }
 
+/// Whether this session may add a passkey. A new passkey verifies its holder and so makes the
+/// session fresh for signing and export: were any session allowed to add one, a session opened
+/// by an email code (or a stolen cookie whose passkey check has lapsed) could add its own and
+/// sign. So an account that has passkeys needs a fresh check with one of them first; only a
+/// recovery-code session (the way back for someone who lost every passkey; the code is a
+/// high-entropy secret shown once) may add one without.
+fn may_add_passkey(
+    state: &AppState,
+    auth: &Authenticated,
+    existing: usize,
+) -> Result<(), AppError> {
+    if existing == 0 || auth.method == Method::RecoveryCode.as_str() {
+        return Ok(());
+    }
+    auth.fresh_uv(state).map(|_| ())
+}
+
 async fn add_finish(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -379,6 +398,8 @@ async fn add_finish(
             "this passkey request belongs to another session".into(),
         ));
     }
+    // Again at the end: the window may have lapsed between the two halves.
+    may_add_passkey(&state, &auth, stored_passkeys(&state, &auth.user_id)?.len())?;
     let pk = state
         .webauthn
         .finish_passkey_registration(&req.credential, &add.state)
