@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use common::{Node, Persona};
+use common::{serve, Persona};
 use serde_json::{json, Value};
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
@@ -151,7 +151,7 @@ impl Person {
 
 #[test]
 fn login_with_openkey_device_code_then_write_to_the_space() {
-    let node = Node::start();
+    let node = serve();
     let dir = tempfile::tempdir().unwrap();
     let ok = start_openkey(&dir.path().join("openkey"));
     let rt = tokio::runtime::Builder::new_multi_thread()
