@@ -5,12 +5,12 @@ use super::*;
 const OWNER_ADDR: &str = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf";
 const FOREIGN_ADDR: &str = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF";
 
-fn owner_space() -> SpaceId {
+pub(super) fn owner_space() -> SpaceId {
     SpaceId::new(Did::pkh(1, wallet_address()).unwrap(), "default").unwrap()
 }
 
 /// Capabilities in the owner's space, with nested paths and related abilities.
-fn universe(space: &SpaceId) -> Vec<Capability> {
+pub(super) fn universe(space: &SpaceId) -> Vec<Capability> {
     let mut out = Vec::new();
     for (res, abilities) in [
         ("kv", &["get", "put", "del", "list"][..]),

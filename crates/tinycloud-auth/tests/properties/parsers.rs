@@ -1,5 +1,6 @@
 //! Parsers never panic, and whatever they accept re-encodes faithfully.
 
+use super::chains::{owner_space, universe};
 use super::*;
 
 struct Samples {
