@@ -35,7 +35,7 @@ impl Shipper {
             // (then what it holds cannot be told, and acknowledging would lose it).
             None => {
                 let wal_len = std::fs::metadata(wal_path(path)).map_or(0, |m| m.len());
-                if wal_len > u64::from(WAL_HEADER) {
+                if wal_len > WAL_HEADER {
                     return Err(SqlError::Internal(
                         "the WAL has frames but no WAL index".into(),
                     ));
