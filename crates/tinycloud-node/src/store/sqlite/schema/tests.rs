@@ -13,10 +13,16 @@ use crate::store::{
     WebhookStore,
 };
 
-/// What the last unversioned release ran on a fresh index (a copy, kept as it was).
-const PRE_MIGRATION: &str = include_str!("fixtures/pre_migration.sql");
-/// Its tables alone, as an older release left them.
+/// The tables of the last unversioned release, as an older release left them (a copy, kept as
+/// it was).
 const PRE_MIGRATION_TABLES: &str = include_str!("fixtures/pre_migration_tables.sql");
+/// What that release ran on open after its tables.
+const PRE_MIGRATION_ON_OPEN: &str = include_str!("fixtures/pre_migration_on_open.sql");
+
+/// Everything the last unversioned release ran on a fresh index, in order.
+fn pre_migration() -> String {
+    format!("{PRE_MIGRATION_TABLES}\n{PRE_MIGRATION_ON_OPEN}")
+}
 
 /// Schema objects: (type, name, table, stored SQL text).
 type Objects = Vec<(String, String, String, Option<String>)>;
@@ -56,7 +62,7 @@ fn a_fresh_index_has_exactly_the_schema_of_the_unversioned_code() {
     let old = dir.path().join("old.db");
     Connection::open(&old)
         .unwrap()
-        .execute_batch(PRE_MIGRATION)
+        .execute_batch(&pre_migration())
         .unwrap();
     let (old_schema, old_version) = schema_of(&old);
     let (new_schema, new_version) = fresh_schema(dir.path());
@@ -75,7 +81,7 @@ async fn an_index_of_the_last_unversioned_release_is_adopted_with_its_rows() {
     let blob = [7u8; 32];
     {
         let c = Connection::open(&path).unwrap();
-        c.execute_batch(PRE_MIGRATION).unwrap();
+        c.execute_batch(&pre_migration()).unwrap();
         c.execute_batch(
             "INSERT INTO space (id, owner, created_at) VALUES ('s', 'did:key:owner', 1);
              INSERT INTO space_usage (space, bytes) VALUES ('s', 1005);
